@@ -1,0 +1,148 @@
+"""Configs as frozen pydantic models: recipe, suite, protocol, run spec; run ids.
+
+A run is named by the sha256 of its canonical config: the JSON of its non-default fields with
+sorted keys, so that adding a defaulted field later keeps every old id (open_lth's rule).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from benchmark.schedule import LRSchedule
+
+SETUPS = ("S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2", "SX-A", "SX-B")
+Setup = Literal["S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2", "SX-A", "SX-B"]
+Phase = Literal["pretrain", "prune", "retrain", "scratch"]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Recipe(Frozen):
+    """How one phase trains: SGD with momentum, a per-epoch LR schedule, batch and augmentation."""
+
+    epochs: int = Field(ge=0, description="number of epochs of this phase")
+    lr: LRSchedule = Field(description="LR schedule, e.g. '0:0.1,80:0.01,120:0.001' or 'cosine:0.1'")
+    batch_size: int = Field(128, gt=0, description="mini-batch size")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    nesterov: bool = Field(False, description="Nesterov momentum")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 weight decay (SGD's weight_decay)")
+    augment: Literal["none", "flip", "crop+flip"] = Field(
+        "crop+flip", description="training augmentation, done batched on the training device"
+    )
+    pad: int = Field(4, ge=0, description="zero padding before the random crop (crop+flip)")
+
+    @model_validator(mode="after")
+    def _schedule_fits(self) -> Recipe:
+        if self.epochs and self.lr.last_start() >= self.epochs:
+            raise ValueError(
+                f"the LR schedule {self.lr} starts a stage at epoch {self.lr.last_start()}, "
+                f"but the phase has only {self.epochs} epochs"
+            )
+        return self
+
+    def with_epochs(self, epochs: int) -> Recipe:
+        """This recipe over `epochs`, its LR stages stretched to keep their fractions."""
+        return self.model_copy(
+            update={"epochs": epochs, "lr": self.lr.stretched(self.epochs, epochs)}
+        )
+
+
+class Suite(Frozen):
+    """A dataset, an architecture and the base (pretraining) recipe."""
+
+    name: str = Field(description="suite name, e.g. 'cifar10-resnet56'")
+    description: str = Field("", description="one line for `bench list suites`")
+    dataset: str = Field(description="registered dataset name")
+    arch: str = Field(description="registered architecture name")
+    base: Recipe = Field(description="recipe that trains the dense base model")
+    seeds: list[int] = Field([0, 1, 2], min_length=1, description="seeds run by default")
+
+
+class Budget(Frozen):
+    """What a setup keeps equal in total across pipelines (SX-A: epochs, SX-B: training FLOPs)."""
+
+    kind: Literal["epochs", "flops"] = Field(description="what is matched")
+    tolerance: float = Field(
+        0.01, ge=0, lt=1, description="allowed relative overrun of the budget"
+    )
+    convention: str = Field(
+        "training FLOPs = sum over steps of samples x 3 x forward MACs x 2",
+        description="how FLOPs are counted (recorded with every budget)",
+    )
+
+
+class Protocol(Frozen):
+    """One suite under one comparison setup: what must be equal across methods."""
+
+    setup: Setup = Field(description="comparison setup of Wang et al., Tab. 2")
+    suite: str = Field(description="the suite this protocol applies to")
+    description: str = Field("", description="what this protocol is for")
+    ratios: list[float] = Field([0.5], min_length=1, description="pruning ratios run by default")
+    prune_epochs: int = Field(0, ge=0, description="epochs of the pruning phase")
+    retrain: Recipe = Field(description="retraining (fine-tuning) recipe")
+    budget: Budget | None = Field(None, description="total budget matched by the scratch baseline")
+
+    @model_validator(mode="after")
+    def _check(self) -> Protocol:
+        for r in self.ratios:
+            if not 0 <= r < 1:
+                raise ValueError(f"pruning ratio {r} is outside [0, 1)")
+        wants = {"SX-A": "epochs", "SX-B": "flops"}.get(self.setup)
+        if wants and (self.budget is None or self.budget.kind != wants):
+            raise ValueError(f"setup {self.setup} needs 'budget: {{kind: {wants}}}'")
+        return self
+
+    @property
+    def scratch_variant(self) -> str | None:
+        return {"SX-A": "Scratch-E", "SX-B": "Scratch-B"}.get(self.setup)
+
+
+class MethodSpec(Frozen):
+    """A method and the target it prunes to."""
+
+    name: str = Field(description="registered method name")
+    settings: dict[str, Any] = Field(default_factory=dict, description="method settings")
+    ratio: float | None = Field(None, ge=0, lt=1, description="uniform pruning ratio")
+    config: str | None = Field(None, description="named layer-wise config (e.g. 'A')")
+
+
+class RunSpec(Frozen):
+    """Everything that decides what one run computes; its hash is the run id."""
+
+    kind: Literal["base", "pruned", "scratch"] = Field(description="what the run produces")
+    suite: str = Field(description="suite name (a label; the content follows)")
+    dataset: str = Field(description="dataset name")
+    arch: str = Field(description="architecture name")
+    seed: int = Field(description="seed: base model, data order and init")
+    phases: list[tuple[Phase, Recipe]] = Field(description="the phases trained, in order")
+    protocol: str | None = Field(None, description="'suite/setup' of the protocol it ran under")
+    base: str | None = Field(None, description="run id of the base model it starts from")
+    method: MethodSpec | None = Field(None, description="pruning method and target")
+    widths: dict[str, int] | None = Field(
+        None, description="scratch: output channels per pruned layer of the architecture"
+    )
+    variant: str | None = Field(None, description="scratch: 'Scratch-E' or 'Scratch-B'")
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self)
+
+    def epochs(self) -> int:
+        return sum(recipe.epochs for _, recipe in self.phases)
+
+
+def canonical(model: BaseModel) -> str:
+    """Canonical JSON of a config: non-default fields only, sorted keys, no spaces."""
+    return json.dumps(
+        model.model_dump(mode="json", exclude_defaults=True), sort_keys=True, separators=(",", ":")
+    )
+
+
+def run_id(spec: RunSpec) -> str:
+    return hashlib.sha256(canonical(spec).encode()).hexdigest()

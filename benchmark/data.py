@@ -1,0 +1,294 @@
+"""Datasets, found by name in `DATASETS`.
+
+Small datasets (CIFAR, Fashion-MNIST, the synthetic test set) live on the training device as one
+uint8 tensor; augmentation (pad-crop, flip) and normalisation run batched there, which is
+several times faster than a per-image PIL `DataLoader`. ImageNet-style folders stream through a
+`DataLoader` with workers. Nothing is downloaded unless asked; a missing dataset is an error
+that says where the harness looked and how to get it. The synthetic dataset is for tests and is
+only ever used by name.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from benchmark import paths
+from benchmark._registry import Registry
+from benchmark.errors import DatasetNotFound
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class TensorData:
+    """One split held as a uint8 (N, C, H, W) tensor plus int64 labels, on one device."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor,
+                 mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
+            raise ValueError("TensorData wants uint8 images (N, C, H, W) and N labels")
+        self.images, self.labels = images, labels.long()
+        c = images.shape[1]
+        self._mean = torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1) * 255
+        self._std = torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1) * 255
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device | str) -> TensorData:
+        out = TensorData.__new__(TensorData)
+        out.images, out.labels = self.images.to(device), self.labels.to(device)
+        out._mean, out._std = self._mean.to(device), self._std.to(device)
+        return out
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        h.update(self.images.cpu().numpy().tobytes())
+        h.update(self.labels.cpu().numpy().tobytes())
+        return h.hexdigest()
+
+    def batches(self, batch_size: int, *, generator: torch.Generator | None = None,
+                augment: str = "none", pad: int = 0) -> Iterator[Batch]:
+        """Normalised float batches; shuffled and augmented when a generator is given."""
+        n, device = len(self), self.images.device
+        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size].to(device)
+            x = self.images[idx]
+            if generator is not None and augment != "none":
+                x = _augment(x, generator, crop=augment == "crop+flip", pad=pad)
+            x = (x.float() - self._mean) / self._std
+            yield x.contiguous(memory_format=torch.channels_last), self.labels[idx]
+
+
+def _augment(x: torch.Tensor, generator: torch.Generator, *, crop: bool, pad: int) -> torch.Tensor:
+    """Batched random pad-crop (zero padding) and horizontal flip of uint8 images."""
+    b, c, h, w = x.shape
+    if crop and pad:
+        padded = F.pad(x, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+        dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        batch = torch.arange(b, device=x.device)[:, None, None, None]
+        chan = torch.arange(c, device=x.device)[None, :, None, None]
+        x = padded[batch, chan, rows, cols]
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+class LoaderData:
+    """An ImageFolder split streamed by a `DataLoader` (ImageNet-sized data)."""
+
+    def __init__(self, folder: Path, train: bool, workers: int = 4) -> None:
+        t = torchvision.transforms
+        norm = t.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        self.train_transform = t.Compose([t.RandomResizedCrop(224), t.RandomHorizontalFlip(), t.ToTensor(), norm])
+        self.eval_transform = t.Compose([t.Resize(256), t.CenterCrop(224), t.ToTensor(), norm])
+        self.dataset = torchvision.datasets.ImageFolder(str(folder))
+        self.workers = workers
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for path, label in self.dataset.samples:
+            h.update(f"{Path(path).name}:{label}\n".encode())
+        return h.hexdigest()
+
+    def batches(self, batch_size: int, *, generator: torch.Generator | None = None,
+                augment: str = "none", pad: int = 0) -> Iterator[Batch]:
+        train = generator is not None and augment != "none"
+        self.dataset.transform = self.train_transform if train else self.eval_transform
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=batch_size, shuffle=generator is not None,
+            generator=generator, num_workers=self.workers, pin_memory=torch.cuda.is_available(),
+        )
+        yield from loader
+
+
+Split = TensorData | LoaderData
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    description: str
+    how_to_get: str
+    # (data root, cache root) -> (train split, test split); raises DatasetNotFound
+    load: Callable[[Path, Path], tuple[Split, Split]]
+
+
+DATASETS: Registry[Dataset] = Registry("dataset")
+
+
+def load_dataset(name: str, data_root: Path | None = None, cache: Path | None = None) -> tuple[Split, Split]:
+    dataset = DATASETS.get(name)
+    return dataset.load(Path(data_root or paths.default_data_root()), Path(cache or paths.cache_home()))
+
+
+def _missing(name: str, looked: list[Path], how: str) -> DatasetNotFound:
+    where = ", ".join(str(p) for p in looked)
+    return DatasetNotFound(
+        f"dataset {name!r} not found. Looked in: {where}. {how} Point the harness at your copy "
+        f"with --data-root DIR or ${paths.DATA_ENV}."
+    )
+
+
+# --- CIFAR -----------------------------------------------------------------------------------
+
+CIFAR_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+
+def _image_folder_tensors(folder: Path, cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode an ImageFolder split of small images once into uint8 tensors (cached)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    key = hashlib.sha256(
+        "\n".join(f"{p.relative_to(folder)}:{p.stat().st_size}" for p in files).encode()
+    ).hexdigest()[:20]
+    cached = paths.tensor_cache(cache, key)
+    if cached.exists():
+        images, labels = torch.load(cached)
+        return images, labels
+    dataset = torchvision.datasets.ImageFolder(str(folder))
+    images = torch.stack([
+        torchvision.io.decode_image(path, mode=torchvision.io.ImageReadMode.RGB)
+        for path, _ in dataset.samples
+    ])
+    labels = torch.tensor(dataset.targets)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp")
+    torch.save((images, labels), tmp)
+    tmp.replace(cached)
+    return images, labels
+
+
+def _cifar_loader(name: str, klass: type, folder_name: str, how: str):
+    mean, std = CIFAR_STATS[name]
+
+    def load(root: Path, cache: Path) -> tuple[Split, Split]:
+        if (root / folder_name).is_dir():  # torchvision's own format
+            splits = [klass(str(root), train=t, download=False) for t in (True, False)]
+            return tuple(  # type: ignore[return-value]
+                TensorData(torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous(),
+                           torch.tensor(s.targets), mean, std)
+                for s in splits
+            )
+        for base in (root / name, root):  # ImageFolder layout: train/<class>/..., test/<class>/...
+            if (base / "train").is_dir() and (base / "test").is_dir():
+                return tuple(  # type: ignore[return-value]
+                    TensorData(*_image_folder_tensors(base / split, cache), mean, std)
+                    for split in ("train", "test")
+                )
+        raise _missing(name, [root / folder_name, root / name / "train", root / "train"], how)
+
+    return load
+
+
+DATASETS.register("cifar10", Dataset(
+    "cifar10", 10, (3, 32, 32), "CIFAR-10, torchvision format or ImageFolder (train/, test/)",
+    "Download the python batches from the CIFAR site into DIR (giving DIR/cifar-10-batches-py), "
+    "or unpack an ImageFolder copy into DIR/cifar10/{train,test}/<class>/.",
+    _cifar_loader("cifar10", torchvision.datasets.CIFAR10, "cifar-10-batches-py", ""),
+))
+DATASETS.register("cifar100", Dataset(
+    "cifar100", 100, (3, 32, 32), "CIFAR-100, torchvision format or ImageFolder (train/, test/)",
+    "Download the python version into DIR (giving DIR/cifar-100-python), or unpack an "
+    "ImageFolder copy into DIR/cifar100/{train,test}/<class>/.",
+    _cifar_loader("cifar100", torchvision.datasets.CIFAR100, "cifar-100-python", ""),
+))
+
+# --- Fashion-MNIST ---------------------------------------------------------------------------
+
+FMNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FMNIST_HOW = ("On Debian/Ubuntu: `apt-get install dataset-fashion-mnist` (files in "
+              f"{paths.DEBIAN_FASHION_MNIST}); or put the four IDX files (gzipped or not) "
+              "into DIR/FashionMNIST/raw/.")
+
+
+def _fmnist_raw(root: Path, cache: Path) -> Path | None:
+    """A folder holding the decompressed IDX files where torchvision expects them."""
+    for raw in (root / "FashionMNIST" / "raw", cache / "FashionMNIST" / "raw"):
+        if all((raw / f).exists() for f in FMNIST_FILES):
+            return raw.parent.parent
+    for source in (root / "FashionMNIST" / "raw", root, paths.DEBIAN_FASHION_MNIST):
+        if all((source / f"{f}.gz").exists() for f in FMNIST_FILES):
+            raw = cache / "FashionMNIST" / "raw"
+            raw.mkdir(parents=True, exist_ok=True)
+            for f in FMNIST_FILES:
+                tmp = raw / f"{f}.tmp"
+                with gzip.open(source / f"{f}.gz", "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                tmp.replace(raw / f)
+            return cache
+    return None
+
+
+def _load_fmnist(root: Path, cache: Path) -> tuple[Split, Split]:
+    found = _fmnist_raw(root, cache)
+    if found is None:
+        raise _missing("fashion-mnist", [root / "FashionMNIST" / "raw", root, paths.DEBIAN_FASHION_MNIST], FMNIST_HOW)
+    splits = [torchvision.datasets.FashionMNIST(str(found), train=t, download=False) for t in (True, False)]
+    return tuple(  # type: ignore[return-value]
+        TensorData(s.data.unsqueeze(1).contiguous(), s.targets, (0.2860,), (0.3530,)) for s in splits
+    )
+
+
+DATASETS.register("fashion-mnist", Dataset(
+    "fashion-mnist", 10, (1, 28, 28), "Fashion-MNIST (local root or Debian's dataset-fashion-mnist)",
+    FMNIST_HOW, _load_fmnist,
+))
+
+# --- ImageNet --------------------------------------------------------------------------------
+
+
+def _load_imagenet(root: Path, cache: Path) -> tuple[Split, Split]:
+    for base in (root / "imagenet", root):
+        if (base / "train").is_dir() and (base / "val").is_dir():
+            return LoaderData(base / "train", train=True), LoaderData(base / "val", train=False)
+    raise _missing("imagenet", [root / "imagenet", root], "Prepare ILSVRC-2012 as ImageFolder "
+                   "folders DIR/imagenet/train/<wnid>/ and DIR/imagenet/val/<wnid>/.")
+
+
+DATASETS.register("imagenet", Dataset(
+    "imagenet", 1000, (3, 224, 224), "ImageNet (ILSVRC-2012) as ImageFolder train/ and val/",
+    "Prepare ILSVRC-2012 as ImageFolder folders.", _load_imagenet,
+))
+
+# --- synthetic (tests only, by name) ---------------------------------------------------------
+
+
+def synthetic(n_train: int = 640, n_test: int = 200, shape: tuple[int, int, int] = (1, 16, 16),
+              classes: int = 10, seed: int = 1234) -> tuple[TensorData, TensorData]:
+    """A learnable toy set: one random template per class plus noise. For tests only."""
+    g = torch.Generator().manual_seed(seed)
+    templates = torch.rand(classes, *shape, generator=g) * 160 + 40
+
+    def split(n: int) -> TensorData:
+        labels = torch.arange(n) % classes
+        noise = torch.randn(n, *shape, generator=g) * 40
+        images = (templates[labels] + noise).clamp(0, 255).to(torch.uint8)
+        return TensorData(images, labels, (0.5,) * shape[0], (0.25,) * shape[0])
+
+    return split(n_train), split(n_test)
+
+
+DATASETS.register("synthetic", Dataset(
+    "synthetic", 10, (1, 16, 16), "toy data for tests: class templates plus noise (never a fallback)",
+    "It is generated; nothing to get.", lambda root, cache: synthetic(),
+))

@@ -1,0 +1,17 @@
+"""Errors a user can cause and fix; the CLI prints them as one paragraph, without a traceback."""
+
+
+class UserError(Exception):
+    """Bad input: the message says what was wrong, where, and what to do."""
+
+
+class DatasetNotFound(UserError):
+    """A dataset is not where the harness looked."""
+
+
+class ProtocolViolation(Exception):
+    """A run did something its protocol forbids (named setup, rule, expected and actual value)."""
+
+    def __init__(self, setup: str, rule: str, expected: object, actual: object) -> None:
+        self.setup, self.rule, self.expected, self.actual = setup, rule, expected, actual
+        super().__init__(f"{setup}: rule {rule!r} broken: expected {expected}, got {actual}")
