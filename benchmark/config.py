@@ -83,13 +83,16 @@ class Protocol(Frozen):
     setup: Setup = Field(description="comparison setup of Wang et al., Tab. 2")
     suite: str = Field(description="the suite this protocol applies to")
     description: str = Field("", description="what this protocol is for")
-    ratios: list[float] = Field([0.5], min_length=1, description="pruning ratios run by default")
-    prune_epochs: int = Field(0, ge=0, description="epochs of the pruning phase")
+    ratios: list[float] = Field([0.5], description="uniform pruning ratios run by default")
+    configs: list[str] = Field([], description="named layer-wise configs run by default (e.g. 'A')")
+    prune: Recipe | None = Field(None, description="pruning-phase recipe (none: one-shot pruning)")
     retrain: Recipe = Field(description="retraining (fine-tuning) recipe")
     budget: Budget | None = Field(None, description="total budget matched by the scratch baseline")
 
     @model_validator(mode="after")
     def _check(self) -> Protocol:
+        if not self.ratios and not self.configs:
+            raise ValueError("give at least one pruning target in 'ratios' or 'configs'")
         for r in self.ratios:
             if not 0 <= r < 1:
                 raise ValueError(f"pruning ratio {r} is outside [0, 1)")

@@ -124,6 +124,7 @@ class Dataset:
     name: str
     num_classes: int
     input_shape: tuple[int, int, int]
+    train_size: int
     description: str
     how_to_get: str
     # (data root, cache root) -> (train split, test split); raises DatasetNotFound
@@ -200,13 +201,13 @@ def _cifar_loader(name: str, klass: type, folder_name: str, how: str):
 
 
 DATASETS.register("cifar10", Dataset(
-    "cifar10", 10, (3, 32, 32), "CIFAR-10, torchvision format or ImageFolder (train/, test/)",
+    "cifar10", 10, (3, 32, 32), 50_000, "CIFAR-10, torchvision format or ImageFolder (train/, test/)",
     "Download the python batches from the CIFAR site into DIR (giving DIR/cifar-10-batches-py), "
     "or unpack an ImageFolder copy into DIR/cifar10/{train,test}/<class>/.",
     _cifar_loader("cifar10", torchvision.datasets.CIFAR10, "cifar-10-batches-py", ""),
 ))
 DATASETS.register("cifar100", Dataset(
-    "cifar100", 100, (3, 32, 32), "CIFAR-100, torchvision format or ImageFolder (train/, test/)",
+    "cifar100", 100, (3, 32, 32), 50_000, "CIFAR-100, torchvision format or ImageFolder (train/, test/)",
     "Download the python version into DIR (giving DIR/cifar-100-python), or unpack an "
     "ImageFolder copy into DIR/cifar100/{train,test}/<class>/.",
     _cifar_loader("cifar100", torchvision.datasets.CIFAR100, "cifar-100-python", ""),
@@ -250,7 +251,7 @@ def _load_fmnist(root: Path, cache: Path) -> tuple[Split, Split]:
 
 
 DATASETS.register("fashion-mnist", Dataset(
-    "fashion-mnist", 10, (1, 28, 28), "Fashion-MNIST (local root or Debian's dataset-fashion-mnist)",
+    "fashion-mnist", 10, (1, 28, 28), 60_000, "Fashion-MNIST (local root or Debian's dataset-fashion-mnist)",
     FMNIST_HOW, _load_fmnist,
 ))
 
@@ -266,7 +267,7 @@ def _load_imagenet(root: Path, cache: Path) -> tuple[Split, Split]:
 
 
 DATASETS.register("imagenet", Dataset(
-    "imagenet", 1000, (3, 224, 224), "ImageNet (ILSVRC-2012) as ImageFolder train/ and val/",
+    "imagenet", 1000, (3, 224, 224), 1_281_167, "ImageNet (ILSVRC-2012) as ImageFolder train/ and val/",
     "Prepare ILSVRC-2012 as ImageFolder folders.", _load_imagenet,
 ))
 
@@ -289,6 +290,6 @@ def synthetic(n_train: int = 640, n_test: int = 200, shape: tuple[int, int, int]
 
 
 DATASETS.register("synthetic", Dataset(
-    "synthetic", 10, (1, 16, 16), "toy data for tests: class templates plus noise (never a fallback)",
+    "synthetic", 10, (1, 16, 16), 640, "toy data for tests: class templates plus noise (never a fallback)",
     "It is generated; nothing to get.", lambda root, cache: synthetic(),
 ))

@@ -1,0 +1,191 @@
+"""`bench`: the only code that parses arguments. It builds specs and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+# glibc's heuristics otherwise return and re-fetch large training buffers from the OS every step
+os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(64 * 1024 * 1024))
+os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(128 * 1024 * 1024))
+
+from tabulate import tabulate  # noqa: E402
+
+from benchmark import paths  # noqa: E402
+from benchmark.errors import ProtocolViolation, UserError  # noqa: E402
+
+LIST_KINDS = ("archs", "datasets", "suites", "methods", "protocols")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description="prunebench: comparable pruning results.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a protocol for one or more methods and print the results")
+    run.add_argument("--protocol", required=True, help="setup name (e.g. SX-B) or a protocol YAML file")
+    run.add_argument("--suite", default=None, help="suite (default: the protocol file's, else fmnist-smallcnn)")
+    run.add_argument("--method", action="append", required=True, help="registered method; repeat for several")
+    target = run.add_mutually_exclusive_group()
+    target.add_argument("--ratio", type=float, help="uniform pruning ratio in [0, 1)")
+    target.add_argument("--config", help="named layer-wise config of the architecture (e.g. A)")
+    run.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the suite's)")
+    run.add_argument("--store", type=Path, help=f"run store (default ${paths.STORE_ENV} or the user cache)")
+    run.add_argument("--data-root", type=Path, help=f"dataset root (default ${paths.DATA_ENV} or the user cache)")
+    run.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    run.add_argument("--dry-run", action="store_true", help="show the planned runs without training")
+    run.add_argument("--json", action="store_true", help="print the result rows as JSON")
+
+    ls = sub.add_parser("list", help="list registered names")
+    ls.add_argument("kind", choices=LIST_KINDS)
+
+    fl = sub.add_parser("flops", help="forward MACs and parameters of an architecture")
+    fl.add_argument("--arch", required=True, help="architecture name")
+    fl.add_argument("--config", help="named pruned config (e.g. A)")
+    fl.add_argument("--ratio", type=float, help="uniform pruning ratio of the prunable convs")
+    fl.add_argument("--json", action="store_true", help="print a JSON object")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "list": cmd_list, "flops": cmd_flops}[args.command](args)
+    except UserError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 2
+    except ProtocolViolation as e:
+        print(f"bench: protocol violation: {e}. The run is marked violated in the store and "
+              "will not enter a leaderboard.", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("bench: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from benchmark.data import DATASETS
+    from benchmark.method import load_builtin_methods
+    from benchmark.models import ARCHS
+    from benchmark.protocols import list_protocols, load_suites
+
+    if args.kind == "archs":
+        rows = [(n, ARCHS.get(n).description, ", ".join(sorted(ARCHS.get(n).configs)) or "-") for n in ARCHS]
+        print(tabulate(rows, headers=["architecture", "description", "named configs"]))
+    elif args.kind == "datasets":
+        print(tabulate([(n, DATASETS.get(n).description) for n in DATASETS], headers=["dataset", "description"]))
+    elif args.kind == "suites":
+        suites = load_suites()
+        rows = [(n, suites.get(n).dataset, suites.get(n).arch, suites.get(n).description) for n in suites]
+        print(tabulate(rows, headers=["suite", "dataset", "arch", "description"]))
+    elif args.kind == "methods":
+        methods = load_builtin_methods()
+        print(tabulate([(n, methods.get(n).description) for n in methods], headers=["method", "description"]))
+    else:
+        print(tabulate([(s, setup, str(p)) for s, setup, p in list_protocols()],
+                       headers=["suite", "setup", "file"]))
+    return 0
+
+
+def cmd_flops(args: argparse.Namespace) -> int:
+    from benchmark.flops import MACS_NOTE, forward_macs, param_count
+    from benchmark.method import Target
+    from benchmark.models import ARCHS
+    from benchmark.pruning import PruningPlan, apply_plan
+
+    arch = ARCHS.get(args.arch)
+    model = arch.build(arch.num_classes, arch.input_shape[0])
+    dense = forward_macs(model, arch.input_shape)
+    if args.config is not None or args.ratio is not None:
+        keep = Target(ratio=args.ratio, config=args.config).keep_counts(arch, model)
+        apply_plan(model, PruningPlan.first_k(keep), arch.input_shape)
+    macs, params = forward_macs(model, arch.input_shape), param_count(model)
+    out = {"arch": arch.name, "config": args.config, "ratio": args.ratio, "input": list(arch.input_shape),
+           "macs": macs, "params": params, "dense_macs": dense, "speedup": dense / macs}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(tabulate([[arch.name, args.config or (args.ratio if args.ratio is not None else "dense"),
+                         f"{macs:,}", f"{params:,}", f"{dense / macs:.2f}x"]],
+                       headers=["arch", "config", "MACs", "params", "speedup"]))
+        print(f"\n{MACS_NOTE}; input {'x'.join(map(str, arch.input_shape))}, batch 1.")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.protocols import DEFAULT_SUITE, load_protocol
+    from benchmark.runner import Harness
+
+    if args.ratio is not None and not 0 <= args.ratio < 1:
+        raise UserError(f"--ratio {args.ratio} is outside [0, 1): pass a fraction of filters to remove, e.g. 0.5.")
+    protocol, path, sha = load_protocol(args.protocol, args.suite or DEFAULT_SUITE)
+    if args.suite and protocol.suite != args.suite:
+        raise UserError(f"{path} is a protocol of suite {protocol.suite!r}, not {args.suite!r}.")
+    harness = Harness(protocol, store=args.store or paths.default_store(), protocol_sha256=sha,
+                      data_root=args.data_root, device=args.device, progress=not args.json)
+    seeds = args.seeds or harness.suite.seeds
+    if args.dry_run:
+        return _dry_run(harness, args, seeds, path)
+    rows = harness.run(args.method, seeds, args.ratio, args.config)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        _print_table(harness, rows, path)
+    return 0
+
+
+def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) -> int:
+    from benchmark.flops import MACS_NOTE
+
+    planned = harness.plan(args.method, seeds, args.ratio, args.config)
+    n = harness.dataset.train_size
+    out = []
+    for p in planned:
+        phases = [{"phase": ph, "epochs": r.epochs, "lr": str(r.lr), "samples": r.epochs * n,
+                   "batch_size": r.batch_size} for ph, r in p.spec.phases]
+        out.append({"run": p.spec.run_id[:12], "row": p.row, "seed": p.spec.seed,
+                    "target": p.target.label() if p.target else None, "macs": p.macs,
+                    "phases": phases, "budget": p.budget})
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    pr = harness.protocol
+    print(f"protocol {pr.setup} of suite {pr.suite} ({path}); budget: "
+          f"{pr.budget.kind + ' (' + pr.budget.convention + ')' if pr.budget else 'none'}")
+    table = []
+    for o in out:
+        for ph in o["phases"]:
+            table.append([o["run"], o["row"], o["seed"], o["target"] or "-", ph["phase"], ph["epochs"],
+                          ph["lr"], f"{ph['samples']:,}", f"{o['macs']:,}",
+                          f"{o['budget']:.4g}" if o["budget"] is not None else "-"])
+    print(tabulate(table, headers=["run", "row", "seed", "target", "phase", "epochs", "LR schedule",
+                                   "samples", "MACs", "budget"]))
+    print(f"\nMACs: {MACS_NOTE}. Budget: total epochs (SX-A) or training FLOPs (SX-B) of pretrain + "
+          "prune + retrain that the scratch run must not exceed.")
+    return 0
+
+
+def _print_table(harness, rows: list[dict], path: Path) -> None:
+    from benchmark.flops import MACS_NOTE
+
+    table = []
+    for r in rows:
+        acc = f"{r['mean']:.2f} ± {r['std']:.2f}" if r["std"] is not None else f"{r['mean']:.2f}"
+        table.append([
+            r["row"], r["target"] or "-", acc, r["n"],
+            f"{r['drop']:+.2f}" if r["drop"] is not None else "-",
+            f"{r['macs']:,}", f"{r['params']:,}", f"{r['speedup']:.2f}x", r["epochs"],
+            " ".join(i[:8] for i in r["run_ids"]),
+        ])
+    pr = harness.protocol
+    print(f"\n{pr.suite} under {pr.setup} ({path})")
+    print(tabulate(table, headers=["", "ratio", "test acc % (mean ± std)", "n", "drop", "MACs",
+                                   "params", "speedup", "epochs", "runs"]))
+    print(f"\nMACs: {MACS_NOTE}. Accuracy: last epoch on the test set. Drop: from the base model of "
+          f"the same seed. Epochs: total trained, pretraining included. Store: {harness.store_root}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

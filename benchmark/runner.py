@@ -1,0 +1,414 @@
+"""Turns (protocol, methods, targets, seeds) into runs, executes them through the store, and
+summarises the results.
+
+For each seed the base model is trained once (or found in the store) and feeds every method and
+target of that seed, so comparisons are paired. A pruned run loads the base (its sha256 checked),
+trains the pruning phase if the protocol has one, cuts the filters the method's plan drops and
+retrains. Under SX-A / SX-B a scratch baseline trains the same pruned architecture from a fresh
+init for the matched budget (Scratch-E / Scratch-B).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import benchmark
+from benchmark import audit
+from benchmark.config import MethodSpec, Protocol, Recipe, RunSpec, Suite
+from benchmark.data import DATASETS, Split, load_dataset
+from benchmark.errors import ProtocolViolation, UserError
+from benchmark.flops import forward_macs, param_count
+from benchmark.method import METHODS, Method, PruneContext, Target, load_builtin_methods
+from benchmark.models import ARCHS, reinitialise
+from benchmark.protocols import load_suites
+from benchmark.pruning import PruningPlan, apply_plan
+from benchmark.store import Store, sha256_file, write_atomic
+from benchmark.trace import Trace
+from benchmark.train import train_phases
+
+Log = Callable[[str], None]
+
+
+def scratch_epochs(variant: str, k1: int, k2: int, dense_macs: int, pruned_macs: int) -> int:
+    """Epochs of the scratch baseline (Liu et al.; Wang et al. Sec. 2).
+
+    Scratch-E: the pipeline's K1 + K2 epochs. Scratch-B: the same training FLOPs, K1*F1/F2 + K2
+    epochs, rounded down so the baseline never exceeds the pipeline's budget (Rethinking's
+    int(E*F1/F2) is the case K2 = 0).
+    """
+    if variant == "Scratch-E":
+        return k1 + k2
+    return int(k1 * dense_macs / pruned_macs) + k2
+
+
+@dataclass
+class Start:
+    """Where a run's training starts: the model, the phases left, what was already trained."""
+
+    model: nn.Module
+    phases: list[tuple[str, Recipe]]
+    prior: Trace = field(default_factory=Trace)
+
+
+@dataclass
+class Planned:
+    """One run as planned: its spec and what the dry run shows."""
+
+    spec: RunSpec
+    row: str
+    target: Target | None = None
+    macs: int | None = None
+    budget: float | None = None  # SX budget in the protocol's unit (epochs or training FLOPs)
+    notes: list[str] = field(default_factory=list)
+
+
+def _code_version() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(benchmark.__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"prunebench {_version()}" + (f" ({commit})" if commit else "")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("prunebench")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class Harness:
+    """Runs a protocol's grid through the store."""
+
+    def __init__(self, protocol: Protocol, *, store: Path, protocol_sha256: str = "",
+                 data_root: Path | None = None, device: str | None = None,
+                 progress: bool = True, log: Log | None = None) -> None:
+        load_builtin_methods()
+        self.protocol = protocol
+        self.suite: Suite = load_suites().get(protocol.suite)
+        self.arch = ARCHS.get(self.suite.arch)
+        self.dataset = DATASETS.get(self.suite.dataset)
+        self.input_shape = self.dataset.input_shape
+        self.store_root = Path(store)
+        self.protocol_sha256 = protocol_sha256
+        self.data_root = data_root
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.progress = progress
+        self.log: Log = log or (lambda msg: print(msg, file=sys.stderr))
+        self._data: tuple[Split, Split] | None = None
+        self._fingerprint = ""
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.store_root)
+
+    # --- specs ---------------------------------------------------------------------------
+
+    def build(self) -> nn.Module:
+        return self.arch.build(self.dataset.num_classes, self.input_shape[0])
+
+    def base_spec(self, seed: int) -> RunSpec:
+        s = self.suite
+        return RunSpec(kind="base", suite=s.name, dataset=s.dataset, arch=s.arch, seed=seed,
+                       phases=[("pretrain", s.base)])
+
+    def pruned_spec(self, method: MethodSpec, seed: int) -> RunSpec:
+        phases: list[tuple[str, Recipe]] = []
+        if self.protocol.prune is not None:
+            phases.append(("prune", self.protocol.prune))
+        phases.append(("retrain", self.protocol.retrain))
+        s = self.suite
+        return RunSpec(kind="pruned", suite=s.name, dataset=s.dataset, arch=s.arch, seed=seed,
+                       phases=phases, protocol=f"{s.name}/{self.protocol.setup}",
+                       base=self.base_spec(seed).run_id, method=method)
+
+    def k1_k2(self) -> tuple[int, int]:
+        """Epochs the pruning pipeline trains the dense (K1) and the pruned model (K2)."""
+        prune = self.protocol.prune.epochs if self.protocol.prune else 0
+        return self.suite.base.epochs + prune, self.protocol.retrain.epochs
+
+    def variant(self) -> str:
+        return self.protocol.scratch_variant or "Scratch"
+
+    def scratch_spec(self, source: MethodSpec, seed: int, widths: dict[str, int],
+                     dense_macs: int, pruned_macs: int) -> RunSpec:
+        variant = self.variant()
+        if variant == "Scratch":  # outside SX: the base recipe, as Wang et al. describe S2-S4
+            epochs = self.suite.base.epochs
+        else:
+            epochs = scratch_epochs(variant, *self.k1_k2(), dense_macs, pruned_macs)
+        s = self.suite
+        return RunSpec(kind="scratch", suite=s.name, dataset=s.dataset, arch=s.arch, seed=seed,
+                       phases=[("scratch", s.base.with_epochs(epochs))],
+                       protocol=f"{s.name}/{self.protocol.setup}", method=source,
+                       widths=widths, variant=variant)
+
+    def budget(self, pruned_macs: int) -> float | None:
+        """The SX budget of one pruning pipeline, in epochs (SX-A) or training FLOPs (SX-B)."""
+        b = self.protocol.budget
+        if b is None:
+            return None
+        k1, k2 = self.k1_k2()
+        if b.kind == "epochs":
+            return float(k1 + k2)
+        dense = forward_macs(self.build(), self.input_shape)
+        return float(self.dataset.train_size * 6 * (k1 * dense + k2 * pruned_macs))
+
+    def targets(self, ratio: float | None, config: str | None) -> list[Target]:
+        if ratio is not None or config is not None:
+            return [Target(ratio=ratio, config=config)]
+        return [Target(ratio=r) for r in self.protocol.ratios] + [Target(config=c) for c in self.protocol.configs]
+
+    # --- planning (also the dry run) -----------------------------------------------------
+
+    def plan(self, methods: list[str], seeds: list[int], ratio: float | None = None,
+             config: str | None = None) -> list[Planned]:
+        """Every run of the grid, in execution order. Pruned architectures are planned on an
+        untrained model here; for a predefined layer-wise scheme (like l1norm's) they are exact."""
+        resolved = [(name, METHODS.get(name)) for name in methods]
+        targets = self.targets(ratio, config)
+        dense_macs = forward_macs(self.build(), self.input_shape)
+        out: list[Planned] = []
+        for seed in seeds:
+            base = self.base_spec(seed)
+            out.append(Planned(base, "dense", macs=dense_macs))
+            for name, method in resolved:
+                for target in targets:
+                    mspec = MethodSpec(name=name, ratio=target.ratio, config=target.config)
+                    widths = self._widths(method, mspec, self._fresh(seed), seed)
+                    macs = self._macs_of(widths)
+                    if not method.from_scratch:
+                        out.append(Planned(self.pruned_spec(mspec, seed), name, target, macs))
+                    if method.from_scratch or self.protocol.scratch_variant:
+                        source = mspec if not method.from_scratch else self._scratch_source(mspec)
+                        spec = self.scratch_spec(source, seed, widths, dense_macs, macs)
+                        out.append(Planned(spec, self.variant(), target, macs, self.budget(macs)))
+        return out
+
+    def _fresh(self, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return self.build()
+
+    def _scratch_source(self, mspec: MethodSpec) -> MethodSpec:
+        source = METHODS.get("scratch").settings(mspec.settings)
+        return MethodSpec(name=getattr(source, "source"), ratio=mspec.ratio, config=mspec.config)
+
+    def _ctx(self, seed: int) -> PruneContext:
+        return PruneContext(self.arch, self.input_shape, torch.Generator().manual_seed(seed))
+
+    def _widths(self, method: Method, mspec: MethodSpec, model: nn.Module, seed: int) -> dict[str, int]:
+        target = Target(ratio=mspec.ratio, config=mspec.config)
+        return method.plan(model, target, method.settings(mspec.settings), self._ctx(seed)).widths()
+
+    def _macs_of(self, widths: dict[str, int]) -> int:
+        model = apply_plan(self.build(), PruningPlan.first_k(widths), self.input_shape)
+        return forward_macs(model, self.input_shape)
+
+    # --- execution -----------------------------------------------------------------------
+
+    def data(self) -> tuple[Split, Split]:
+        if self._data is None:
+            train, test = load_dataset(self.suite.dataset, self.data_root)
+            self._fingerprint = train.fingerprint()[:16] + test.fingerprint()[:16]
+            if hasattr(train, "to"):
+                train, test = train.to(self.device), test.to(self.device)
+            self._data = (train, test)
+        return self._data
+
+    def run(self, methods: list[str], seeds: list[int], ratio: float | None = None,
+            config: str | None = None) -> list[dict[str, Any]]:
+        """Execute the grid (cache hits for completed runs) and return the summary rows."""
+        resolved = [(name, METHODS.get(name)) for name in methods]
+        targets = self.targets(ratio, config)
+        done: dict[str, list[tuple[str, dict]]] = {}  # row key -> [(run id, metrics)]
+        for seed in seeds:
+            base = self.base_spec(seed)
+            base_metrics = self._execute(base, lambda d, seed=seed: Start(
+                self._fresh(seed).to(self.device, memory_format=torch.channels_last), base.phases))
+            done.setdefault("dense", []).append((base.run_id, base_metrics))
+            for name, method in resolved:
+                for target in targets:
+                    mspec = MethodSpec(name=name, ratio=target.ratio, config=target.config)
+                    if not method.from_scratch:
+                        spec = self.pruned_spec(mspec, seed)
+                        m = self._execute(spec, lambda d, s=spec, me=method: self._start_pruned(s, me, d))
+                        done.setdefault(f"{name}|{target.label()}", []).append((spec.run_id, m))
+                    if method.from_scratch or self.protocol.scratch_variant:
+                        source = mspec if not method.from_scratch else self._scratch_source(mspec)
+                        base_model = self._load_base(seed)
+                        widths = self._widths(METHODS.get("scratch"), MethodSpec(
+                            name="scratch", settings={"source": source.name},
+                            ratio=target.ratio, config=target.config), base_model, seed)
+                        dense_macs = forward_macs(base_model, self.input_shape)
+                        macs = self._macs_of(widths)
+                        spec = self.scratch_spec(source, seed, widths, dense_macs, macs)
+                        m = self._execute(spec, lambda d, s=spec: Start(self._start_scratch(s), s.phases),
+                                          budget=self._budget_for(macs))
+                        done.setdefault(f"{self.variant()} of {source.name}|{target.label()}", []).append(
+                            (spec.run_id, m))
+        return summarise(done)
+
+    def _budget_for(self, pruned_macs: int) -> tuple[str, float] | None:
+        amount = self.budget(pruned_macs)
+        if amount is None or self.protocol.budget is None:
+            return None
+        return self.protocol.budget.kind, amount
+
+    def _execute(self, spec: RunSpec, start: Callable[[Path], Start],
+                 budget: tuple[str, float] | None = None) -> dict[str, Any]:
+        """Run `spec` unless the store has it: `start` gives the model, the trace of anything
+        already trained for this run (a pruning phase) and the phases left to train."""
+        run_id = spec.run_id
+        cached = self.store.metrics(run_id)
+        if cached is not None:
+            self.store.index(spec, "done", cached)
+            return cached
+        if (v := self.store.violation(run_id)) is not None:
+            raise ProtocolViolation(v["setup"], v["rule"], v["expected"], v["actual"])
+        directory = self.store.prepare(spec)
+        label = f"{spec.kind} seed {spec.seed}" + (f" {spec.method.name}" if spec.method else "")
+        resumed = any(directory.glob("checkpoint*.pt"))
+        self.log(f"{'resuming' if resumed else 'training'} {label} (run {run_id[:12]})")
+        self.store.index(spec, "running")
+        self.data()
+        started = time.perf_counter()
+        try:
+            begin = start(directory)
+            model = begin.model
+            trace = self._train(model, spec, directory, begin.phases, "checkpoint.pt", prior=begin.prior)
+            if budget is not None:
+                assert self.protocol.budget is not None
+                audit.audit_budget(self.protocol.setup, budget[0], budget[1], trace,
+                                   self.protocol.budget.tolerance)
+        except ProtocolViolation as v:
+            write_atomic(directory / "violation.json", json.dumps(
+                {"setup": v.setup, "rule": v.rule, "expected": str(v.expected), "actual": str(v.actual)}))
+            self.store.index(spec, "violated", violation=str(v))
+            raise
+        torch.save(model.state_dict(), directory / "model.pt.tmp")
+        (directory / "model.pt.tmp").replace(directory / "model.pt")
+        write_atomic(directory / "trace.csv", trace.to_csv())
+        write_atomic(directory / "trace.json", trace.model_dump_json(indent=1))
+        last = trace.rows[-1] if trace.rows else None
+        base_epochs = self.suite.base.epochs if spec.kind == "pruned" else 0
+        metrics = {
+            "run_id": run_id,
+            "seed": spec.seed,
+            "test_acc": last.test_acc if last else None,
+            "train_acc": last.train_acc if last else None,
+            "macs": forward_macs(model, self.input_shape),
+            "params": param_count(model),
+            "epochs": trace.epochs,
+            "total_epochs": base_epochs + trace.epochs,
+            "train_flops": trace.train_flops,
+            "seconds": round(time.perf_counter() - started, 2),
+            "model_sha256": sha256_file(directory / "model.pt"),
+            "data_fingerprint": self._fingerprint,
+            "protocol_sha256": self.protocol_sha256,
+            "code": _code_version(),
+            "budget": {"kind": budget[0], "amount": budget[1],
+                       "convention": self.protocol.budget.convention} if budget else None,
+        }
+        write_atomic(directory / "metrics.json", json.dumps(metrics, indent=2))
+        for checkpoint in directory.glob("checkpoint*.pt"):
+            checkpoint.unlink()
+        self.store.index(spec, "done", metrics)
+        self.log(f"  done: test acc {metrics['test_acc']:.2f}% after {trace.epochs} epochs "
+                 f"({metrics['seconds']:.0f} s)")
+        return metrics
+
+    def _train(self, model: nn.Module, spec: RunSpec, directory: Path, phases: list[tuple[str, Recipe]],
+               checkpoint: str, prior: Trace | None = None, regularizer=None) -> Trace:
+        train, test = self.data()
+
+        def check(phase: str, recipe: Recipe, rows: list) -> None:
+            audit.audit_phase(self.protocol.setup, phase, recipe, rows, len(train))
+
+        trace = train_phases(
+            model, list(phases), train, test, seed=spec.seed, input_shape=self.input_shape,
+            checkpoint=directory / checkpoint, regularizer=regularizer, on_phase_end=check,
+            label=f"seed {spec.seed}", progress=self.progress,
+        )
+        return Trace(rows=(prior.rows if prior else ()) + trace.rows)
+
+    def _load_base(self, seed: int) -> nn.Module:
+        """The seed's trained base model, its file checked against the sha256 recorded at training."""
+        base = self.base_spec(seed)
+        metrics = self.store.metrics(base.run_id)
+        if metrics is None:
+            raise UserError(f"base model of seed {seed} (run {base.run_id[:12]}) is not trained yet.")
+        path = self.store.run_dir(base.run_id) / "model.pt"
+        actual = sha256_file(path)
+        if actual != metrics["model_sha256"]:
+            raise ProtocolViolation(self.protocol.setup, "base checkpoint sha256", metrics["model_sha256"], actual)
+        model = self.build()
+        model.load_state_dict(torch.load(path, map_location="cpu"))
+        return model.to(self.device)
+
+    def _start_pruned(self, spec: RunSpec, method: Method, directory: Path) -> Start:
+        """Base weights -> pruning phase (if any) -> the plan's cut; the model retraining starts from."""
+        assert spec.method is not None
+        settings = method.settings(spec.method.settings)
+        model = self._load_base(spec.seed)
+        prior = Trace()
+        prune_phases = [p for p in spec.phases if p[0] == "prune"]
+        if prune_phases:
+            prior = self._train(model, spec, directory, prune_phases, "checkpoint-prune.pt",
+                                regularizer=lambda m: method.regularizer(m, settings))
+        plan_file = directory / "plan.json"
+        if plan_file.exists():
+            plan = PruningPlan.from_json(plan_file.read_text())
+        else:
+            target = Target(ratio=spec.method.ratio, config=spec.method.config)
+            plan = method.plan(model, target, settings, self._ctx(spec.seed))
+            write_atomic(plan_file, plan.to_json())
+        apply_plan(model, plan, self.input_shape)
+        model = model.to(self.device, memory_format=torch.channels_last)
+        return Start(model, [p for p in spec.phases if p[0] != "prune"], prior)
+
+    def _start_scratch(self, spec: RunSpec) -> nn.Module:
+        assert spec.widths is not None
+        model = apply_plan(self.build(), PruningPlan.first_k(spec.widths), self.input_shape)
+        torch.manual_seed(spec.seed)
+        return reinitialise(model).to(self.device, memory_format=torch.channels_last)
+
+
+def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:
+    """One row per (method, target): mean and std of final test accuracy over seeds, with n, and
+    the mean accuracy drop from the base model of the same seed (paired)."""
+    dense = done.get("dense", [])
+    base_acc = {m["seed"]: m["test_acc"] for _, m in dense}
+    dense_macs = dense[0][1]["macs"] if dense else None
+    rows = []
+    for key, runs in done.items():
+        name, _, target = key.partition("|")
+        accs = np.array([m["test_acc"] for _, m in runs], dtype=float)
+        macs = runs[0][1]["macs"]
+        epochs = sorted({m["total_epochs"] for _, m in runs})
+        row: dict[str, Any] = {
+            "row": name, "target": target or None, "n": len(runs),
+            "mean": float(accs.mean()), "std": float(accs.std(ddof=1)) if len(accs) > 1 else None,
+            "drop": None, "macs": macs, "params": runs[0][1]["params"],
+            "speedup": dense_macs / macs if dense_macs else None,
+            "epochs": epochs[0] if len(epochs) == 1 else epochs,
+            "run_ids": [rid for rid, _ in runs],
+        }
+        if name != "dense":
+            row["drop"] = float(np.mean([base_acc[m["seed"]] - m["test_acc"] for _, m in runs]))
+        rows.append(row)
+    return rows

@@ -1,0 +1,60 @@
+"""What a run actually did, one row per epoch, as recorded by the training loop."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TraceRow(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    phase: str = Field(description="pretrain, prune, retrain or scratch")
+    epoch: int = Field(description="epoch within the phase, 0-based")
+    lr: float = Field(description="the LR the optimizer used at every step of the epoch")
+    samples: int = Field(description="training samples seen in the epoch")
+    steps: int = Field(description="optimizer steps in the epoch")
+    batch_size: int = Field(description="largest mini-batch of the epoch")
+    momentum: float = Field(description="optimizer momentum, read from the optimizer")
+    weight_decay: float = Field(description="optimizer weight decay, read from the optimizer")
+    nesterov: bool = Field(description="optimizer nesterov flag, read from the optimizer")
+    macs: int = Field(description="forward MACs of the model trained in this epoch")
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    seconds: float = Field(description="wall time of the epoch")
+
+    @property
+    def train_flops(self) -> int:
+        return self.samples * 3 * 2 * self.macs
+
+
+class Trace(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rows: tuple[TraceRow, ...] = ()
+
+    def append(self, row: TraceRow) -> Trace:
+        return Trace(rows=self.rows + (row,))
+
+    def phase(self, name: str) -> list[TraceRow]:
+        return [r for r in self.rows if r.phase == name]
+
+    @property
+    def epochs(self) -> int:
+        return len(self.rows)
+
+    @property
+    def train_flops(self) -> int:
+        return sum(r.train_flops for r in self.rows)
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(TraceRow.model_fields))
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow(row.model_dump())
+        return out.getvalue()

@@ -1,0 +1,168 @@
+"""The harness's one training loop. Methods never fork it; they extend it through hooks.
+
+Per epoch: the LR is set from the recipe's schedule, data order and augmentation come from a
+generator seeded by (seed, phase, epoch), a trace row records what the optimizer actually did,
+and a checkpoint (model, optimizer, position, trace, RNG states) is written atomically, so a
+killed run resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from benchmark.config import Recipe
+from benchmark.data import Split
+from benchmark.flops import forward_macs
+from benchmark.trace import Trace, TraceRow
+
+Regularizer = Callable[[nn.Module], "torch.Tensor | None"]
+PhaseEnd = Callable[[str, Recipe, list[TraceRow]], None]
+
+
+PHASE_CODES = {"pretrain": 0, "prune": 1, "retrain": 2, "scratch": 3}
+
+
+def epoch_seed(seed: int, phase: str, epoch: int) -> int:
+    """Seed of one epoch's data order and augmentation: a pure function of (seed, phase, epoch),
+    so resume is exact and every method of one seed sees the same retraining data order."""
+    return seed * 1_000_003 + PHASE_CODES[phase] * 10_007 + epoch
+
+
+def evaluate(model: nn.Module, data: Split, batch_size: int = 1000) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (in %) on a split."""
+    model.eval()
+    loss, correct, n = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in data.batches(batch_size):
+            out = model(x)
+            loss += F.cross_entropy(out, y, reduction="sum").item()
+            correct += (out.argmax(1) == y).sum().item()
+            n += len(y)
+    return loss / n, 100.0 * correct / n
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_atomic(obj: object, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train_phases(
+    model: nn.Module,
+    phases: list[tuple[str, Recipe]],
+    train: Split,
+    test: Split,
+    *,
+    seed: int,
+    input_shape: tuple[int, int, int],
+    checkpoint: Path,
+    regularizer: Regularizer | None = None,
+    on_phase_end: PhaseEnd | None = None,
+    label: str = "",
+    progress: bool = True,
+) -> Trace:
+    """Train `model` through `phases` in order, resuming from `checkpoint` if it exists."""
+    trace, start_phase, start_epoch, opt_state = Trace(), 0, 0, None
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(saved["model"])
+        trace = Trace.model_validate(saved["trace"])
+        start_phase, start_epoch, opt_state = saved["phase_index"], saved["epoch"], saved["optimizer"]
+        _set_rng_state(saved["rng"])
+    show = progress and sys.stderr.isatty()
+
+    for pi, (phase, recipe) in enumerate(phases):
+        if pi < start_phase:
+            continue
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=recipe.lr.lr_at(0, recipe.epochs), momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay, nesterov=recipe.nesterov,
+        )
+        first = 0
+        if pi == start_phase and opt_state is not None:
+            optimizer.load_state_dict(opt_state)
+            first = start_epoch
+        macs = forward_macs(model, input_shape)  # the architecture is fixed within a phase
+        for epoch in range(first, recipe.epochs):
+            row = _train_epoch(model, optimizer, phase, recipe, epoch, train, test, macs,
+                               torch.Generator().manual_seed(epoch_seed(seed, phase, epoch)),
+                               regularizer if phase == "prune" else None,
+                               f"{label} {phase} {epoch + 1}/{recipe.epochs}", show)
+            trace = trace.append(row)
+            done_phase = epoch + 1 == recipe.epochs
+            _save_atomic({
+                "model": model.state_dict(), "optimizer": None if done_phase else optimizer.state_dict(),
+                "phase_index": pi + 1 if done_phase else pi, "epoch": 0 if done_phase else epoch + 1,
+                "trace": trace.model_dump(), "rng": _rng_state(),
+            }, checkpoint)
+        if on_phase_end is not None:
+            on_phase_end(phase, recipe, trace.phase(phase))
+    return trace
+
+
+def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, phase: str, recipe: Recipe,
+                 epoch: int, train: Split, test: Split, macs: int, generator: torch.Generator,
+                 regularizer: Regularizer | None, desc: str, show: bool) -> TraceRow:
+    lr = recipe.lr.lr_at(epoch, recipe.epochs)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    model.train()
+    started = time.perf_counter()
+    seen_lrs: set[float] = set()
+    loss_sum, correct, samples, steps, largest = 0.0, 0, 0, 0, 0
+    batches = train.batches(recipe.batch_size, generator=generator, augment=recipe.augment, pad=recipe.pad)
+    total = -(-len(train) // recipe.batch_size)
+    for x, y in tqdm(batches, total=total, desc=desc.strip(), leave=False, disable=not show):
+        out = model(x)
+        loss = F.cross_entropy(out, y)
+        objective = loss
+        if regularizer is not None:
+            extra = regularizer(model)
+            if extra is not None:
+                objective = loss + extra
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        seen_lrs.update(g["lr"] for g in optimizer.param_groups)
+        optimizer.step()
+        loss_sum += loss.item() * len(y)
+        correct += (out.argmax(1) == y).sum().item()
+        samples += len(y)
+        steps += 1
+        largest = max(largest, len(y))
+    group = optimizer.param_groups[0]
+    test_loss, test_acc = evaluate(model, test)
+    return TraceRow(
+        phase=phase, epoch=epoch,
+        # more than one LR within an epoch is recorded as the one furthest from the schedule
+        lr=max(seen_lrs, key=lambda v: abs(v - lr)) if seen_lrs else lr,
+        samples=samples, steps=steps, batch_size=largest, momentum=group["momentum"],
+        weight_decay=group["weight_decay"], nesterov=group["nesterov"], macs=macs,
+        train_loss=loss_sum / max(samples, 1), train_acc=100.0 * correct / max(samples, 1),
+        test_loss=test_loss, test_acc=test_acc, seconds=time.perf_counter() - started,
+    )

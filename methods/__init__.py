@@ -1,0 +1,1 @@
+"""Registered pruning methods, one module each; importing a module registers its method."""

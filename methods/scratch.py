@@ -1,0 +1,34 @@
+"""Training the pruned architecture from scratch (Liu et al., "Rethinking the Value of Network
+Pruning", ICLR 2019): Scratch-E trains it for the same epochs as the pruning pipeline, Scratch-B
+for the same training FLOPs. The architecture is the source method's; the weights are a fresh
+standard init. Which variant runs, and for how long, is the protocol's (SX-A or SX-B).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from benchmark.method import METHODS, Method, PruneContext, Target, register_method
+from benchmark.pruning import PruningPlan
+
+
+class ScratchSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field("l1norm", description="method whose pruned architecture is trained")
+
+
+@register_method
+class Scratch(Method):
+    name = "scratch"
+    description = "the source method's pruned architecture trained from a fresh init (Scratch-E/B)"
+    Settings = ScratchSettings
+    from_scratch = True
+
+    def plan(self, model: nn.Module, target: Target, settings: BaseModel, ctx: PruneContext) -> PruningPlan:
+        assert isinstance(settings, ScratchSettings)
+        source = METHODS.get(settings.source)
+        return PruningPlan.first_k(
+            source.plan(model, target, source.settings({}), ctx).widths()
+        )
