@@ -172,11 +172,14 @@ def _print_table(harness, rows: list[dict], path: Path) -> None:
 
     table = []
     for r in rows:
+        epochs = str(r["epochs"])
+        if r["epochs"] != r["epochs_own"] and isinstance(r["epochs"], int):
+            epochs += f" ({r['epochs'] - r['epochs_own']}+{r['epochs_own']})"
         acc = f"{r['mean']:.2f} ± {r['std']:.2f}" if r["std"] is not None else f"{r['mean']:.2f}"
         table.append([
             r["row"], r["target"] or "-", acc, r["n"],
             f"{r['drop']:+.2f}" if r["drop"] is not None else "-",
-            f"{r['macs']:,}", f"{r['params']:,}", f"{r['speedup']:.2f}x", r["epochs"],
+            f"{r['macs']:,}", f"{r['params']:,}", f"{r['speedup']:.2f}x", epochs,
             " ".join(i[:8] for i in r["run_ids"]),
         ])
     pr = harness.protocol
@@ -184,7 +187,7 @@ def _print_table(harness, rows: list[dict], path: Path) -> None:
     print(tabulate(table, headers=["", "ratio", "test acc % (mean ± std)", "n", "drop", "MACs",
                                    "params", "speedup", "epochs", "runs"]))
     print(f"\nMACs: {MACS_NOTE}. Accuracy: last epoch on the test set. Drop: from the base model of "
-          f"the same seed. Epochs: total trained, pretraining included. Store: {harness.store_root}")
+          f"the same seed. Epochs: total trained, pretraining included (pretrain+retrain). Store: {harness.store_root}")
 
 
 if __name__ == "__main__":

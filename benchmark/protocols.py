@@ -2,12 +2,14 @@
 
 `suite.yaml` defines a suite (dataset, architecture, base recipe); every other file there is
 one setup's protocol, named after the setup (`SX-B.yaml`). A user's own protocol is any YAML
-file passed by path.
+file passed by path; a user's own suites live in folders of the same layout named in
+$PRUNEBENCH_PROTOCOLS (several separated by ':').
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import yaml
@@ -18,14 +20,15 @@ from benchmark.config import Protocol, Suite
 from benchmark.errors import UserError
 
 DEFAULT_SUITE = "fmnist-smallcnn"
-SUITES: Registry[Suite] = Registry("suite")
-_loaded = False
+PROTOCOLS_ENV = "PRUNEBENCH_PROTOCOLS"
 
 
-def protocols_root() -> Path:
+def protocols_roots() -> list[Path]:
+    """The shipped protocols folder, then the user's folders from $PRUNEBENCH_PROTOCOLS."""
     import protocols
 
-    return Path(protocols.__file__).parent
+    extra = [Path(p) for p in os.environ.get(PROTOCOLS_ENV, "").split(os.pathsep) if p]
+    return [Path(protocols.__file__).parent, *extra]
 
 
 def read_model(path: Path, model: type[BaseModel]) -> BaseModel:
@@ -49,24 +52,27 @@ def read_model(path: Path, model: type[BaseModel]) -> BaseModel:
 
 
 def load_suites() -> Registry[Suite]:
-    global _loaded
-    if not _loaded:
-        for path in sorted(protocols_root().glob("*/suite.yaml")):
+    """Every suite of every protocols folder, read afresh (a handful of small files)."""
+    suites: Registry[Suite] = Registry("suite")
+    for root in protocols_roots():
+        for path in sorted(root.glob("*/suite.yaml")):
             suite = read_model(path, Suite)
             assert isinstance(suite, Suite)
             if suite.name != path.parent.name:
                 raise UserError(f"{path}: field 'name' is {suite.name!r} but the folder is {path.parent.name!r}.")
-            SUITES.register(suite.name, suite)
-        _loaded = True
-    return SUITES
+            if suite.name in suites:
+                raise UserError(f"{path}: suite {suite.name!r} is defined twice; rename one of the folders.")
+            suites.register(suite.name, suite)
+    return suites
 
 
 def list_protocols() -> list[tuple[str, str, Path]]:
-    """(suite, setup, file) of every shipped protocol."""
+    """(suite, setup, file) of every protocol in the protocols folders."""
     out = []
-    for path in sorted(protocols_root().glob("*/*.yaml")):
-        if path.name != "suite.yaml":
-            out.append((path.parent.name, path.stem, path))
+    for root in protocols_roots():
+        for path in sorted(root.glob("*/*.yaml")):
+            if path.name != "suite.yaml":
+                out.append((path.parent.name, path.stem, path))
     return out
 
 
@@ -78,14 +84,14 @@ def protocol_path(name: str, suite: str) -> Path:
             raise UserError(f"protocol file {name} does not exist.")
         return path
     load_suites().get(suite)  # an unknown suite is reported first
-    path = protocols_root() / suite / f"{name}.yaml"
-    if not path.exists():
-        valid = [s for su, s, _ in list_protocols() if su == suite]
-        raise UserError(
-            f"unknown protocol {name!r} for suite {suite!r}. Valid names: {', '.join(valid) or '(none)'}; "
-            "or pass a protocol file by path."
-        )
-    return path
+    found = [p for su, setup, p in list_protocols() if su == suite and setup == name]
+    if found:
+        return found[0]
+    valid = [s for su, s, _ in list_protocols() if su == suite]
+    raise UserError(
+        f"unknown protocol {name!r} for suite {suite!r}. Valid names: {', '.join(valid) or '(none)'}; "
+        "or pass a protocol file by path."
+    )
 
 
 def load_protocol(name: str, suite: str = DEFAULT_SUITE) -> tuple[Protocol, Path, str]:

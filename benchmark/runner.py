@@ -14,9 +14,9 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +68,10 @@ class Planned:
 
     spec: RunSpec
     row: str
-    target: Target | None = None
-    macs: int | None = None
+    target: Target | None
+    macs: int
     budget: float | None = None  # SX budget in the protocol's unit (epochs or training FLOPs)
-    notes: list[str] = field(default_factory=list)
+    start: Callable[[Path], Start] | None = None  # builds the model the run starts from
 
 
 def _code_version() -> str:
@@ -108,6 +108,9 @@ class Harness:
         self.protocol_sha256 = protocol_sha256
         self.data_root = data_root
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # channels_last is an execution setting (the recipe is unchanged): faster with cuDNN,
+        # measured slower than NCHW for the default suite's small CNN on CPU
+        self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.progress = progress
         self.log: Log = log or (lambda msg: print(msg, file=sys.stderr))
         self._data: tuple[Split, Split] | None = None
@@ -178,35 +181,52 @@ class Harness:
 
     def plan(self, methods: list[str], seeds: list[int], ratio: float | None = None,
              config: str | None = None) -> list[Planned]:
-        """Every run of the grid, in execution order. Pruned architectures are planned on an
-        untrained model here; for a predefined layer-wise scheme (like l1norm's) they are exact."""
+        """Every run of the grid, in execution order, without training. Pruned architectures are
+        planned on an untrained model here; for a predefined layer-wise scheme (like l1norm's)
+        they are exact."""
+        return list(self._grid(methods, seeds, ratio, config, self._fresh))
+
+    def _grid(self, methods: list[str], seeds: list[int], ratio: float | None, config: str | None,
+              model_of_seed: Callable[[int], nn.Module]) -> Iterator[Planned]:
+        """The runs of a grid, lazily: a seed's pruned architectures are planned on
+        `model_of_seed(seed)` only after its base run has been yielded (and, when executing, trained)."""
         resolved = [(name, METHODS.get(name)) for name in methods]
         targets = self.targets(ratio, config)
         dense_macs = forward_macs(self.build(), self.input_shape)
-        out: list[Planned] = []
+        seen: set[str] = set()
         for seed in seeds:
             base = self.base_spec(seed)
-            out.append(Planned(base, "dense", macs=dense_macs))
+            yield Planned(base, "dense", None, dense_macs, start=lambda d, seed=seed, base=base: Start(
+                self._fresh(seed).to(self.device, memory_format=self.memory_format), base.phases))
             for name, method in resolved:
                 for target in targets:
                     mspec = MethodSpec(name=name, ratio=target.ratio, config=target.config)
-                    widths = self._widths(method, mspec, self._fresh(seed), seed)
+                    source_spec, source = self._source(method, mspec)
+                    widths = self._widths(source, source_spec, model_of_seed(seed), seed)
                     macs = self._macs_of(widths)
+                    specs: list[tuple[RunSpec, str, float | None, Callable[[Path], Start]]] = []
                     if not method.from_scratch:
-                        out.append(Planned(self.pruned_spec(mspec, seed), name, target, macs))
+                        spec = self.pruned_spec(mspec, seed)
+                        specs.append((spec, name, None, partial(self._start_pruned, spec, method)))
                     if method.from_scratch or self.protocol.scratch_variant:
-                        source = mspec if not method.from_scratch else self._scratch_source(mspec)
-                        spec = self.scratch_spec(source, seed, widths, dense_macs, macs)
-                        out.append(Planned(spec, self.variant(), target, macs, self.budget(macs)))
-        return out
+                        spec = self.scratch_spec(source_spec, seed, widths, dense_macs, macs)
+                        specs.append((spec, f"{self.variant()} of {source_spec.name}", self.budget(macs),
+                                      lambda d, spec=spec: Start(self._start_scratch(spec), spec.phases)))
+                    for spec, row, budget, start in specs:
+                        if spec.run_id not in seen:
+                            seen.add(spec.run_id)
+                            yield Planned(spec, row, target, macs, budget, start=start)
 
     def _fresh(self, seed: int) -> nn.Module:
         torch.manual_seed(seed)
         return self.build()
 
-    def _scratch_source(self, mspec: MethodSpec) -> MethodSpec:
-        source = METHODS.get("scratch").settings(mspec.settings)
-        return MethodSpec(name=getattr(source, "source"), ratio=mspec.ratio, config=mspec.config)
+    def _source(self, method: Method, mspec: MethodSpec) -> tuple[MethodSpec, Method]:
+        """The method whose pruned architecture a run trains: itself, or a scratch baseline's source."""
+        if not method.from_scratch:
+            return mspec, method
+        name = getattr(method.settings(mspec.settings), "source")
+        return MethodSpec(name=name, ratio=mspec.ratio, config=mspec.config), METHODS.get(name)
 
     def _ctx(self, seed: int) -> PruneContext:
         return PruneContext(self.arch, self.input_shape, torch.Generator().manual_seed(seed))
@@ -233,41 +253,15 @@ class Harness:
     def run(self, methods: list[str], seeds: list[int], ratio: float | None = None,
             config: str | None = None) -> list[dict[str, Any]]:
         """Execute the grid (cache hits for completed runs) and return the summary rows."""
-        resolved = [(name, METHODS.get(name)) for name in methods]
-        targets = self.targets(ratio, config)
         done: dict[str, list[tuple[str, dict]]] = {}  # row key -> [(run id, metrics)]
-        for seed in seeds:
-            base = self.base_spec(seed)
-            base_metrics = self._execute(base, lambda d, seed=seed: Start(
-                self._fresh(seed).to(self.device, memory_format=torch.channels_last), base.phases))
-            done.setdefault("dense", []).append((base.run_id, base_metrics))
-            for name, method in resolved:
-                for target in targets:
-                    mspec = MethodSpec(name=name, ratio=target.ratio, config=target.config)
-                    if not method.from_scratch:
-                        spec = self.pruned_spec(mspec, seed)
-                        m = self._execute(spec, lambda d, s=spec, me=method: self._start_pruned(s, me, d))
-                        done.setdefault(f"{name}|{target.label()}", []).append((spec.run_id, m))
-                    if method.from_scratch or self.protocol.scratch_variant:
-                        source = mspec if not method.from_scratch else self._scratch_source(mspec)
-                        base_model = self._load_base(seed)
-                        widths = self._widths(METHODS.get("scratch"), MethodSpec(
-                            name="scratch", settings={"source": source.name},
-                            ratio=target.ratio, config=target.config), base_model, seed)
-                        dense_macs = forward_macs(base_model, self.input_shape)
-                        macs = self._macs_of(widths)
-                        spec = self.scratch_spec(source, seed, widths, dense_macs, macs)
-                        m = self._execute(spec, lambda d, s=spec: Start(self._start_scratch(s), s.phases),
-                                          budget=self._budget_for(macs))
-                        done.setdefault(f"{self.variant()} of {source.name}|{target.label()}", []).append(
-                            (spec.run_id, m))
+        for job in self._grid(methods, seeds, ratio, config, self._load_base):
+            budget = None
+            if job.budget is not None and self.protocol.budget is not None:
+                budget = (self.protocol.budget.kind, job.budget)
+            metrics = self._execute(job.spec, job.start, budget)
+            key = f"{job.row}|{job.target.label()}" if job.target else job.row
+            done.setdefault(key, []).append((job.spec.run_id, metrics))
         return summarise(done)
-
-    def _budget_for(self, pruned_macs: int) -> tuple[str, float] | None:
-        amount = self.budget(pruned_macs)
-        if amount is None or self.protocol.budget is None:
-            return None
-        return self.protocol.budget.kind, amount
 
     def _execute(self, spec: RunSpec, start: Callable[[Path], Start],
                  budget: tuple[str, float] | None = None) -> dict[str, Any]:
@@ -378,14 +372,14 @@ class Harness:
             plan = method.plan(model, target, settings, self._ctx(spec.seed))
             write_atomic(plan_file, plan.to_json())
         apply_plan(model, plan, self.input_shape)
-        model = model.to(self.device, memory_format=torch.channels_last)
+        model = model.to(self.device, memory_format=self.memory_format)
         return Start(model, [p for p in spec.phases if p[0] != "prune"], prior)
 
     def _start_scratch(self, spec: RunSpec) -> nn.Module:
         assert spec.widths is not None
         model = apply_plan(self.build(), PruningPlan.first_k(spec.widths), self.input_shape)
         torch.manual_seed(spec.seed)
-        return reinitialise(model).to(self.device, memory_format=torch.channels_last)
+        return reinitialise(model).to(self.device, memory_format=self.memory_format)
 
 
 def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:
@@ -400,12 +394,14 @@ def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:
         accs = np.array([m["test_acc"] for _, m in runs], dtype=float)
         macs = runs[0][1]["macs"]
         epochs = sorted({m["total_epochs"] for _, m in runs})
+        own = sorted({m["epochs"] for _, m in runs})
         row: dict[str, Any] = {
             "row": name, "target": target or None, "n": len(runs),
             "mean": float(accs.mean()), "std": float(accs.std(ddof=1)) if len(accs) > 1 else None,
             "drop": None, "macs": macs, "params": runs[0][1]["params"],
             "speedup": dense_macs / macs if dense_macs else None,
             "epochs": epochs[0] if len(epochs) == 1 else epochs,
+            "epochs_own": own[0] if len(own) == 1 else own,
             "run_ids": [rid for rid, _ in runs],
         }
         if name != "dense":

@@ -1,0 +1,89 @@
+"""The CLI: listings, FLOPs, and one-paragraph errors (exit code != 0, no traceback)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmark.cli import main
+from tests.conftest import write_yaml
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_flops_json(capsys):
+    code, out, _ = run_cli(capsys, "flops", "--arch", "resnet56", "--config", "A", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["macs"] == 112_435_840 and data["dense_macs"] == 125_485_696
+    assert data["params"] == 773_336
+
+
+def test_list_everything(capsys, user_protocols):
+    for kind, expected in [("archs", "resnet110"), ("datasets", "fashion-mnist"), ("suites", "fmnist-smallcnn"),
+                           ("methods", "l1norm"), ("protocols", "SX-B")]:
+        code, out, _ = run_cli(capsys, "list", kind)
+        assert code == 0 and expected in out
+    _, out, _ = run_cli(capsys, "list", "suites")
+    assert "synth-small" in out  # user suites from $PRUNEBENCH_PROTOCOLS
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "--protocol", "SX-B", "--method", "nosuch", "--dry-run"], "unknown method 'nosuch'. Valid names: l1norm, scratch"),
+    (["run", "--protocol", "S9", "--method", "l1norm"], "unknown protocol 'S9' for suite 'fmnist-smallcnn'. Valid names: SX-A, SX-B"),
+    (["run", "--protocol", "SX-B", "--suite", "nosuch", "--method", "l1norm"], "unknown suite 'nosuch'. Valid names:"),
+    (["flops", "--arch", "resnet57"], "unknown architecture 'resnet57'. Valid names: resnet110, resnet20"),
+    (["flops", "--arch", "resnet20", "--config", "A"], "has no named config 'A'"),
+    (["run", "--protocol", "SX-B", "--method", "l1norm", "--ratio", "1.0"], "outside [0, 1)"),
+    (["run", "--protocol", "SX-B", "--method", "l1norm", "--ratio", "-0.1"], "outside [0, 1)"),
+])
+def test_user_errors_are_one_paragraph(capsys, argv, needle):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert needle in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_malformed_protocol_names_file_and_field(capsys, tmp_path):
+    bad = write_yaml(tmp_path / "bad.yaml", {
+        "setup": "SX-B", "suite": "fmnist-smallcnn", "budget": {"kind": "flops"},
+        "retrain": {"epochs": -1, "lr": "0:0.1"},
+    })
+    code, _, err = run_cli(capsys, "run", "--protocol", str(bad), "--method", "l1norm")
+    assert code == 2
+    assert str(bad) in err and "field 'retrain.epochs'" in err and "greater than or equal to 0" in err
+
+
+def test_missing_dataset_says_where_it_looked(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNEBENCH_CACHE", str(tmp_path / "cache"))
+    code, _, err = run_cli(capsys, "run", "--protocol", "SX-B", "--suite", "cifar10-resnet56", "--method",
+                           "l1norm", "--seeds", "0", "--store", str(tmp_path / "s"),
+                           "--data-root", str(tmp_path / "empty"))
+    assert code == 2
+    assert "dataset 'cifar10' not found" in err and str(tmp_path / "empty") in err and "--data-root" in err
+
+
+def test_dry_run_prints_phases_and_budget(capsys, user_protocols, tmp_path):
+    code, out, _ = run_cli(capsys, "run", "--protocol", "SX-B", "--suite", "synth-small", "--method", "l1norm",
+                           "--store", str(tmp_path / "s"), "--dry-run", "--json")
+    assert code == 0
+    planned = json.loads(out)
+    assert [p["row"] for p in planned] == ["dense", "l1norm", "Scratch-B of l1norm"] * 2
+    scratch = planned[2]
+    dense_macs = planned[0]["macs"]
+    epochs = int(3 * dense_macs / scratch["macs"]) + 2
+    assert scratch["phases"] == [{"phase": "scratch", "epochs": epochs, "lr": scratch["phases"][0]["lr"],
+                                  "samples": epochs * 640, "batch_size": 64}]
+    assert scratch["budget"] == 640 * 6 * (3 * dense_macs + 2 * scratch["macs"])
+    assert not (tmp_path / "s" / "runs").exists() or not any((tmp_path / "s" / "runs").iterdir())
+
+
+def test_console_script_exit_code_without_traceback():
+    proc = subprocess.run([sys.executable, "-m", "benchmark.cli", "flops", "--arch", "nosuch"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "unknown architecture" in proc.stderr

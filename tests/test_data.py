@@ -1,0 +1,87 @@
+import gzip
+import struct
+
+import pytest
+import torch
+from PIL import Image
+
+from benchmark.data import TensorData, _augment, load_dataset, synthetic
+from benchmark.errors import DatasetNotFound
+
+
+def test_batched_pad_crop_is_a_shifted_window_of_the_padded_image():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).view(2, 1, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    out = _augment(x, g, crop=True, pad=1)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    for i in range(2):
+        windows = [padded[i, :, dy:dy + 4, dx:dx + 4] for dy in range(3) for dx in range(3)]
+        windows += [w.flip(2) for w in windows]
+        assert any(torch.equal(out[i], w) for w in windows)
+
+
+def test_augmentation_is_deterministic_under_a_seed_and_varies_otherwise():
+    x = torch.randint(0, 255, (64, 1, 8, 8), dtype=torch.uint8)
+    a = _augment(x, torch.Generator().manual_seed(3), crop=True, pad=2)
+    b = _augment(x, torch.Generator().manual_seed(3), crop=True, pad=2)
+    c = _augment(x, torch.Generator().manual_seed(4), crop=True, pad=2)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_batches_cover_the_split_once_and_normalise():
+    images = torch.full((10, 1, 2, 2), 255, dtype=torch.uint8)
+    data = TensorData(images, torch.arange(10), (0.5,), (0.5,))
+    seen = [y for _, y in data.batches(4, generator=torch.Generator().manual_seed(0))]
+    assert sorted(torch.cat(seen).tolist()) == list(range(10))
+    assert [len(y) for y in seen] == [4, 4, 2]
+    x, _ = next(data.batches(4))
+    assert torch.allclose(x, torch.ones_like(x))  # (1 - 0.5) / 0.5
+
+
+def _idx(path, magic, dims, payload: bytes):
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in dims) + payload)
+
+
+def test_fashion_mnist_from_gzipped_idx_files_is_decompressed_into_the_cache(tmp_path):
+    raw = tmp_path / "root" / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", 6), ("t10k", 4)):
+        _idx(raw / f"{prefix}-images-idx3-ubyte.gz", 2051, (n, 28, 28), bytes(range(n)) * 784)
+        _idx(raw / f"{prefix}-labels-idx1-ubyte.gz", 2049, (n,), bytes(i % 10 for i in range(n)))
+    train, test = load_dataset("fashion-mnist", tmp_path / "root", tmp_path / "cache")
+    assert train.images.shape == (6, 1, 28, 28) and len(test) == 4
+    assert train.labels.tolist() == [0, 1, 2, 3, 4, 5]
+    assert (tmp_path / "cache" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists()
+
+
+def test_cifar_image_folder_layout(tmp_path):
+    for split, n in (("train", 3), ("test", 2)):
+        for cls in ("airplane", "automobile"):
+            folder = tmp_path / "root" / "cifar10" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (32, 32), (i * 40, 100, 200)).save(folder / f"{i}.png")
+    train, test = load_dataset("cifar10", tmp_path / "root", tmp_path / "cache")
+    assert train.images.shape == (6, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert train.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert int(train.images[1, 0, 0, 0]) == 40 and len(test) == 4
+    again, _ = load_dataset("cifar10", tmp_path / "root", tmp_path / "cache")  # from the tensor cache
+    assert torch.equal(again.images, train.images)
+
+
+def test_missing_dataset_is_an_error_never_a_synthetic_fallback(tmp_path, monkeypatch):
+    monkeypatch.setattr("benchmark.paths.DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    import benchmark.data as data
+
+    monkeypatch.setattr(data.paths, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    with pytest.raises(DatasetNotFound, match="apt-get install dataset-fashion-mnist"):
+        load_dataset("fashion-mnist", tmp_path / "empty", tmp_path / "cache")
+
+
+def test_synthetic_is_learnable_and_fixed():
+    a, _ = synthetic()
+    b, _ = synthetic()
+    assert torch.equal(a.images, b.images)
+    assert len(a) == 640 and a.images.shape[1:] == (1, 16, 16)
