@@ -122,6 +122,9 @@ class RunSpec(Frozen):
     suite: str = Field(description="suite name (a label; the content follows)")
     dataset: str = Field(description="dataset name")
     arch: str = Field(description="architecture name")
+    arch_signature: str | None = Field(
+        None, description="sha256 of the built architecture's structure, so that a changed "
+        "definition behind the same name never reuses stored runs")
     seed: int = Field(description="seed: base model, data order and init")
     phases: list[tuple[Phase, Recipe]] = Field(description="the phases trained, in order")
     protocol: str | None = Field(None, description="'suite/setup' of the protocol it ran under")

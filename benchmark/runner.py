@@ -10,6 +10,7 @@ init for the matched budget (Scratch-E / Scratch-B).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -125,20 +126,25 @@ class Harness:
     def build(self) -> nn.Module:
         return self.arch.build(self.dataset.num_classes, self.input_shape[0])
 
-    def base_spec(self, seed: int) -> RunSpec:
+    @cached_property
+    def arch_signature(self) -> str:
+        return hashlib.sha256(repr(self.build()).encode()).hexdigest()[:16]
+
+    def _spec(self, **fields: Any) -> RunSpec:
         s = self.suite
-        return RunSpec(kind="base", suite=s.name, dataset=s.dataset, arch=s.arch, seed=seed,
-                       phases=[("pretrain", s.base)])
+        return RunSpec(suite=s.name, dataset=s.dataset, arch=s.arch, arch_signature=self.arch_signature,
+                       **fields)
+
+    def base_spec(self, seed: int) -> RunSpec:
+        return self._spec(kind="base", seed=seed, phases=[("pretrain", self.suite.base)])
 
     def pruned_spec(self, method: MethodSpec, seed: int) -> RunSpec:
         phases: list[tuple[str, Recipe]] = []
         if self.protocol.prune is not None:
             phases.append(("prune", self.protocol.prune))
         phases.append(("retrain", self.protocol.retrain))
-        s = self.suite
-        return RunSpec(kind="pruned", suite=s.name, dataset=s.dataset, arch=s.arch, seed=seed,
-                       phases=phases, protocol=f"{s.name}/{self.protocol.setup}",
-                       base=self.base_spec(seed).run_id, method=method)
+        return self._spec(kind="pruned", seed=seed, phases=phases, protocol=self.protocol_label,
+                          base=self.base_spec(seed).run_id, method=method)
 
     def k1_k2(self) -> tuple[int, int]:
         """Epochs the pruning pipeline trains the dense (K1) and the pruned model (K2)."""
@@ -155,11 +161,12 @@ class Harness:
             epochs = self.suite.base.epochs
         else:
             epochs = scratch_epochs(variant, *self.k1_k2(), dense_macs, pruned_macs)
-        s = self.suite
-        return RunSpec(kind="scratch", suite=s.name, dataset=s.dataset, arch=s.arch, seed=seed,
-                       phases=[("scratch", s.base.with_epochs(epochs))],
-                       protocol=f"{s.name}/{self.protocol.setup}", method=source,
-                       widths=widths, variant=variant)
+        return self._spec(kind="scratch", seed=seed, phases=[("scratch", self.suite.base.with_epochs(epochs))],
+                          protocol=self.protocol_label, method=source, widths=widths, variant=variant)
+
+    @property
+    def protocol_label(self) -> str:
+        return f"{self.suite.name}/{self.protocol.setup}"
 
     def budget(self, pruned_macs: int) -> float | None:
         """The SX budget of one pruning pipeline, in epochs (SX-A) or training FLOPs (SX-B)."""

@@ -98,7 +98,9 @@ def train_phases(
     show = progress and sys.stderr.isatty()
 
     for pi, (phase, recipe) in enumerate(phases):
-        if pi < start_phase:
+        if pi < start_phase:  # finished before a restart; audit again in case the kill came first
+            if on_phase_end is not None:
+                on_phase_end(phase, recipe, trace.phase(phase))
             continue
         optimizer = torch.optim.SGD(
             model.parameters(), lr=recipe.lr.lr_at(0, recipe.epochs), momentum=recipe.momentum,

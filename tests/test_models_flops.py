@@ -44,7 +44,8 @@ def test_named_configs_match_li_et_al():
 
 
 def test_small_cnn_macs_by_hand():
-    conv = 28 * 28 * 8 * 1 * 9 + 14 * 14 * 16 * 8 * 9 + 7 * 7 * 32 * 16 * 9
+    # stride-2 stem: 28 -> 14; the second conv keeps 14x14; the third strides to 7x7
+    conv = 14 * 14 * 8 * 1 * 9 + 14 * 14 * 16 * 8 * 9 + 7 * 7 * 32 * 16 * 9
     assert macs("smallcnn") == conv + 32 * 10
 
 

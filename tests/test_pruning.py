@@ -29,7 +29,7 @@ def test_l1norm_keeps_int_c_times_one_minus_p_and_the_original_weights():
 
     method = METHODS.get("l1norm")
     plan = method.plan(model, Target(ratio=0.3), method.settings({}), PruneContext(arch, (1, 28, 28), torch.Generator()))
-    assert plan.widths() == {"features.0": int(8 * 0.7), "features.4": int(16 * 0.7), "features.8": int(32 * 0.7)}
+    assert plan.widths() == {"features.0": int(8 * 0.7), "features.3": int(16 * 0.7), "features.6": int(32 * 0.7)}
     keep0 = plan.keep["features.0"]
     norms = original["features.0"].abs().sum((1, 2, 3))
     assert set(keep0) == set(torch.topk(norms, len(keep0)).indices.tolist())
@@ -37,10 +37,10 @@ def test_l1norm_keeps_int_c_times_one_minus_p_and_the_original_weights():
     convs = dict(model.named_modules())
     assert torch.equal(convs["features.0"].weight, original["features.0"][list(keep0)])
     # the next conv lost the matching input channels
-    assert torch.equal(convs["features.4"].weight,
-                       original["features.4"][list(plan.keep["features.4"])][:, list(keep0)])
+    assert torch.equal(convs["features.3"].weight,
+                       original["features.3"][list(plan.keep["features.3"])][:, list(keep0)])
     assert convs["features.1"].num_features == len(keep0)
-    assert model.fc.in_features == len(plan.keep["features.8"])
+    assert model.fc.in_features == len(plan.keep["features.6"])
 
 
 def test_resnet_small_dense_model_has_real_smaller_tensors():
