@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -170,7 +171,7 @@ def _image_folder_tensors(folder: Path, cache: Path) -> tuple[torch.Tensor, torc
         return images, labels
     dataset = torchvision.datasets.ImageFolder(str(folder))
     images = torch.stack([
-        torchvision.io.decode_image(path, mode=torchvision.io.ImageReadMode.RGB)
+        torch.from_numpy(np.array(dataset.loader(path), dtype=np.uint8)).permute(2, 0, 1)
         for path, _ in dataset.samples
     ])
     labels = torch.tensor(dataset.targets)
