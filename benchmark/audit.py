@@ -1,4 +1,5 @@
-"""Audit: after every phase, check what the loop did against what the protocol fixes.
+"""Audit: after every phase, and once more at the end of a run, check what the loop did against
+what the protocol's setup fixes (`benchmark.setups`).
 
 The audit reads the trace the loop recorded (LRs and hyper-parameters read back from the
 optimizer, samples and steps counted by the loop), never what a method says it did.
@@ -6,31 +7,49 @@ optimizer, samples and steps counted by the loop), never what a method says it d
 
 from __future__ import annotations
 
-from benchmark.config import Recipe
+from benchmark.config import Protocol, Recipe
 from benchmark.errors import ProtocolViolation
+from benchmark.setups import fixes
 from benchmark.trace import Trace, TraceRow
 
+HPARAMS = ("momentum", "weight_decay", "nesterov", "augment")
 
-def audit_phase(setup: str, phase: str, recipe: Recipe, rows: list[TraceRow], n_train: int) -> None:
-    """Raise `ProtocolViolation` on the first rule the phase broke."""
-    if len(rows) != recipe.epochs:
-        raise ProtocolViolation(setup, f"{phase} epochs", recipe.epochs, len(rows))
+
+def audit_phase(setup: str, phase: str, expected: Recipe | None, rows: list[TraceRow], n_train: int) -> None:
+    """Raise `ProtocolViolation` on the first rule of `setup` that the phase broke.
+
+    `expected` is the protocol's recipe for the phase (None: the protocol has no such phase).
+    """
+    if fixes(setup, f"{phase}.epochs"):
+        want = expected.epochs if expected else 0
+        if len(rows) != want:
+            raise ProtocolViolation(setup, f"{phase} epochs", want, len(rows))
+    if expected is None:
+        return
     for row in rows:
         where = f"{phase} epoch {row.epoch}"
-        expected_lr = recipe.lr.lr_at(row.epoch, recipe.epochs)
-        if abs(row.lr - expected_lr) > 1e-12 * max(1.0, expected_lr):
-            raise ProtocolViolation(setup, f"{where} LR", expected_lr, row.lr)
-        if row.samples != n_train:
-            raise ProtocolViolation(setup, f"{where} samples", n_train, row.samples)
-        if row.batch_size != min(recipe.batch_size, n_train):
-            raise ProtocolViolation(setup, f"{where} batch size", recipe.batch_size, row.batch_size)
-        for field in ("momentum", "weight_decay", "nesterov"):
-            if getattr(row, field) != getattr(recipe, field):
-                raise ProtocolViolation(setup, f"{where} {field}", getattr(recipe, field), getattr(row, field))
+        if fixes(setup, f"{phase}.lr"):
+            want_lr = expected.lr.lr_at(row.epoch, expected.epochs)
+            if abs(row.lr - want_lr) > 1e-12 * max(1.0, want_lr):
+                raise ProtocolViolation(setup, f"{where} LR", want_lr, row.lr)
+        if fixes(setup, f"{phase}.hparams"):
+            want_samples = expected.samples_per_epoch or n_train
+            if row.samples != want_samples:
+                raise ProtocolViolation(setup, f"{where} samples", want_samples, row.samples)
+            if row.batch_size != min(expected.batch_size, want_samples):
+                raise ProtocolViolation(setup, f"{where} batch size", expected.batch_size, row.batch_size)
+            for field in HPARAMS:
+                if getattr(row, field) != getattr(expected, field):
+                    raise ProtocolViolation(setup, f"{where} {field}", getattr(expected, field), getattr(row, field))
 
 
-def audit_budget(setup: str, kind: str, budget: float, trace: Trace, tolerance: float) -> None:
-    """Total epochs (SX-A) or training FLOPs (SX-B) of a run must not overrun the budget."""
-    actual = trace.epochs if kind == "epochs" else trace.train_flops
-    if actual > budget * (1 + tolerance):
-        raise ProtocolViolation(setup, f"total {kind} budget (+{tolerance:.0%} tolerance)", budget, actual)
+def audit_run(protocol: Protocol, trace: Trace, n_train: int) -> None:
+    """Every phase of a pruned run against the protocol, including phases the run lacks."""
+    for phase, expected in (("prune", protocol.prune), ("retrain", protocol.retrain)):
+        audit_phase(protocol.setup, phase, expected, trace.phase(phase), n_train)
+
+
+def audit_budget(setup: str, kind: str, budget: float, used: float, tolerance: float) -> None:
+    """Total epochs (SX-A) or training FLOPs (SX-B) of a pipeline must not overrun its budget."""
+    if used > budget * (1 + tolerance):
+        raise ProtocolViolation(setup, f"total {kind} budget (+{tolerance:.0%} tolerance)", budget, used)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from benchmark.schedule import LRSchedule
+from benchmark.schedule import LRSchedule, parse_pf
 
 SETUPS = ("S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2", "SX-A", "SX-B")
 Setup = Literal["S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2", "SX-A", "SX-B"]
@@ -36,6 +36,25 @@ class Recipe(Frozen):
         "crop+flip", description="training augmentation, done batched on the training device"
     )
     pad: int = Field(4, ge=0, description="zero padding before the random crop (crop+flip)")
+    samples_per_epoch: int | None = Field(
+        None, gt=0, description="samples drawn per epoch (reshuffled passes); default one pass over the data")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_halving(cls, data: object) -> object:
+        # Wang et al.'s halving rule needs the phase's epochs: expand it here, at the edge.
+        if isinstance(data, dict) and isinstance(data.get("lr"), str) and data["lr"].strip().startswith("halving"):
+            parts = data["lr"].strip().split(":")
+            try:
+                values = [float(p) for p in parts[1:]]
+                if not 1 <= len(values) <= 2 or not isinstance(data.get("epochs"), int):
+                    raise ValueError
+            except ValueError:
+                raise ValueError(
+                    f"cannot read {data['lr']!r}: write 'halving:LR' or 'halving:LR:FINAL_LR' in a recipe with 'epochs'"
+                ) from None
+            data = {**data, "lr": LRSchedule.halving(data["epochs"], *values)}
+        return data
 
     @model_validator(mode="after")
     def _schedule_fits(self) -> Recipe:
@@ -45,6 +64,15 @@ class Recipe(Frozen):
                 f"but the phase has only {self.epochs} epochs"
             )
         return self
+
+    def truncated(self, epochs: int) -> Recipe:
+        """The first `epochs` epochs of this recipe, LR per epoch unchanged (a P/F schedule's dense part)."""
+        if epochs > self.epochs:
+            raise ValueError(f"cannot take {epochs} epochs of a {self.epochs}-epoch recipe")
+        if self.lr.kind == "cosine":
+            raise ValueError("a cosine schedule cannot be truncated without changing its LRs")
+        stages = [(e, lr) for e, lr in self.lr.stages if e < epochs] or self.lr.stages[:1]
+        return self.model_copy(update={"epochs": epochs, "lr": LRSchedule(stages=stages)})
 
     def with_epochs(self, epochs: int) -> Recipe:
         """This recipe over `epochs`, its LR stages stretched to keep their fractions."""
@@ -85,6 +113,9 @@ class Protocol(Frozen):
     description: str = Field("", description="what this protocol is for")
     ratios: list[float] = Field([0.5], description="uniform pruning ratios run by default")
     configs: list[str] = Field([], description="named layer-wise configs run by default (e.g. 'A')")
+    pf: str | None = Field(
+        None, description="Wang et al.'s P/F schedule, e.g. 'P30F90': the base is the suite's recipe "
+        "cut at epoch P, and retraining lasts F epochs")
     prune: Recipe | None = Field(None, description="pruning-phase recipe (none: one-shot pruning)")
     retrain: Recipe = Field(description="retraining (fine-tuning) recipe")
     budget: Budget | None = Field(None, description="total budget matched by the scratch baseline")
@@ -96,10 +127,17 @@ class Protocol(Frozen):
         for r in self.ratios:
             if not 0 <= r < 1:
                 raise ValueError(f"pruning ratio {r} is outside [0, 1)")
+        if self.pf is not None and parse_pf(self.pf)[1] != self.retrain.epochs:
+            raise ValueError(f"pf {self.pf} retrains {parse_pf(self.pf)[1]} epochs but retrain.epochs is "
+                             f"{self.retrain.epochs}")
         wants = {"SX-A": "epochs", "SX-B": "flops"}.get(self.setup)
         if wants and (self.budget is None or self.budget.kind != wants):
             raise ValueError(f"setup {self.setup} needs 'budget: {{kind: {wants}}}'")
         return self
+
+    @property
+    def pf_epochs(self) -> tuple[int, int] | None:
+        return parse_pf(self.pf) if self.pf else None
 
     @property
     def scratch_variant(self) -> str | None:

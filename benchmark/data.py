@@ -59,11 +59,16 @@ class TensorData:
         return h.hexdigest()
 
     def batches(self, batch_size: int, *, generator: torch.Generator | None = None,
-                augment: str = "none", pad: int = 0) -> Iterator[Batch]:
-        """Normalised float batches; shuffled and augmented when a generator is given."""
+                augment: str = "none", pad: int = 0, samples: int | None = None) -> Iterator[Batch]:
+        """Normalised float batches; shuffled and augmented when a generator is given. `samples`
+        draws that many per epoch from consecutive reshuffled passes (default: one pass)."""
         n, device = len(self), self.images.device
-        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-        for start in range(0, n, batch_size):
+        total = samples or n
+        if generator is None:
+            order = torch.arange(total) % n
+        else:
+            order = torch.cat([torch.randperm(n, generator=generator) for _ in range(-(-total // n))])[:total]
+        for start in range(0, total, batch_size):
             idx = order[start:start + batch_size].to(device)
             x = self.images[idx]
             if generator is not None and augment != "none":
@@ -110,12 +115,15 @@ class LoaderData:
         return h.hexdigest()
 
     def batches(self, batch_size: int, *, generator: torch.Generator | None = None,
-                augment: str = "none", pad: int = 0) -> Iterator[Batch]:
+                augment: str = "none", pad: int = 0, samples: int | None = None) -> Iterator[Batch]:
         train = generator is not None and augment != "none"
+        sampler = None
+        if samples is not None:
+            sampler = torch.utils.data.RandomSampler(self.dataset, num_samples=samples, generator=generator)
         self.dataset.transform = self.train_transform if train else self.eval_transform
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=batch_size, shuffle=generator is not None,
-            generator=generator, num_workers=self.workers, pin_memory=torch.cuda.is_available(),
+            self.dataset, batch_size=batch_size, shuffle=generator is not None and sampler is None,
+            sampler=sampler, generator=generator if sampler is None else None, num_workers=self.workers, pin_memory=torch.cuda.is_available(),
         )
         yield from loader
 

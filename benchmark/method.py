@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from benchmark._registry import Registry
+from benchmark.config import Protocol, Recipe
 from benchmark.errors import UserError
 from benchmark.models import Arch
 from benchmark.pruning import PruningPlan
@@ -24,6 +25,20 @@ from benchmark.pruning import PruningPlan
 
 class NoSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Choices(BaseModel):
+    """A method's own choices for what its protocol's setup leaves free (None: the protocol's).
+
+    Declaring a choice for something the setup fixes is not refused up front: the run trains as
+    declared and the audit stops it with the rule it broke, so an unfair claim cannot pass.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base: Recipe | None = Field(None, description="own base recipe (free under S1 only)")
+    prune: Recipe | None = Field(None, description="own pruning-phase recipe")
+    retrain: Recipe | None = Field(None, description="own retraining recipe (e.g. its LR schedule under S3.1)")
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,11 @@ class Method:
 
     def plan(self, model: nn.Module, target: Target, settings: BaseModel, ctx: PruneContext) -> PruningPlan:
         raise NotImplementedError
+
+    def choices(self, protocol: Protocol, settings: BaseModel) -> Choices:
+        """What the method chooses where the setup leaves it free. `protocol` is read-only: the
+        harness checks it is unchanged afterwards."""
+        return Choices()
 
     def regularizer(self, model: nn.Module, settings: BaseModel) -> torch.Tensor | None:
         """A term added to the loss during the pruning phase; None for one-shot methods."""

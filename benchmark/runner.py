@@ -10,6 +10,7 @@ init for the matched budget (Scratch-E / Scratch-B).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import subprocess
@@ -27,14 +28,15 @@ from torch import nn
 
 import benchmark
 from benchmark import audit
-from benchmark.config import MethodSpec, Protocol, Recipe, RunSpec, Suite
-from benchmark.data import DATASETS, Split, load_dataset
+from benchmark.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical
+from benchmark.data import DATASETS, Split, TensorData, load_dataset
 from benchmark.errors import ProtocolViolation, UserError
 from benchmark.flops import forward_macs, param_count
-from benchmark.method import METHODS, Method, PruneContext, Target, load_builtin_methods
+from benchmark.method import METHODS, Choices, Method, PruneContext, Target, load_builtin_methods
 from benchmark.models import ARCHS, reinitialise
 from benchmark.protocols import load_suites
 from benchmark.pruning import PruningPlan, apply_plan
+from benchmark.setups import fixes
 from benchmark.store import Store, sha256_file, write_atomic
 from benchmark.trace import Trace
 from benchmark.train import train_phases
@@ -121,6 +123,14 @@ class Harness:
     def store(self) -> Store:
         return Store(self.store_root)
 
+    @property
+    def setup(self) -> str:
+        return self.protocol.setup
+
+    @property
+    def protocol_label(self) -> str:
+        return f"{self.suite.name}/{self.setup}"
+
     # --- specs ---------------------------------------------------------------------------
 
     def build(self) -> nn.Module:
@@ -130,43 +140,62 @@ class Harness:
     def arch_signature(self) -> str:
         return hashlib.sha256(repr(self.build()).encode()).hexdigest()[:16]
 
+    @cached_property
+    def dense_macs(self) -> int:
+        return forward_macs(self.build(), self.input_shape)
+
+    @property
+    def base_recipe(self) -> Recipe:
+        """The shared base: the suite's recipe, or its first P epochs under a P/F schedule."""
+        pf = self.protocol.pf_epochs
+        return self.suite.base.truncated(pf[0]) if pf else self.suite.base
+
     def _spec(self, **fields: Any) -> RunSpec:
         s = self.suite
         return RunSpec(suite=s.name, dataset=s.dataset, arch=s.arch, arch_signature=self.arch_signature,
                        **fields)
 
-    def base_spec(self, seed: int) -> RunSpec:
-        return self._spec(kind="base", seed=seed, phases=[("pretrain", self.suite.base)])
+    def base_spec(self, seed: int, recipe: Recipe | None = None) -> RunSpec:
+        return self._spec(kind="base", seed=seed, phases=[("pretrain", recipe or self.base_recipe)])
 
-    def pruned_spec(self, method: MethodSpec, seed: int) -> RunSpec:
+    def choices(self, method: Method, mspec: MethodSpec) -> Choices:
+        """The method's declared choices; it gets a copy of the protocol and may not alter it."""
+        before = canonical(self.protocol)
+        view = self.protocol.model_copy(deep=True)
+        chosen = method.choices(view, method.settings(mspec.settings))
+        for seen in (view, self.protocol):
+            if canonical(seen) != before:
+                raise ProtocolViolation(self.setup, f"protocol is read-only (method {mspec.name!r} altered it)",
+                                        hashlib.sha256(before.encode()).hexdigest()[:16],
+                                        hashlib.sha256(canonical(seen).encode()).hexdigest()[:16])
+        return chosen
+
+    def pruned_spec(self, mspec: MethodSpec, seed: int, chosen: Choices) -> RunSpec:
         phases: list[tuple[str, Recipe]] = []
-        if self.protocol.prune is not None:
-            phases.append(("prune", self.protocol.prune))
-        phases.append(("retrain", self.protocol.retrain))
+        prune = chosen.prune or self.protocol.prune
+        if prune is not None and prune.epochs:
+            phases.append(("prune", prune))
+        phases.append(("retrain", chosen.retrain or self.protocol.retrain))
+        base = self.base_spec(seed, chosen.base)
         return self._spec(kind="pruned", seed=seed, phases=phases, protocol=self.protocol_label,
-                          base=self.base_spec(seed).run_id, method=method)
+                          base=base.run_id, method=mspec)
 
     def k1_k2(self) -> tuple[int, int]:
-        """Epochs the pruning pipeline trains the dense (K1) and the pruned model (K2)."""
+        """Epochs the protocol's pipeline trains the dense (K1) and the pruned model (K2)."""
         prune = self.protocol.prune.epochs if self.protocol.prune else 0
-        return self.suite.base.epochs + prune, self.protocol.retrain.epochs
+        return self.base_recipe.epochs + prune, self.protocol.retrain.epochs
 
     def variant(self) -> str:
         return self.protocol.scratch_variant or "Scratch"
 
-    def scratch_spec(self, source: MethodSpec, seed: int, widths: dict[str, int],
-                     dense_macs: int, pruned_macs: int) -> RunSpec:
+    def scratch_spec(self, source: MethodSpec, seed: int, widths: dict[str, int], pruned_macs: int) -> RunSpec:
         variant = self.variant()
         if variant == "Scratch":  # outside SX: the base recipe, as Wang et al. describe S2-S4
             epochs = self.suite.base.epochs
         else:
-            epochs = scratch_epochs(variant, *self.k1_k2(), dense_macs, pruned_macs)
+            epochs = scratch_epochs(variant, *self.k1_k2(), self.dense_macs, pruned_macs)
         return self._spec(kind="scratch", seed=seed, phases=[("scratch", self.suite.base.with_epochs(epochs))],
                           protocol=self.protocol_label, method=source, widths=widths, variant=variant)
-
-    @property
-    def protocol_label(self) -> str:
-        return f"{self.suite.name}/{self.protocol.setup}"
 
     def budget(self, pruned_macs: int) -> float | None:
         """The SX budget of one pruning pipeline, in epochs (SX-A) or training FLOPs (SX-B)."""
@@ -176,53 +205,62 @@ class Harness:
         k1, k2 = self.k1_k2()
         if b.kind == "epochs":
             return float(k1 + k2)
-        dense = forward_macs(self.build(), self.input_shape)
-        return float(self.dataset.train_size * 6 * (k1 * dense + k2 * pruned_macs))
+        return float(self.dataset.train_size * 6 * (k1 * self.dense_macs + k2 * pruned_macs))
 
     def targets(self, ratio: float | None, config: str | None) -> list[Target]:
         if ratio is not None or config is not None:
             return [Target(ratio=ratio, config=config)]
         return [Target(ratio=r) for r in self.protocol.ratios] + [Target(config=c) for c in self.protocol.configs]
 
-    # --- planning (also the dry run) -----------------------------------------------------
+    # --- the grid (planned for the dry run, executed by `run`) ----------------------------
 
     def plan(self, methods: list[str], seeds: list[int], ratio: float | None = None,
              config: str | None = None) -> list[Planned]:
         """Every run of the grid, in execution order, without training. Pruned architectures are
         planned on an untrained model here; for a predefined layer-wise scheme (like l1norm's)
         they are exact."""
-        return list(self._grid(methods, seeds, ratio, config, self._fresh))
+        return list(self._grid(methods, seeds, ratio, config, lambda run_id, seed: self._fresh(seed)))
 
     def _grid(self, methods: list[str], seeds: list[int], ratio: float | None, config: str | None,
-              model_of_seed: Callable[[int], nn.Module]) -> Iterator[Planned]:
-        """The runs of a grid, lazily: a seed's pruned architectures are planned on
-        `model_of_seed(seed)` only after its base run has been yielded (and, when executing, trained)."""
+              model_of: Callable[[str, int], nn.Module]) -> Iterator[Planned]:
+        """The runs of a grid, lazily: a pruned architecture is planned on `model_of(base run id,
+        seed)` only after that base run has been yielded (and, when executing, trained)."""
         resolved = [(name, METHODS.get(name)) for name in methods]
         targets = self.targets(ratio, config)
-        dense_macs = forward_macs(self.build(), self.input_shape)
         seen: set[str] = set()
+
+        def once(planned: Planned) -> Iterator[Planned]:
+            if planned.spec.run_id not in seen:
+                seen.add(planned.spec.run_id)
+                yield planned
+
         for seed in seeds:
-            base = self.base_spec(seed)
-            yield Planned(base, "dense", None, dense_macs, start=lambda d, seed=seed, base=base: Start(
-                self._fresh(seed).to(self.device, memory_format=self.memory_format), base.phases))
+            yield from once(self._base_job(self.base_spec(seed)))
             for name, method in resolved:
                 for target in targets:
                     mspec = MethodSpec(name=name, ratio=target.ratio, config=target.config)
                     source_spec, source = self._source(method, mspec)
-                    widths = self._widths(source, source_spec, model_of_seed(seed), seed)
+                    chosen = self.choices(source, source_spec)
+                    base = self.base_spec(seed, chosen.base)
+                    yield from once(self._base_job(base))
+                    widths = self._widths(source, source_spec, model_of(base.run_id, seed), seed)
                     macs = self._macs_of(widths)
-                    specs: list[tuple[RunSpec, str, float | None, Callable[[Path], Start]]] = []
                     if not method.from_scratch:
-                        spec = self.pruned_spec(mspec, seed)
-                        specs.append((spec, name, None, partial(self._start_pruned, spec, method)))
+                        spec = self.pruned_spec(mspec, seed, chosen)
+                        yield from once(Planned(spec, name, target, macs, self.budget(macs),
+                                                start=partial(self._start_pruned, spec, method)))
                     if method.from_scratch or self.protocol.scratch_variant:
-                        spec = self.scratch_spec(source_spec, seed, widths, dense_macs, macs)
-                        specs.append((spec, f"{self.variant()} of {source_spec.name}", self.budget(macs),
-                                      lambda d, spec=spec: Start(self._start_scratch(spec), spec.phases)))
-                    for spec, row, budget, start in specs:
-                        if spec.run_id not in seen:
-                            seen.add(spec.run_id)
-                            yield Planned(spec, row, target, macs, budget, start=start)
+                        spec = self.scratch_spec(source_spec, seed, widths, macs)
+                        yield from once(Planned(spec, f"{self.variant()} of {source_spec.name}", target, macs,
+                                                self.budget(macs), start=partial(self._start_scratch, spec)))
+
+    def _base_job(self, spec: RunSpec) -> Planned:
+        def start(directory: Path) -> Start:
+            model = self._fresh(spec.seed).to(self.device, memory_format=self.memory_format)
+            return Start(model, spec.phases)
+
+        row = "dense" if spec == self.base_spec(spec.seed) else "dense (method's own base)"
+        return Planned(spec, row, None, self.dense_macs, start=start)
 
     def _fresh(self, seed: int) -> nn.Module:
         torch.manual_seed(seed)
@@ -240,7 +278,7 @@ class Harness:
 
     def _widths(self, method: Method, mspec: MethodSpec, model: nn.Module, seed: int) -> dict[str, int]:
         target = Target(ratio=mspec.ratio, config=mspec.config)
-        return method.plan(model, target, method.settings(mspec.settings), self._ctx(seed)).widths()
+        return method.plan(copy.deepcopy(model), target, method.settings(mspec.settings), self._ctx(seed)).widths()
 
     def _macs_of(self, widths: dict[str, int]) -> int:
         model = apply_plan(self.build(), PruningPlan.first_k(widths), self.input_shape)
@@ -252,7 +290,7 @@ class Harness:
         if self._data is None:
             train, test = load_dataset(self.suite.dataset, self.data_root)
             self._fingerprint = train.fingerprint()[:16] + test.fingerprint()[:16]
-            if hasattr(train, "to"):
+            if isinstance(train, TensorData) and isinstance(test, TensorData):
                 train, test = train.to(self.device), test.to(self.device)
             self._data = (train, test)
         return self._data
@@ -261,17 +299,14 @@ class Harness:
             config: str | None = None) -> list[dict[str, Any]]:
         """Execute the grid (cache hits for completed runs) and return the summary rows."""
         done: dict[str, list[tuple[str, dict]]] = {}  # row key -> [(run id, metrics)]
-        for job in self._grid(methods, seeds, ratio, config, self._load_base):
-            budget = None
-            if job.budget is not None and self.protocol.budget is not None:
-                budget = (self.protocol.budget.kind, job.budget)
-            metrics = self._execute(job.spec, job.start, budget)
+        for job in self._grid(methods, seeds, ratio, config, lambda run_id, seed: self._load_base(run_id)):
+            assert job.start is not None
+            metrics = self._execute(job.spec, job.start, job.budget)
             key = f"{job.row}|{job.target.label()}" if job.target else job.row
             done.setdefault(key, []).append((job.spec.run_id, metrics))
         return summarise(done)
 
-    def _execute(self, spec: RunSpec, start: Callable[[Path], Start],
-                 budget: tuple[str, float] | None = None) -> dict[str, Any]:
+    def _execute(self, spec: RunSpec, start: Callable[[Path], Start], budget: float | None = None) -> dict[str, Any]:
         """Run `spec` unless the store has it: `start` gives the model, the trace of anything
         already trained for this run (a pruning phase) and the phases left to train."""
         run_id = spec.run_id
@@ -286,44 +321,59 @@ class Harness:
         resumed = any(directory.glob("checkpoint*.pt"))
         self.log(f"{'resuming' if resumed else 'training'} {label} (run {run_id[:12]})")
         self.store.index(spec, "running")
-        self.data()
+        train, _ = self.data()
         started = time.perf_counter()
         try:
             begin = start(directory)
             model = begin.model
             trace = self._train(model, spec, directory, begin.phases, "checkpoint.pt", prior=begin.prior)
-            if budget is not None:
-                assert self.protocol.budget is not None
-                audit.audit_budget(self.protocol.setup, budget[0], budget[1], trace,
-                                   self.protocol.budget.tolerance)
+            if spec.kind == "pruned":
+                audit.audit_run(self.protocol, trace, len(train))
+            if budget is not None and spec.kind != "base":
+                self._audit_budget(spec, trace, budget)
         except ProtocolViolation as v:
             write_atomic(directory / "violation.json", json.dumps(
                 {"setup": v.setup, "rule": v.rule, "expected": str(v.expected), "actual": str(v.actual)}))
             self.store.index(spec, "violated", violation=str(v))
             raise
+        return self._finish(spec, directory, model, trace, budget, started)
+
+    def _audit_budget(self, spec: RunSpec, trace: Trace, budget: float) -> None:
+        """SX budgets cover the whole pipeline: a pruned run's base counts towards it."""
+        assert self.protocol.budget is not None
+        kind = self.protocol.budget.kind
+        used = float(trace.epochs if kind == "epochs" else trace.train_flops)
+        if spec.kind == "pruned" and spec.base is not None:
+            base = self.store.metrics(spec.base) or {}
+            used += base.get("epochs" if kind == "epochs" else "train_flops", 0)
+        audit.audit_budget(self.setup, kind, budget, used, self.protocol.budget.tolerance)
+
+    def _finish(self, spec: RunSpec, directory: Path, model: nn.Module, trace: Trace,
+                budget: float | None, started: float) -> dict[str, Any]:
         torch.save(model.state_dict(), directory / "model.pt.tmp")
         (directory / "model.pt.tmp").replace(directory / "model.pt")
         write_atomic(directory / "trace.csv", trace.to_csv())
         write_atomic(directory / "trace.json", trace.model_dump_json(indent=1))
         last = trace.rows[-1] if trace.rows else None
-        base_epochs = self.suite.base.epochs if spec.kind == "pruned" else 0
+        base = self.store.metrics(spec.base) if spec.base else None
         metrics = {
-            "run_id": run_id,
+            "run_id": spec.run_id,
             "seed": spec.seed,
             "test_acc": last.test_acc if last else None,
             "train_acc": last.train_acc if last else None,
             "macs": forward_macs(model, self.input_shape),
             "params": param_count(model),
             "epochs": trace.epochs,
-            "total_epochs": base_epochs + trace.epochs,
+            "total_epochs": (base["epochs"] if base else 0) + trace.epochs,
             "train_flops": trace.train_flops,
             "seconds": round(time.perf_counter() - started, 2),
             "model_sha256": sha256_file(directory / "model.pt"),
             "data_fingerprint": self._fingerprint,
             "protocol_sha256": self.protocol_sha256,
             "code": _code_version(),
-            "budget": {"kind": budget[0], "amount": budget[1],
-                       "convention": self.protocol.budget.convention} if budget else None,
+            "budget": {"kind": self.protocol.budget.kind, "amount": budget,
+                       "convention": self.protocol.budget.convention}
+            if budget is not None and self.protocol.budget else None,
         }
         write_atomic(directory / "metrics.json", json.dumps(metrics, indent=2))
         for checkpoint in directory.glob("checkpoint*.pt"):
@@ -336,9 +386,11 @@ class Harness:
     def _train(self, model: nn.Module, spec: RunSpec, directory: Path, phases: list[tuple[str, Recipe]],
                checkpoint: str, prior: Trace | None = None, regularizer=None) -> Trace:
         train, test = self.data()
+        expected = {"prune": self.protocol.prune, "retrain": self.protocol.retrain}
 
         def check(phase: str, recipe: Recipe, rows: list) -> None:
-            audit.audit_phase(self.protocol.setup, phase, recipe, rows, len(train))
+            if spec.kind == "pruned" and phase in expected:
+                audit.audit_phase(self.setup, phase, expected[phase], rows, len(train))
 
         trace = train_phases(
             model, list(phases), train, test, seed=spec.seed, input_shape=self.input_shape,
@@ -347,25 +399,29 @@ class Harness:
         )
         return Trace(rows=(prior.rows if prior else ()) + trace.rows)
 
-    def _load_base(self, seed: int) -> nn.Module:
-        """The seed's trained base model, its file checked against the sha256 recorded at training."""
-        base = self.base_spec(seed)
-        metrics = self.store.metrics(base.run_id)
+    def _load_base(self, run_id: str) -> nn.Module:
+        """A trained base model, its file checked against the sha256 recorded when it was trained."""
+        metrics = self.store.metrics(run_id)
         if metrics is None:
-            raise UserError(f"base model of seed {seed} (run {base.run_id[:12]}) is not trained yet.")
-        path = self.store.run_dir(base.run_id) / "model.pt"
+            raise UserError(f"base model run {run_id[:12]} is not trained yet.")
+        path = self.store.run_dir(run_id) / "model.pt"
         actual = sha256_file(path)
         if actual != metrics["model_sha256"]:
-            raise ProtocolViolation(self.protocol.setup, "base checkpoint sha256", metrics["model_sha256"], actual)
+            raise ProtocolViolation(self.setup, "base checkpoint sha256", metrics["model_sha256"], actual)
         model = self.build()
         model.load_state_dict(torch.load(path, map_location="cpu"))
         return model.to(self.device)
 
     def _start_pruned(self, spec: RunSpec, method: Method, directory: Path) -> Start:
         """Base weights -> pruning phase (if any) -> the plan's cut; the model retraining starts from."""
-        assert spec.method is not None
+        assert spec.method is not None and spec.base is not None
+        shared = self.base_spec(spec.seed).run_id
+        if fixes(self.setup, "base") and spec.base != shared:
+            want = (self.store.metrics(shared) or {}).get("model_sha256", f"run {shared[:12]}")
+            got = (self.store.metrics(spec.base) or {}).get("model_sha256", f"run {spec.base[:12]}")
+            raise ProtocolViolation(self.setup, "same base checkpoint (sha256)", want, got)
         settings = method.settings(spec.method.settings)
-        model = self._load_base(spec.seed)
+        model = self._load_base(spec.base)
         prior = Trace()
         prune_phases = [p for p in spec.phases if p[0] == "prune"]
         if prune_phases:
@@ -374,19 +430,20 @@ class Harness:
         plan_file = directory / "plan.json"
         if plan_file.exists():
             plan = PruningPlan.from_json(plan_file.read_text())
-        else:
+        else:  # the method scores a copy: the model the harness cuts is the verified one
             target = Target(ratio=spec.method.ratio, config=spec.method.config)
-            plan = method.plan(model, target, settings, self._ctx(spec.seed))
+            plan = method.plan(copy.deepcopy(model), target, settings, self._ctx(spec.seed))
             write_atomic(plan_file, plan.to_json())
         apply_plan(model, plan, self.input_shape)
         model = model.to(self.device, memory_format=self.memory_format)
         return Start(model, [p for p in spec.phases if p[0] != "prune"], prior)
 
-    def _start_scratch(self, spec: RunSpec) -> nn.Module:
+    def _start_scratch(self, spec: RunSpec, directory: Path) -> Start:
         assert spec.widths is not None
         model = apply_plan(self.build(), PruningPlan.first_k(spec.widths), self.input_shape)
         torch.manual_seed(spec.seed)
-        return reinitialise(model).to(self.device, memory_format=self.memory_format)
+        model = reinitialise(model).to(self.device, memory_format=self.memory_format)
+        return Start(model, spec.phases)
 
 
 def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:

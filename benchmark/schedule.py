@@ -2,7 +2,8 @@
 
 Wang et al. (App. A) write piecewise-constant schedules as ``0:0.1,30:0.01,60:0.001``: the LR
 from each given epoch on. Cosine schedules are written ``cosine:0.1`` (to 0) or ``cosine:0.1:1e-4``.
-The LR is set once per epoch, at its start.
+The LR is set once per epoch, at its start. Wang et al.'s finetuning rule (App. A) is written
+``halving:LR`` or ``halving:LR:FINAL`` inside a recipe, which knows the epochs it spans.
 """
 
 from __future__ import annotations
@@ -89,15 +90,48 @@ class LRSchedule(BaseModel):
                 stages.append((start, lr))
         return LRSchedule(stages=stages)
 
+    @classmethod
+    def halving(cls, epochs: int, lr: float, final_lr: float = 1e-5, max_stage: int = 30) -> LRSchedule:
+        """Wang et al.'s finetuning LR rules (App. A): decay x0.1 from `lr` down to the common
+        final LR (rule 1); each stage takes half of the epochs left, rounded up (rule 2, the
+        "halving"), and at most `max_stage` epochs (rule 3); the last stage takes the rest.
+
+        P30F90 at 1e-1 gives 0:1e-1,30:1e-2,60:1e-3,75:1e-4,83:1e-5.
+        """
+        decades = round(math.log10(lr / final_lr))
+        if decades < 0 or not math.isclose(lr / final_lr, 10.0**decades, rel_tol=1e-6):
+            raise ValueError(f"halving needs the final LR {final_lr:g} to be {lr:g} times a power of 0.1")
+        lrs = [float(f"{lr * 10.0**-k:.6g}") for k in range(decades + 1)]
+        if epochs < len(lrs):
+            raise ValueError(f"halving from {lr:g} to {final_lr:g} needs at least {len(lrs)} epochs, got {epochs}")
+        stages, start = [], 0
+        for value in lrs[:-1]:
+            stages.append((start, value))
+            start += min(max_stage, math.ceil((epochs - start) / 2))
+        stages.append((start, lrs[-1]))
+        return cls(stages=stages)
+
     def __str__(self) -> str:
         if self.kind == "cosine":
             return f"cosine:{self.lr:g}" + (f":{self.final_lr:g}" if self.final_lr else "")
         return ",".join(f"{e}:{lr:g}" for e, lr in self.stages)
 
 
+def parse_pf(text: str) -> tuple[int, int]:
+    """Wang et al.'s ``P30F90``: prune at epoch 30 of a dense run, then finetune 90 epochs."""
+    import re
+
+    match = re.fullmatch(r"\s*P(\d+)\s*/?\s*F(\d+)\s*", text)
+    if not match:
+        raise ValueError(f"cannot read {text!r}: write e.g. 'P30F90' (prune at epoch 30, finetune 90)")
+    return int(match.group(1)), int(match.group(2))
+
+
 def parse_lr_string(text: str) -> dict:
     """Parse ``0:0.1,30:0.01`` or ``cosine:LR[:FINAL]`` into LRSchedule fields."""
     text = text.strip()
+    if text.startswith("halving"):
+        raise ValueError(f"{text!r}: the halving rule needs the epochs; use it as a recipe's 'lr'")
     if text.startswith("cosine"):
         parts = text.split(":")
         if len(parts) not in (2, 3):

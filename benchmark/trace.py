@@ -20,6 +20,7 @@ class TraceRow(BaseModel):
     momentum: float = Field(description="optimizer momentum, read from the optimizer")
     weight_decay: float = Field(description="optimizer weight decay, read from the optimizer")
     nesterov: bool = Field(description="optimizer nesterov flag, read from the optimizer")
+    augment: str = Field(description="augmentation the loop applied")
     macs: int = Field(description="forward MACs of the model trained in this epoch")
     train_loss: float
     train_acc: float

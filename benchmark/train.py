@@ -138,8 +138,9 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, phase: str,
     started = time.perf_counter()
     seen_lrs: set[float] = set()
     loss_sum, correct, samples, steps, largest = 0.0, 0, 0, 0, 0
-    batches = train.batches(recipe.batch_size, generator=generator, augment=recipe.augment, pad=recipe.pad)
-    total = -(-len(train) // recipe.batch_size)
+    batches = train.batches(recipe.batch_size, generator=generator, augment=recipe.augment, pad=recipe.pad,
+                            samples=recipe.samples_per_epoch)
+    total = -(-(recipe.samples_per_epoch or len(train)) // recipe.batch_size)
     for x, y in tqdm(batches, total=total, desc=desc.strip(), leave=False, disable=not show):
         out = model(x)
         loss = F.cross_entropy(out, y)
@@ -164,7 +165,7 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, phase: str,
         # more than one LR within an epoch is recorded as the one furthest from the schedule
         lr=max(seen_lrs, key=lambda v: abs(v - lr)) if seen_lrs else lr,
         samples=samples, steps=steps, batch_size=largest, momentum=group["momentum"],
-        weight_decay=group["weight_decay"], nesterov=group["nesterov"], macs=macs,
+        weight_decay=group["weight_decay"], nesterov=group["nesterov"], augment=recipe.augment, macs=macs,
         train_loss=loss_sum / max(samples, 1), train_acc=100.0 * correct / max(samples, 1),
         test_loss=test_loss, test_acc=test_acc, seconds=time.perf_counter() - started,
     )
