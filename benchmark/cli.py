@@ -38,6 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="show the planned runs without training")
     run.add_argument("--json", action="store_true", help="print the result rows as JSON")
 
+    va = sub.add_parser("validate", help="check a protocol file; show what it fixes and what it leaves free")
+    va.add_argument("file", type=Path, help="protocol YAML file")
+
+    co = sub.add_parser("compare", help="the strictest setup under which two stored runs are comparable")
+    co.add_argument("run_a", help="run id (or a unique prefix)")
+    co.add_argument("run_b", help="run id (or a unique prefix)")
+    co.add_argument("--store", type=Path, help=f"run store (default ${paths.STORE_ENV} or the user cache)")
+    co.add_argument("--json", action="store_true", help="print a JSON object")
+
     ls = sub.add_parser("list", help="list registered names")
     ls.add_argument("kind", choices=LIST_KINDS)
 
@@ -52,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "list": cmd_list, "flops": cmd_flops}[args.command](args)
+        commands = {"run": cmd_run, "list": cmd_list, "flops": cmd_flops, "validate": cmd_validate,
+                    "compare": cmd_compare}
+        return commands[args.command](args)
     except UserError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
@@ -63,6 +74,57 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted; run the same command again to resume.", file=sys.stderr)
         return 130
+
+
+def _print_rules(protocol, base_epochs: int) -> None:
+    from benchmark.setups import describe
+
+    fixed, left = describe(protocol, base_epochs)
+    print(f"Fixed by {protocol.setup} (Wang et al. Tab. 2):")
+    print(tabulate(fixed, tablefmt="plain"))
+    print("Left to the method (its declared choice, else the protocol's default):")
+    print(tabulate(left, tablefmt="plain") if left else "  nothing")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from benchmark.protocols import load_protocol, load_suites
+
+    if not args.file.exists():
+        raise UserError(f"protocol file {args.file} does not exist.")
+    protocol, path, sha = load_protocol(str(args.file))
+    suite = load_suites().get(protocol.suite)
+    base = suite.base.truncated(protocol.pf_epochs[0]) if protocol.pf_epochs else suite.base
+    targets = [f"ratio {r:g}" for r in protocol.ratios] + [f"config {c}" for c in protocol.configs]
+    print(f"{path}: valid {protocol.setup} protocol of suite {protocol.suite} (sha256 {sha[:12]})")
+    print(f"targets: {', '.join(targets)}" + (f"; P/F schedule {protocol.pf}" if protocol.pf else ""))
+    if protocol.scratch_variant:
+        print(f"scratch baseline: {protocol.scratch_variant}")
+    _print_rules(protocol, base.epochs)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from benchmark.compare import compare_ids
+
+    result = compare_ids(args.store or paths.default_store(), args.run_a, args.run_b)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    a, b = result["a"][:12], result["b"][:12]
+    if result["strictest"] is None:
+        br = result["breaks"]
+        print(f"{a} and {b} are not comparable under any setup: {br['words']} differs ({br['a']} vs {br['b']}).")
+    else:
+        print(f"{a} and {b} are comparable under {result['strictest']}.")
+        if result["breaks"]:
+            br = result["breaks"]
+            print(f"{br['setup']} breaks on {br['rule']} ({br['words']}): {br['a']} vs {br['b']}.")
+        else:
+            print("They meet every setup of the ladder S1 ... S4.2.")
+    for setup, sx in result["sx"].items():
+        verdict = "comparable" if sx["comparable"] else f"not comparable: {sx['rule']} {sx['a']} vs {sx['b']}"
+        print(f"{setup}: {verdict}")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -154,6 +216,8 @@ def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) ->
     pr = harness.protocol
     print(f"protocol {pr.setup} of suite {pr.suite} ({path}); budget: "
           f"{pr.budget.kind + ' (' + pr.budget.convention + ')' if pr.budget else 'none'}")
+    _print_rules(pr, harness.base_recipe.epochs)
+    print()
     table = []
     for o in out:
         for ph in o["phases"]:

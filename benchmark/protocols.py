@@ -39,8 +39,13 @@ def read_model(path: Path, model: type[BaseModel]) -> BaseModel:
         raise UserError(f"cannot read {path}: {e.strerror}.") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path} is not valid YAML: {e}".replace("\n", " ")) from None
+    return validate_data(data, model, str(path))
+
+
+def validate_data(data: object, model: type[BaseModel], source: str) -> BaseModel:
+    """Validate parsed YAML; any problem is a `UserError` naming `source` and each bad field."""
     if not isinstance(data, dict):
-        raise UserError(f"{path} must hold a mapping of fields, found {type(data).__name__}.")
+        raise UserError(f"{source} must hold a mapping of fields, found {type(data).__name__}.")
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -48,7 +53,7 @@ def read_model(path: Path, model: type[BaseModel]) -> BaseModel:
             f"field '{'.'.join(str(p) for p in err['loc']) or '(top level)'}': {err['msg']}"
             for err in e.errors()
         )
-        raise UserError(f"{path}: {problems}. Fix the file and run again.") from None
+        raise UserError(f"{source}: {problems}. Fix the file and run again.") from None
 
 
 def load_suites() -> Registry[Suite]:

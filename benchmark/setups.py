@@ -24,7 +24,6 @@ RULES: dict[str, tuple[str, ...]] = {
     "SX-A": ("base", "retrain.hparams", "prune.hparams", "total.epochs"),
     "SX-B": ("base", "retrain.hparams", "prune.hparams", "total.flops"),
 }
-ALWAYS = "dataset, network and pruning target (ratio or named config)"
 WORDS = {
     "base": "the base checkpoint (the suite's base model of each seed, sha256 checked)",
     "retrain.epochs": "retraining epochs",
@@ -46,3 +45,34 @@ def fixes(setup: str, rule: str) -> bool:
 def free(setup: str) -> list[str]:
     """What a setup leaves to the method (the method's declared choice, else the protocol's default)."""
     return [r for r in ALL_RULES if r not in RULES[setup] and not r.startswith("total.")]
+
+
+def _hparams(recipe) -> str:
+    samples = recipe.samples_per_epoch or "one pass"
+    return (f"batch {recipe.batch_size}, samples/epoch {samples}, momentum {recipe.momentum}, "
+            f"weight decay {recipe.weight_decay}, nesterov {recipe.nesterov}, augment {recipe.augment}")
+
+
+def rule_value(rule: str, protocol, base_epochs: int) -> str:
+    """The protocol's value for one rule, in words (for `bench validate` and the dry run)."""
+    phase, _, part = rule.partition(".")
+    if rule == "base":
+        return f"{base_epochs} epochs of the suite's base recipe, one model per seed"
+    if phase == "total":
+        k1 = base_epochs + (protocol.prune.epochs if protocol.prune else 0)
+        k2 = protocol.retrain.epochs
+        if part == "epochs":
+            return f"K1 + K2 = {k1} + {k2} = {k1 + k2} epochs"
+        return f"K1*F1 + K2*F2 epochs x samples x 6 FLOPs, K1 = {k1}, K2 = {k2} (F2: the method's pruned MACs)"
+    recipe = getattr(protocol, phase)
+    if recipe is None:
+        return "0 epochs (no pruning phase)" if part == "epochs" else "-"
+    return {"epochs": str(recipe.epochs), "lr": str(recipe.lr), "hparams": _hparams(recipe)}[part]
+
+
+def describe(protocol, base_epochs: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(what the protocol fixes, what it leaves to the method), each as (words, value) pairs."""
+    fixed = [("dataset and network", "the suite's"), ("pruning target", "the run's ratio or named config")]
+    fixed += [(WORDS[r], rule_value(r, protocol, base_epochs)) for r in RULES[protocol.setup]]
+    left = [(WORDS[r], "default: " + rule_value(r, protocol, base_epochs)) for r in free(protocol.setup)]
+    return fixed, left

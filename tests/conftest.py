@@ -19,6 +19,10 @@ RETRAIN = {"epochs": 2, "lr": "0:0.01,1:0.001", "batch_size": 64, "augment": "fl
 SX_B = {"setup": "SX-B", "suite": "synth-small", "ratios": [0.5], "retrain": RETRAIN,
         "budget": {"kind": "flops", "tolerance": 0.01}}
 SX_A = {**SX_B, "setup": "SX-A", "budget": {"kind": "epochs", "tolerance": 0.0}}
+PRUNE = {"epochs": 1, "lr": "0:0.01", "batch_size": 64, "augment": "flip"}
+LADDER = {setup: {"setup": setup, "suite": "synth-small", "ratios": [0.5], "retrain": RETRAIN,
+                  **({"prune": PRUNE} if setup.startswith("S4") else {})}
+          for setup in ("S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2")}
 
 
 def write_yaml(path: Path, data: dict) -> Path:
@@ -29,9 +33,11 @@ def write_yaml(path: Path, data: dict) -> Path:
 
 @pytest.fixture
 def user_protocols(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A protocols folder holding the synthetic suite, its SX-A and SX-B, on $PRUNEBENCH_PROTOCOLS."""
+    """A protocols folder holding the synthetic suite and all eight setups, on $PRUNEBENCH_PROTOCOLS."""
     root = tmp_path / "user-protocols"
     write_yaml(root / "synth-small" / "suite.yaml", SUITE)
+    for setup, protocol in LADDER.items():
+        write_yaml(root / "synth-small" / f"{setup}.yaml", protocol)
     write_yaml(root / "synth-small" / "SX-B.yaml", SX_B)
     write_yaml(root / "synth-small" / "SX-A.yaml", SX_A)
     monkeypatch.setenv("PRUNEBENCH_PROTOCOLS", str(root))

@@ -1,0 +1,107 @@
+"""Which setup two stored runs are comparable under (`bench compare`).
+
+A claim "A beats B" from a paper's table holds only under the setup both runs satisfy. This
+walks the ladder S1 ... S4.2 of Wang et al. and reports the strictest setup the pair meets and
+the first rule that breaks the next one; SX-A and SX-B are checked on their own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.config import RunSpec
+from benchmark.errors import UserError
+from benchmark.setups import LADDER, RULES, WORDS
+from benchmark.store import Store
+
+FLOPS_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    spec: RunSpec
+    metrics: dict
+    base_metrics: dict | None
+
+    def phase(self, name: str):
+        return next((r for p, r in self.spec.phases if p == name), None)
+
+    def value(self, rule: str) -> object:
+        phase, _, part = rule.partition(".")
+        if rule == "target":
+            m = self.spec.method
+            return (self.spec.dataset, self.spec.arch, self.spec.arch_signature,
+                    m.config if m and m.config else (m.ratio if m else 0.0))
+        if rule == "base":
+            return self.spec.base
+        if rule == "total.epochs":
+            return self.metrics["total_epochs"]
+        if rule == "total.flops":
+            return self.metrics["train_flops"] + (self.base_metrics or {}).get("train_flops", 0)
+        recipe = self.phase(phase)
+        if recipe is None:
+            return 0 if part == "epochs" else None
+        if part == "epochs":
+            return recipe.epochs
+        if part == "lr":
+            return str(recipe.lr)
+        return (recipe.batch_size, recipe.samples_per_epoch, recipe.momentum, recipe.weight_decay,
+                recipe.nesterov, recipe.augment, recipe.pad)
+
+
+def load_run(store: Store, run: str) -> StoredRun:
+    """A stored run by id or unique id prefix."""
+    matches = [p for p in (store.root / "runs").glob(f"{run}*") if p.is_dir()]
+    if len(matches) != 1:
+        raise UserError(f"{'no' if not matches else 'more than one'} run matches {run!r} in store {store.root}; "
+                        "give more characters of the run id (see the 'runs' column of `bench run`).")
+    directory = matches[0]
+    metrics = store.metrics(directory.name)
+    if metrics is None:
+        raise UserError(f"run {directory.name[:12]} has not finished; only finished runs can be compared.")
+    spec = RunSpec.model_validate(json.loads((directory / "spec.json").read_text()))
+    base = store.metrics(spec.base) if spec.base else None
+    return StoredRun(spec, metrics, base)
+
+
+def holds(rule: str, a: StoredRun, b: StoredRun) -> tuple[bool, object, object]:
+    va, vb = a.value(rule), b.value(rule)
+    if rule == "total.flops":
+        ok = abs(va - vb) <= FLOPS_TOLERANCE * max(va, vb)  # type: ignore[operator]
+    else:
+        ok = va == vb
+    return ok, va, vb
+
+
+def _first_broken(setup: str, a: StoredRun, b: StoredRun) -> tuple[str, object, object] | None:
+    for rule in ("target",) + RULES[setup]:
+        ok, va, vb = holds(rule, a, b)
+        if not ok:
+            return rule, va, vb
+    return None
+
+
+def compare(a: StoredRun, b: StoredRun) -> dict:
+    """The strictest ladder setup both runs meet, the rule breaking the next, and SX-A/SX-B."""
+    strictest, breaks = None, None
+    for setup in LADDER:
+        broken = _first_broken(setup, a, b)
+        if broken:
+            rule, va, vb = broken
+            breaks = {"setup": setup, "rule": rule, "words": WORDS.get(rule, "pruning target"),
+                      "a": str(va), "b": str(vb)}
+            break
+        strictest = setup
+    sx = {}
+    for setup in ("SX-A", "SX-B"):
+        broken = _first_broken(setup, a, b)
+        sx[setup] = {"comparable": broken is None,
+                     **({"rule": broken[0], "a": str(broken[1]), "b": str(broken[2])} if broken else {})}
+    return {"a": a.spec.run_id, "b": b.spec.run_id, "strictest": strictest, "breaks": breaks, "sx": sx}
+
+
+def compare_ids(store_root: Path, run_a: str, run_b: str) -> dict:
+    store = Store(store_root)
+    return compare(load_run(store, run_a), load_run(store, run_b))
