@@ -1,0 +1,162 @@
+"""Deliberately unfair methods: each is caught under the setup that fixes what it changes, with
+the rule named, and passes under a setup that leaves that freedom open."""
+
+import json
+
+import pytest
+
+from benchmark.errors import ProtocolViolation
+from benchmark.method import Choices, Method, register_method
+from benchmark.protocols import load_protocol
+from benchmark.runner import Harness
+from methods.l1norm import L1Norm
+
+
+class Unfair(Method):
+    """Plans like l1norm; its `choices` do the cheating."""
+
+    def plan(self, model, target, settings, ctx):
+        return L1Norm().plan(model, target, settings, ctx)
+
+
+def _method(name, choose):
+    cls = type(name, (Unfair,), {"name": name, "choices": lambda self, protocol, settings: choose(protocol)})
+    register_method(cls)
+    return name
+
+
+def _retrain(**change):
+    return lambda p: Choices(retrain=p.retrain.model_copy(update=change))
+
+
+EXTRA_EPOCH = _method("unfair-extra-epoch", lambda p: Choices(retrain=p.retrain.model_copy(
+    update={"epochs": p.retrain.epochs + 1})))
+HIGHER_LR = _method("unfair-higher-lr", lambda p: Choices(retrain=p.retrain.model_copy(
+    update={"lr": p.retrain.lr.model_copy(update={"stages": [(0, 0.1)]})})))
+NO_WD = _method("unfair-no-weight-decay", _retrain(weight_decay=0.0))
+LOW_MOMENTUM = _method("unfair-momentum", _retrain(momentum=0.5))
+MORE_SAMPLES = _method("unfair-more-samples", _retrain(samples_per_epoch=2 * 640))
+
+
+def _own_base(p):
+    from benchmark.protocols import load_suites
+
+    base = load_suites().get(p.suite).base
+    return Choices(base=base.model_copy(update={"epochs": base.epochs + 1}))
+
+
+OWN_BASE = _method("unfair-own-base", _own_base)
+LONG_PRUNE = _method("unfair-long-prune", lambda p: Choices(prune=p.prune.model_copy(
+    update={"epochs": p.prune.epochs + 1}) if p.prune else None))
+OVER_BUDGET = _method("unfair-over-budget", lambda p: Choices(retrain=p.retrain.model_copy(
+    update={"epochs": p.retrain.epochs + 2})))
+
+
+def _mutate(p):
+    p.ratios.append(0.9)  # the protocol handed to a method is a copy, but altering it is caught
+    return Choices()
+
+
+MUTATES = _method("unfair-mutates-protocol", _mutate)
+
+
+def run(setup, method, store):
+    protocol, _, _ = load_protocol(setup, "synth-small")
+    h = Harness(protocol, store=store, device="cpu", progress=False, log=lambda m: None)
+    return h, h.run([method], seeds=[0])
+
+
+CASES = [
+    # method, setup that catches it, rule, setup that leaves the freedom open
+    (EXTRA_EPOCH, "S3.1", "retrain epochs", "S2"),
+    (HIGHER_LR, "S3.2", "retrain epoch 0 LR", "S3.1"),
+    (NO_WD, "S3.1", "retrain epoch 0 weight_decay", "S2"),
+    (LOW_MOMENTUM, "S3.1", "retrain epoch 0 momentum", "S2"),
+    (OWN_BASE, "S2", "same base checkpoint (sha256)", "S1"),
+    (LONG_PRUNE, "S4.1", "prune epochs", "S3.2"),
+    (OVER_BUDGET, "SX-B", "total flops budget (+1% tolerance)", "S2"),
+    (OVER_BUDGET, "SX-A", "total epochs budget (+0% tolerance)", "S2"),
+    (MORE_SAMPLES, "S3.1", "retrain epoch 0 samples", "S2"),
+]
+
+
+@pytest.mark.parametrize("method, setup, rule, open_setup", CASES)
+def test_unfair_method_is_caught_with_the_rule_named(user_protocols, tmp_path, method, setup, rule, open_setup):
+    with pytest.raises(ProtocolViolation) as caught:
+        run(setup, method, tmp_path / "strict")
+    assert caught.value.setup == setup and caught.value.rule == rule
+    # the same method is fine where the setup leaves that freedom open
+    _, rows = run(open_setup, method, tmp_path / "open")
+    assert any(r["row"] == method and r["n"] == 1 for r in rows)
+
+
+def test_altering_the_protocol_is_caught_under_every_setup(user_protocols, tmp_path):
+    for setup in ("S1", "S3.2", "SX-B"):
+        with pytest.raises(ProtocolViolation, match="protocol is read-only"):
+            run(setup, MUTATES, tmp_path / setup)
+
+
+def test_a_violated_run_is_marked_and_not_retrained(user_protocols, tmp_path):
+    with pytest.raises(ProtocolViolation):
+        run("S3.1", EXTRA_EPOCH, tmp_path)
+    h, _ = run("S2", "l1norm", tmp_path)  # the store still works for fair runs
+    rows = h.store.query("SELECT status, violation FROM runs WHERE method = ?", (EXTRA_EPOCH,))
+    assert [r["status"] for r in rows] == ["violated"] and "retrain epochs" in rows[0]["violation"]
+    violated = next(p for p in (tmp_path / "runs").iterdir() if (p / "violation.json").exists())
+    assert json.loads((violated / "violation.json").read_text())["rule"] == "retrain epochs"
+    assert not (violated / "metrics.json").exists()
+    with pytest.raises(ProtocolViolation, match="retrain epochs"):  # from the store, at once
+        run("S3.1", EXTRA_EPOCH, tmp_path)
+
+
+def test_fair_l1norm_passes_every_setup(user_protocols, tmp_path):
+    for setup in ("S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2", "SX-A", "SX-B"):
+        _, rows = run(setup, "l1norm", tmp_path)
+        assert any(r["row"] == "l1norm" for r in rows)
+
+
+def test_s4_trains_the_pruning_phase_before_cutting(user_protocols, tmp_path):
+    h, rows = run("S4.1", "l1norm", tmp_path)
+    pruned = next(r for r in rows if r["row"] == "l1norm")
+    trace = json.loads((tmp_path / "runs" / pruned["run_ids"][0] / "trace.json").read_text())["rows"]
+    assert [(r["phase"], r["epoch"]) for r in trace] == [("prune", 0), ("retrain", 0), ("retrain", 1)]
+    assert trace[0]["macs"] > trace[1]["macs"]  # dense during the pruning phase, pruned after
+
+
+def _pruned_id(rows, method):
+    return next(r for r in rows if r["row"] == method)["run_ids"][0]
+
+
+def test_compare_names_the_strictest_setup_and_the_first_broken_rule(user_protocols, tmp_path, capsys):
+    from benchmark.cli import main
+    from benchmark.compare import compare_ids
+
+    _, rows = run("S3.2", "l1norm", tmp_path)
+    fair = _pruned_id(rows, "l1norm")
+    _, rows = run("S3.1", HIGHER_LR, tmp_path)
+    higher = _pruned_id(rows, HIGHER_LR)
+    _, rows = run("S1", OWN_BASE, tmp_path)
+    own = _pruned_id(rows, OWN_BASE)
+    _, rows = run("S2", EXTRA_EPOCH, tmp_path)
+    longer = _pruned_id(rows, EXTRA_EPOCH)
+
+    r = compare_ids(tmp_path, fair, higher)
+    assert r["strictest"] == "S3.1"
+    assert r["breaks"]["setup"] == "S3.2" and r["breaks"]["rule"] == "retrain.lr"
+    assert r["breaks"]["a"] == "0:0.01,1:0.001" and r["breaks"]["b"] == "0:0.1"
+    assert r["sx"]["SX-A"]["comparable"] and r["sx"]["SX-B"]["comparable"]
+
+    r = compare_ids(tmp_path, fair, own)
+    assert r["strictest"] == "S1" and r["breaks"]["rule"] == "base"
+
+    r = compare_ids(tmp_path, fair, longer)
+    assert r["strictest"] == "S2" and r["breaks"]["rule"] == "retrain.epochs"
+    assert not r["sx"]["SX-A"]["comparable"] and r["sx"]["SX-A"]["rule"] == "total.epochs"
+
+    assert compare_ids(tmp_path, fair, fair)["breaks"] is None
+
+    assert main(["compare", fair[:10], higher[:10], "--store", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "comparable under S3.1" in out and "S3.2 breaks on retrain.lr" in out
+    assert main(["compare", "zzz", fair, "--store", str(tmp_path)]) == 2
+    assert "no run matches 'zzz'" in capsys.readouterr().err
