@@ -217,6 +217,8 @@ def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) ->
     print(f"protocol {pr.setup} of suite {pr.suite} ({path}); budget: "
           f"{pr.budget.kind + ' (' + pr.budget.convention + ')' if pr.budget else 'none'}")
     _print_rules(pr, harness.base_recipe.epochs)
+    if harness.squeezes:
+        print("SX-B with a P/F schedule: each pipeline prunes at epoch int(P / speedup); scratch trains P + F.")
     print()
     table = []
     for o in out:

@@ -155,6 +155,19 @@ class Harness:
         return RunSpec(suite=s.name, dataset=s.dataset, arch=s.arch, arch_signature=self.arch_signature,
                        **fields)
 
+    @property
+    def squeezes(self) -> bool:
+        """SX-B with a P/F schedule: the dense part is squeezed by the speedup (Wang et al. Tab. 4)."""
+        return self.setup == "SX-B" and self.protocol.pf_epochs is not None
+
+    def pipeline_base(self, pruned_macs: int) -> Recipe:
+        """The base recipe of a pruning pipeline. Under SX-B with P/F, pruning happens at epoch
+        int(P / speedup), so that P'*F1 + F*F2 <= (P + F)*F2, the scratch baseline's FLOPs."""
+        if not self.squeezes:
+            return self.base_recipe
+        p, _ = self.protocol.pf_epochs  # type: ignore[misc]
+        return self.suite.base.truncated(max(1, int(p * pruned_macs / self.dense_macs)))
+
     def base_spec(self, seed: int, recipe: Recipe | None = None) -> RunSpec:
         return self._spec(kind="base", seed=seed, phases=[("pretrain", recipe or self.base_recipe)])
 
@@ -170,20 +183,20 @@ class Harness:
                                         hashlib.sha256(canonical(seen).encode()).hexdigest()[:16])
         return chosen
 
-    def pruned_spec(self, mspec: MethodSpec, seed: int, chosen: Choices) -> RunSpec:
+    def pruned_spec(self, mspec: MethodSpec, seed: int, chosen: Choices, base_recipe: Recipe | None = None) -> RunSpec:
         phases: list[tuple[str, Recipe]] = []
         prune = chosen.prune or self.protocol.prune
         if prune is not None and prune.epochs:
             phases.append(("prune", prune))
         phases.append(("retrain", chosen.retrain or self.protocol.retrain))
-        base = self.base_spec(seed, chosen.base)
+        base = self.base_spec(seed, chosen.base or base_recipe)
         return self._spec(kind="pruned", seed=seed, phases=phases, protocol=self.protocol_label,
                           base=base.run_id, method=mspec)
 
-    def k1_k2(self) -> tuple[int, int]:
+    def k1_k2(self, pruned_macs: int) -> tuple[int, int]:
         """Epochs the protocol's pipeline trains the dense (K1) and the pruned model (K2)."""
         prune = self.protocol.prune.epochs if self.protocol.prune else 0
-        return self.base_recipe.epochs + prune, self.protocol.retrain.epochs
+        return self.pipeline_base(pruned_macs).epochs + prune, self.protocol.retrain.epochs
 
     def variant(self) -> str:
         return self.protocol.scratch_variant or "Scratch"
@@ -192,8 +205,10 @@ class Harness:
         variant = self.variant()
         if variant == "Scratch":  # outside SX: the base recipe, as Wang et al. describe S2-S4
             epochs = self.suite.base.epochs
+        elif self.squeezes:  # the scratch run is the anchor: P + F epochs (Wang et al. Tab. 4)
+            epochs = sum(self.protocol.pf_epochs)  # type: ignore[arg-type]
         else:
-            epochs = scratch_epochs(variant, *self.k1_k2(), self.dense_macs, pruned_macs)
+            epochs = scratch_epochs(variant, *self.k1_k2(pruned_macs), self.dense_macs, pruned_macs)
         return self._spec(kind="scratch", seed=seed, phases=[("scratch", self.suite.base.with_epochs(epochs))],
                           protocol=self.protocol_label, method=source, widths=widths, variant=variant)
 
@@ -202,9 +217,11 @@ class Harness:
         b = self.protocol.budget
         if b is None:
             return None
-        k1, k2 = self.k1_k2()
+        k1, k2 = self.k1_k2(pruned_macs)
         if b.kind == "epochs":
             return float(k1 + k2)
+        if self.squeezes:
+            return float(self.dataset.train_size * 6 * sum(self.protocol.pf_epochs) * pruned_macs)  # type: ignore[arg-type]
         return float(self.dataset.train_size * 6 * (k1 * self.dense_macs + k2 * pruned_macs))
 
     def targets(self, ratio: float | None, config: str | None) -> list[Target]:
@@ -241,14 +258,18 @@ class Harness:
                     mspec = MethodSpec(name=name, ratio=target.ratio, config=target.config)
                     source_spec, source = self._source(method, mspec)
                     chosen = self.choices(source, source_spec)
-                    base = self.base_spec(seed, chosen.base)
+                    shared = self.base_recipe
+                    if self.squeezes:  # needs the speedup before the base exists: planned on a fresh model
+                        shared = self.pipeline_base(self._macs_of(self._widths(source, source_spec,
+                                                                               self._fresh(seed), seed)))
+                    base = self.base_spec(seed, chosen.base or shared)
                     yield from once(self._base_job(base))
                     widths = self._widths(source, source_spec, model_of(base.run_id, seed), seed)
                     macs = self._macs_of(widths)
                     if not method.from_scratch:
-                        spec = self.pruned_spec(mspec, seed, chosen)
-                        yield from once(Planned(spec, name, target, macs, self.budget(macs),
-                                                start=partial(self._start_pruned, spec, method)))
+                        spec = self.pruned_spec(mspec, seed, chosen, shared)
+                        yield from once(Planned(spec, name, target, macs, self.budget(macs), start=partial(
+                            self._start_pruned, spec, method, self.base_spec(seed, shared).run_id)))
                     if method.from_scratch or self.protocol.scratch_variant:
                         spec = self.scratch_spec(source_spec, seed, widths, macs)
                         yield from once(Planned(spec, f"{self.variant()} of {source_spec.name}", target, macs,
@@ -259,7 +280,7 @@ class Harness:
             model = self._fresh(spec.seed).to(self.device, memory_format=self.memory_format)
             return Start(model, spec.phases)
 
-        row = "dense" if spec == self.base_spec(spec.seed) else "dense (method's own base)"
+        row = "dense" if spec == self.base_spec(spec.seed) else f"dense ({spec.phases[0][1].epochs} epochs)"
         return Planned(spec, row, None, self.dense_macs, start=start)
 
     def _fresh(self, seed: int) -> nn.Module:
@@ -365,6 +386,7 @@ class Harness:
             "params": param_count(model),
             "epochs": trace.epochs,
             "total_epochs": (base["epochs"] if base else 0) + trace.epochs,
+            "base_test_acc": base["test_acc"] if base else None,
             "train_flops": trace.train_flops,
             "seconds": round(time.perf_counter() - started, 2),
             "model_sha256": sha256_file(directory / "model.pt"),
@@ -412,10 +434,10 @@ class Harness:
         model.load_state_dict(torch.load(path, map_location="cpu"))
         return model.to(self.device)
 
-    def _start_pruned(self, spec: RunSpec, method: Method, directory: Path) -> Start:
-        """Base weights -> pruning phase (if any) -> the plan's cut; the model retraining starts from."""
+    def _start_pruned(self, spec: RunSpec, method: Method, shared: str, directory: Path) -> Start:
+        """Base weights -> pruning phase (if any) -> the plan's cut; the model retraining starts from.
+        `shared` is the base run every method of this seed and target must start from (S2 on)."""
         assert spec.method is not None and spec.base is not None
-        shared = self.base_spec(spec.seed).run_id
         if fixes(self.setup, "base") and spec.base != shared:
             want = (self.store.metrics(shared) or {}).get("model_sha256", f"run {shared[:12]}")
             got = (self.store.metrics(spec.base) or {}).get("model_sha256", f"run {spec.base[:12]}")
@@ -448,7 +470,8 @@ class Harness:
 
 def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:
     """One row per (method, target): mean and std of final test accuracy over seeds, with n, and
-    the mean accuracy drop from the base model of the same seed (paired)."""
+    the mean accuracy drop from the base model of the same seed (paired): the run's own base
+    where it has one (a method's own base under S1), else the shared base of that seed."""
     dense = done.get("dense", [])
     base_acc = {m["seed"]: m["test_acc"] for _, m in dense}
     dense_macs = dense[0][1]["macs"] if dense else None
@@ -469,6 +492,8 @@ def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:
             "run_ids": [rid for rid, _ in runs],
         }
         if name != "dense":
-            row["drop"] = float(np.mean([base_acc[m["seed"]] - m["test_acc"] for _, m in runs]))
+            row["drop"] = float(np.mean([
+                (m["base_test_acc"] if m.get("base_test_acc") is not None else base_acc[m["seed"]]) - m["test_acc"]
+                for _, m in runs]))
         rows.append(row)
     return rows

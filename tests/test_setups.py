@@ -160,3 +160,45 @@ def test_compare_names_the_strictest_setup_and_the_first_broken_rule(user_protoc
     assert "comparable under S3.1" in out and "S3.2 breaks on retrain.lr" in out
     assert main(["compare", "zzz", fair, "--store", str(tmp_path)]) == 2
     assert "no run matches 'zzz'" in capsys.readouterr().err
+
+
+def test_drop_is_measured_from_the_methods_own_base_under_s1(user_protocols, tmp_path):
+    _, rows = run("S1", OWN_BASE, tmp_path)
+    own_base = next(r for r in rows if r["row"].startswith("dense (4 epochs"))
+    pruned = next(r for r in rows if r["row"] == OWN_BASE)
+    assert pruned["drop"] == pytest.approx(own_base["mean"] - pruned["mean"])
+    assert pruned["epochs"] == 4 + 2
+
+
+def test_sx_b_with_a_pf_schedule_squeezes_the_pruning_epoch(user_protocols, tmp_path):
+    from tests.conftest import RETRAIN, SUITE, write_yaml
+
+    folder = user_protocols / "synth-long"
+    write_yaml(folder / "suite.yaml", {**SUITE, "name": "synth-long",
+                                       "base": {**SUITE["base"], "epochs": 8, "lr": "0:0.1,4:0.01"}})
+    write_yaml(folder / "SX-B.yaml", {"setup": "SX-B", "suite": "synth-long", "ratios": [0.5], "pf": "P8F2",
+                                      "retrain": RETRAIN, "budget": {"kind": "flops"}})
+    protocol, _, _ = load_protocol("SX-B", "synth-long")
+    h = Harness(protocol, store=tmp_path, device="cpu", progress=False, log=lambda m: None)
+    planned = h.plan(["l1norm"], seeds=[0])
+    speedup = h.dense_macs / planned[-1].macs
+    squeezed = int(8 / speedup)  # Wang et al.: P30 at speedup 1.11 prunes at epoch 27
+    assert [(p.row, p.spec.epochs()) for p in planned] == [
+        ("dense", 8), (f"dense ({squeezed} epochs)", squeezed), ("l1norm", 2), ("Scratch-B of l1norm", 10)]
+    assert planned[2].spec.base == planned[1].spec.run_id
+    rows = h.run(["l1norm"], seeds=[0])  # the audit accepts the squeezed pipeline against P + F
+    assert next(r for r in rows if r["row"] == "l1norm")["epochs"] == squeezed + 2
+
+
+def test_dry_run_prints_scratch_b_epochs_of_the_named_l1_configs(capsys):
+    from benchmark.cli import main
+
+    def scratch_epochs_of(suite):
+        assert main(["run", "--protocol", "SX-B", "--suite", suite, "--method", "l1norm", "--seeds", "0",
+                     "--dry-run", "--json"]) == 0
+        planned = json.loads(capsys.readouterr().out)
+        return {p["target"]: p["phases"][0]["epochs"] for p in planned if p["row"].startswith("Scratch-B")}
+
+    # 160-epoch base + 40 retraining epochs: int(160 * F1 / F2) + 40
+    assert scratch_epochs_of("cifar10-resnet56") == {"config A": 178 + 40, "config B": 220 + 40}
+    assert scratch_epochs_of("cifar10-vgg16") == {"config A": 243 + 40}
