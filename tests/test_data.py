@@ -85,3 +85,21 @@ def test_synthetic_is_learnable_and_fixed():
     b, _ = synthetic()
     assert torch.equal(a.images, b.images)
     assert len(a) == 640 and a.images.shape[1:] == (1, 16, 16)
+
+
+def test_imagenet_folders_stream_through_a_dataloader(tmp_path):
+    for split in ("train", "val"):
+        for cls in ("n01", "n02"):
+            folder = tmp_path / "imagenet" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (64, 48), (i * 60, 10, 10)).save(folder / f"{i}.jpg")
+    train, val = load_dataset("imagenet", tmp_path, tmp_path / "cache")
+    train.workers = val.workers = 0
+    g = torch.Generator().manual_seed(0)
+    batches = list(train.batches(4, generator=g, augment="crop+flip"))
+    assert [tuple(x.shape) for x, _ in batches] == [(4, 3, 224, 224), (2, 3, 224, 224)]
+    assert sorted(torch.cat([y for _, y in batches]).tolist()) == [0, 0, 0, 1, 1, 1]
+    (x, y), = list(val.batches(6))
+    assert x.shape == (6, 3, 224, 224) and y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert len(list(train.batches(4, generator=g, augment="flip", samples=10))[-1][1]) == 2
