@@ -205,7 +205,7 @@ def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) ->
     n = harness.dataset.train_size
     out = []
     for p in planned:
-        phases = [{"phase": ph, "epochs": r.epochs, "lr": str(r.lr), "samples": r.epochs * n,
+        phases = [{"phase": ph, "epochs": r.epochs, "lr": str(r.lr), "samples": r.epochs * (r.samples_per_epoch or n),
                    "batch_size": r.batch_size} for ph, r in p.spec.phases]
         out.append({"run": p.spec.run_id[:12], "row": p.row, "seed": p.spec.seed,
                     "target": p.target.label() if p.target else None, "macs": p.macs,

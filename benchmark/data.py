@@ -151,10 +151,10 @@ def load_dataset(name: str, data_root: Path | None = None, cache: Path | None = 
     return dataset.load(Path(data_root or paths.default_data_root()), Path(cache or paths.cache_home()))
 
 
-def _missing(name: str, looked: list[Path], how: str) -> DatasetNotFound:
+def _missing(name: str, looked: list[Path]) -> DatasetNotFound:
     where = ", ".join(str(p) for p in looked)
     return DatasetNotFound(
-        f"dataset {name!r} not found. Looked in: {where}. {how} Point the harness at your copy "
+        f"dataset {name!r} not found. Looked in: {where}. {DATASETS.get(name).how_to_get} Point the harness at your copy "
         f"with --data-root DIR or ${paths.DATA_ENV}."
     )
 
@@ -190,7 +190,7 @@ def _image_folder_tensors(folder: Path, cache: Path) -> tuple[torch.Tensor, torc
     return images, labels
 
 
-def _cifar_loader(name: str, klass: type, folder_name: str, how: str):
+def _cifar_loader(name: str, klass: type, folder_name: str):
     mean, std = CIFAR_STATS[name]
 
     def load(root: Path, cache: Path) -> tuple[Split, Split]:
@@ -207,7 +207,7 @@ def _cifar_loader(name: str, klass: type, folder_name: str, how: str):
                     TensorData(*_image_folder_tensors(base / split, cache), mean, std)
                     for split in ("train", "test")
                 )
-        raise _missing(name, [root / folder_name, root / name / "train", root / "train"], how)
+        raise _missing(name, [root / folder_name, root / name / "train", root / "train"])
 
     return load
 
@@ -216,13 +216,13 @@ DATASETS.register("cifar10", Dataset(
     "cifar10", 10, (3, 32, 32), 50_000, "CIFAR-10, torchvision format or ImageFolder (train/, test/)",
     "Download the python batches from the CIFAR site into DIR (giving DIR/cifar-10-batches-py), "
     "or unpack an ImageFolder copy into DIR/cifar10/{train,test}/<class>/.",
-    _cifar_loader("cifar10", torchvision.datasets.CIFAR10, "cifar-10-batches-py", ""),
+    _cifar_loader("cifar10", torchvision.datasets.CIFAR10, "cifar-10-batches-py"),
 ))
 DATASETS.register("cifar100", Dataset(
     "cifar100", 100, (3, 32, 32), 50_000, "CIFAR-100, torchvision format or ImageFolder (train/, test/)",
     "Download the python version into DIR (giving DIR/cifar-100-python), or unpack an "
     "ImageFolder copy into DIR/cifar100/{train,test}/<class>/.",
-    _cifar_loader("cifar100", torchvision.datasets.CIFAR100, "cifar-100-python", ""),
+    _cifar_loader("cifar100", torchvision.datasets.CIFAR100, "cifar-100-python"),
 ))
 
 # --- Fashion-MNIST ---------------------------------------------------------------------------
@@ -255,7 +255,7 @@ def _fmnist_raw(root: Path, cache: Path) -> Path | None:
 def _load_fmnist(root: Path, cache: Path) -> tuple[Split, Split]:
     found = _fmnist_raw(root, cache)
     if found is None:
-        raise _missing("fashion-mnist", [root / "FashionMNIST" / "raw", root, paths.DEBIAN_FASHION_MNIST], FMNIST_HOW)
+        raise _missing("fashion-mnist", [root / "FashionMNIST" / "raw", root, paths.DEBIAN_FASHION_MNIST])
     splits = [torchvision.datasets.FashionMNIST(str(found), train=t, download=False) for t in (True, False)]
     return tuple(  # type: ignore[return-value]
         TensorData(s.data.unsqueeze(1).contiguous(), s.targets, (0.2860,), (0.3530,)) for s in splits
@@ -274,13 +274,13 @@ def _load_imagenet(root: Path, cache: Path) -> tuple[Split, Split]:
     for base in (root / "imagenet", root):
         if (base / "train").is_dir() and (base / "val").is_dir():
             return LoaderData(base / "train", train=True), LoaderData(base / "val", train=False)
-    raise _missing("imagenet", [root / "imagenet", root], "Prepare ILSVRC-2012 as ImageFolder "
-                   "folders DIR/imagenet/train/<wnid>/ and DIR/imagenet/val/<wnid>/.")
+    raise _missing("imagenet", [root / "imagenet", root])
 
 
 DATASETS.register("imagenet", Dataset(
     "imagenet", 1000, (3, 224, 224), 1_281_167, "ImageNet (ILSVRC-2012) as ImageFolder train/ and val/",
-    "Prepare ILSVRC-2012 as ImageFolder folders.", _load_imagenet,
+    "Prepare ILSVRC-2012 as ImageFolder folders DIR/imagenet/train/<wnid>/ and DIR/imagenet/val/<wnid>/.",
+    _load_imagenet,
 ))
 
 # --- synthetic (tests only, by name) ---------------------------------------------------------

@@ -31,7 +31,7 @@ from benchmark import audit
 from benchmark.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical
 from benchmark.data import DATASETS, Split, TensorData, load_dataset
 from benchmark.errors import ProtocolViolation, UserError
-from benchmark.flops import forward_macs, param_count
+from benchmark.flops import forward_macs, param_count, training_flops
 from benchmark.method import METHODS, Choices, Method, PruneContext, Target, load_builtin_methods
 from benchmark.models import ARCHS, reinitialise
 from benchmark.protocols import load_suites
@@ -220,9 +220,17 @@ class Harness:
         k1, k2 = self.k1_k2(pruned_macs)
         if b.kind == "epochs":
             return float(k1 + k2)
-        if self.squeezes:
-            return float(self.dataset.train_size * 6 * sum(self.protocol.pf_epochs) * pruned_macs)  # type: ignore[arg-type]
-        return float(self.dataset.train_size * 6 * (k1 * self.dense_macs + k2 * pruned_macs))
+
+        def samples(recipe: Recipe | None, epochs: int) -> int:
+            return epochs * ((recipe.samples_per_epoch if recipe else None) or self.dataset.train_size)
+
+        if self.squeezes:  # the scratch run's P + F epochs at the pruned MACs
+            pf = sum(self.protocol.pf_epochs)  # type: ignore[arg-type]
+            return float(training_flops(samples(self.suite.base, pf), pruned_macs))
+        base, prune = self.pipeline_base(pruned_macs), self.protocol.prune
+        dense = samples(base, base.epochs) + samples(prune, prune.epochs if prune else 0)
+        return float(training_flops(dense, self.dense_macs)
+                     + training_flops(samples(self.protocol.retrain, k2), pruned_macs))
 
     def targets(self, ratio: float | None, config: str | None) -> list[Target]:
         if ratio is not None or config is not None:
@@ -350,7 +358,7 @@ class Harness:
             trace = self._train(model, spec, directory, begin.phases, "checkpoint.pt", prior=begin.prior)
             if spec.kind == "pruned":
                 audit.audit_run(self.protocol, trace, len(train))
-            if budget is not None and spec.kind != "base":
+            if budget is not None:
                 self._audit_budget(spec, trace, budget)
         except ProtocolViolation as v:
             write_atomic(directory / "violation.json", json.dumps(

@@ -7,6 +7,8 @@ import io
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from benchmark.flops import training_flops
+
 
 class TraceRow(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -30,7 +32,7 @@ class TraceRow(BaseModel):
 
     @property
     def train_flops(self) -> int:
-        return self.samples * 3 * 2 * self.macs
+        return training_flops(self.samples, self.macs)
 
 
 class Trace(BaseModel):

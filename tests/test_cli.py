@@ -66,6 +66,7 @@ def test_missing_dataset_says_where_it_looked(capsys, tmp_path, monkeypatch):
                            "--data-root", str(tmp_path / "empty"))
     assert code == 2
     assert "dataset 'cifar10' not found" in err and str(tmp_path / "empty") in err and "--data-root" in err
+    assert "DIR/cifar10/{train,test}/<class>/" in err  # and how to get it
 
 
 def test_dry_run_prints_phases_and_budget(capsys, user_protocols, tmp_path):
