@@ -151,6 +151,8 @@ class MethodSpec(Frozen):
     settings: dict[str, Any] = Field(default_factory=dict, description="method settings")
     ratio: float | None = Field(None, ge=0, lt=1, description="uniform pruning ratio")
     config: str | None = Field(None, description="named layer-wise config (e.g. 'A')")
+    code: str | None = Field(None, description="sha256 of the method's source file (an edited method "
+                             "never reuses runs of its old code)")
 
 
 class RunSpec(Frozen):
@@ -171,6 +173,8 @@ class RunSpec(Frozen):
     widths: dict[str, int] | None = Field(
         None, description="scratch: output channels per pruned layer of the architecture"
     )
+    masks_sha256: str | None = Field(
+        None, description="scratch of unstructured pruning: digest of the weight masks it trains under")
     variant: str | None = Field(None, description="scratch: 'Scratch-E' or 'Scratch-B'")
 
     @property

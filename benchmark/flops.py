@@ -17,6 +17,26 @@ MACS_NOTE = "MACs (multiply-adds, the literature's 'FLOPs'; counted FLOPs / 2)"
 
 def forward_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Multiply-adds of one forward pass of one sample of shape (C, H, W)."""
+    return _count(model, input_shape).get_total_flops() // 2
+
+
+def effective_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Density-weighted MACs: each conv and linear layer's MACs times the fraction of its weights
+    that are non-zero. Equal to `forward_macs` for a dense model; for an unstructured-pruned
+    (masked) model, the MACs a sparse kernel would need, which dense hardware does not save."""
+    counter = _count(model, input_shape)
+    per_module = counter.get_flop_counts()
+    prefix = type(model).__name__
+    saved = 0.0
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and name:
+            flops = sum(per_module.get(f"{prefix}.{name}", {}).values())
+            density = float(torch.count_nonzero(module.weight)) / module.weight.numel()
+            saved += flops * (1 - density)
+    return int(round((counter.get_total_flops() - saved) / 2))
+
+
+def _count(model: nn.Module, input_shape: tuple[int, ...]) -> FlopCounterMode:
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     was_training = model.training
@@ -26,7 +46,7 @@ def forward_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
             model(torch.zeros(1, *input_shape, device=device))
     finally:
         model.train(was_training)
-    return counter.get_total_flops() // 2
+    return counter
 
 
 def param_count(model: nn.Module) -> int:

@@ -1,26 +1,40 @@
 """The narrow interface a pruning method plugs in through, and the method registry.
 
-A method scores and plans (which filters each layer keeps); the harness owns the training loop,
-the cutting and the audit. Optional hooks extend the loop without forking it: a regulariser
-added to the loss during the pruning phase (e.g. network slimming's L1 on BN scales).
+A method scores and plans (which filters each layer keeps, or which weights a mask keeps); the
+harness owns the training loop, the cutting and the audit. Optional hooks extend the loop without
+forking it: a regulariser added to the loss during the pruning phase (network slimming's L1 on
+BN scales, GReg's growing L2), and a rewind point the pruned model restarts from (lottery
+tickets). Plug-ins register more methods (`load_plugin`, the `prunebench.methods` entry points).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import inspect
+import itertools
+import math
 import pkgutil
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from benchmark._registry import Registry
 from benchmark.config import Protocol, Recipe
+from benchmark.data import Split
 from benchmark.errors import UserError
 from benchmark.models import Arch
 from benchmark.pruning import PruningPlan
+from benchmark.schedule import LRSchedule
 
 
 class NoSettings(BaseModel):
@@ -41,6 +55,22 @@ class Choices(BaseModel):
     retrain: Recipe | None = Field(None, description="own retraining recipe (e.g. its LR schedule under S3.1)")
 
 
+def kept(channels: int, ratio: float, rounding: str = "li") -> int:
+    """Filters a layer of `channels` keeps at pruning ratio `ratio`, computed as each paper's
+    code computes it, in floating point.
+
+    "li" (Li et al. 2017): keep int(C(1-p)), at least one. "wang" (Wang et al.): prune
+    min(ceil(pC), C-1) filters. In exact arithmetic the two agree; in floats C(1-p) can land just
+    below an integer, so they differ: C=10, p=0.8 keeps 1 ("li", 10 x 0.19999... = 1.99999...)
+    or 2 ("wang"); C=100, p=0.9 keeps 9 or 10.
+    """
+    if rounding == "li":
+        return max(1, int(channels * (1 - ratio)))
+    if rounding == "wang":
+        return channels - min(math.ceil(ratio * channels), channels - 1)
+    raise ValueError(f"unknown rounding {rounding!r}: use 'li' or 'wang'")
+
+
 @dataclass(frozen=True)
 class Target:
     """What to prune to: a uniform ratio over the prunable layers, or a named layer-wise config."""
@@ -54,8 +84,10 @@ class Target:
         if self.ratio is not None and not 0 <= self.ratio < 1:
             raise UserError(f"pruning ratio {self.ratio} is outside [0, 1): pass e.g. --ratio 0.5")
 
-    def keep_counts(self, arch: Arch, model: nn.Module) -> dict[str, int]:
-        """Filters each prunable conv keeps: Li et al.'s int(C(1-p)), at least one."""
+    def keep_counts(self, arch: Arch, model: nn.Module, rounding: str = "li",
+                    ratios: dict[str, float] | None = None) -> dict[str, int]:
+        """Filters each prunable conv keeps: the named config's, or `kept(C, p)` per layer with
+        p the uniform ratio (or `ratios[layer]` where a method gives layer-wise ratios)."""
         if self.config is not None:
             if self.config not in arch.configs:
                 raise UserError(
@@ -65,9 +97,8 @@ class Target:
             return arch.configs[self.config](model)
         modules = dict(model.named_modules())
         assert self.ratio is not None
-        # the epsilon keeps e.g. 10 x (1 - 0.3) = 6.9999... from rounding down to 6
         return {
-            name: max(1, int(modules[name].out_channels * (1 - self.ratio) + 1e-9))
+            name: kept(modules[name].out_channels, (ratios or {}).get(name, self.ratio), rounding)
             for name in arch.prunable(model)
         }
 
@@ -77,37 +108,99 @@ class Target:
 
 @dataclass
 class PruneContext:
-    """What a method may read when it plans: never the protocol's mutable state."""
+    """What a method may read when it plans: never the protocol's mutable state.
+
+    `data` is the training split (on the training device) for methods that need data, with the
+    batch size of the protocol's retraining recipe; `batches(n)` draws n mini-batches from it in
+    an order fixed by the run's seed.
+    """
 
     arch: Arch
     input_shape: tuple[int, int, int]
     generator: torch.Generator
+    data: Split | None = None
+    batch_size: int = 128
+
+    def batches(self, n: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.data is None:
+            raise UserError("this method needs training data to plan, but none was given (needs_data=True)")
+        return itertools.islice(self.data.batches(self.batch_size, generator=self.generator, augment="none"), n)
+
+
+class PhaseSettings(BaseModel):
+    """Settings of a method that trains its own pruning phase where the protocol has none."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prune_epochs: int | None = Field(
+        None, ge=1, description="epochs of the method's pruning phase when the protocol has none "
+        "(default: as many as the protocol's retraining); under S4.x the protocol's phase is used")
+    prune_lr: float | None = Field(
+        None, gt=0, description="constant LR of that phase (default: the retraining recipe's first LR)")
 
 
 class Method:
-    """Base class of a registered pruning method."""
+    """Base class of a registered pruning method.
+
+    A method declares what it is (`granularity`: 'filter' or 'weight'; `needs_data`;
+    `prune_phase`: it trains a pruning phase, e.g. under a regulariser; `hooks`: which of the
+    loop's hooks it uses, 'regularizer' and 'rewind') and its `Settings` (a pydantic model whose
+    defaults are its paper's). It scores and plans; it never trains.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     Settings: ClassVar[type[BaseModel]] = NoSettings
     granularity: ClassVar[str] = "filter"
     needs_data: ClassVar[bool] = False
+    prune_phase: ClassVar[bool] = False
+    hooks: ClassVar[tuple[str, ...]] = ()
     # True for baselines that train the pruned architecture from a fresh init (Scratch-E/B).
     from_scratch: ClassVar[bool] = False
 
     def settings(self, raw: dict) -> BaseModel:
-        return self.Settings(**raw)
+        try:
+            return self.Settings(**raw)
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}"
+                                 for err in e.errors())
+            fields = ", ".join(self.Settings.model_fields) or "(none)"
+            raise UserError(f"method {self.name!r}: bad settings ({problems}). Its settings: {fields}.") from None
 
     def plan(self, model: nn.Module, target: Target, settings: BaseModel, ctx: PruneContext) -> PruningPlan:
         raise NotImplementedError
 
+    def intent(self, model: nn.Module, target: Target, settings: BaseModel, ctx: PruneContext) -> PruningPlan | None:
+        """What the method means to prune, chosen before its pruning phase (e.g. the filters
+        GReg regularises); stored with the run and passed to `regularizer`. None: no intent."""
+        return None
+
+    def prune_epochs(self, protocol: Protocol, settings: BaseModel) -> int:
+        """Epochs of the method's own pruning phase where the protocol has none (0: one-shot)."""
+        if not self.prune_phase:
+            return 0
+        return getattr(settings, "prune_epochs", None) or protocol.retrain.epochs
+
     def choices(self, protocol: Protocol, settings: BaseModel) -> Choices:
         """What the method chooses where the setup leaves it free. `protocol` is read-only: the
-        harness checks it is unchanged afterwards."""
-        return Choices()
+        harness checks it is unchanged afterwards. By default: its own pruning phase (the
+        retraining recipe's hyper-parameters at a constant LR) when it has one and the protocol
+        does not."""
+        epochs = self.prune_epochs(protocol, settings)
+        if not epochs or protocol.prune is not None:
+            return Choices()
+        retrain = protocol.retrain
+        lr = getattr(settings, "prune_lr", None) or retrain.lr.lr_at(0, retrain.epochs)
+        return Choices(prune=retrain.model_copy(update={"epochs": epochs, "lr": LRSchedule(stages=[(0, lr)])}))
 
-    def regularizer(self, model: nn.Module, settings: BaseModel) -> torch.Tensor | None:
-        """A term added to the loss during the pruning phase; None for one-shot methods."""
+    def regularizer(self, model: nn.Module, settings: BaseModel, step: int,
+                    intent: PruningPlan | None) -> torch.Tensor | None:
+        """A term added to the loss at `step` of the pruning phase; None for one-shot methods."""
+        return None
+
+    def rewind_epoch(self, settings: BaseModel) -> int | None:
+        """Epoch of the base training whose weights the pruned model restarts from (the lottery
+        ticket's rewinding); None keeps the trained weights."""
         return None
 
 
@@ -119,10 +212,98 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
+ENTRY_POINTS = "prunebench.methods"
+
+
 def load_builtin_methods() -> Registry[Method]:
-    """Import every module of the `methods` package (registration happens on import)."""
+    """Import every module of the `methods` package and every installed plug-in of the
+    `prunebench.methods` entry-point group (registration happens on import)."""
     import methods
 
     for info in pkgutil.iter_modules(methods.__path__):
         importlib.import_module(f"methods.{info.name}")
+    for entry in entry_points(group=ENTRY_POINTS):
+        if entry.value not in _loaded_plugins:
+            _loaded_plugins.add(entry.value)
+            _import_plugin(entry.value, lambda value=entry.value: importlib.import_module(value.split(":")[0]))
     return METHODS
+
+
+_loaded_plugins: set[str] = set()
+
+
+def load_plugin(where: str) -> None:
+    """Register the methods of a user's plug-in: a Python file (`my_methods.py`) or a module name."""
+    load_builtin_methods()
+    path = Path(where)
+    if where.endswith(".py") or path.exists():
+        if not path.is_file():
+            raise UserError(f"plug-in file {where!r} does not exist: pass a .py file or an importable module name")
+        key = str(path.resolve())
+        if key in _loaded_plugins:
+            return
+        _loaded_plugins.add(key)
+        module_name = "prunebench_plugin_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+        def load() -> None:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+
+        _import_plugin(where, load)
+    else:
+        if where in _loaded_plugins:
+            return
+        _loaded_plugins.add(where)
+        _import_plugin(where, lambda: importlib.import_module(where))
+
+
+def _import_plugin(where: str, load: Callable[[], object]) -> None:
+    try:
+        load()
+    except ModuleNotFoundError as e:
+        raise UserError(f"cannot import plug-in {where!r}: {e}. Pass a .py file path or an installed module.") from None
+    except UserError:
+        raise
+    except Exception as e:  # a plug-in's own bug: say where, keep it to one line
+        raise UserError(f"plug-in {where!r} failed while importing: {type(e).__name__}: {e}") from None
+
+
+def method_code(method: Method) -> str:
+    """sha256 (16 hex digits) of the source file defining the method: part of a run's identity,
+    so an edited method (a user's plug-in above all) never reuses runs of its old code."""
+    source = inspect.getsourcefile(type(method))
+    data = Path(source).read_bytes() if source else type(method).__qualname__.encode()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def parse_method(text: str) -> tuple[str, dict]:
+    """`NAME` or `NAME:KEY=VALUE,KEY=VALUE` (values read as YAML: numbers, lists, strings), e.g.
+    `magnitude:scope=global` or `l1norm:stage_ratios=[0,0.6,0.6,0.6,0.21,0]`."""
+    name, _, rest = text.partition(":")
+    settings: dict = {}
+    if rest.strip():
+        parts, depth, current = [], 0, ""
+        for ch in rest:
+            if ch in "[{":
+                depth += 1
+            elif ch in "]}":
+                depth -= 1
+            if ch == "," and depth == 0:
+                parts.append(current)
+                current = ""
+            else:
+                current += ch
+        parts.append(current)
+        for part in parts:
+            key, eq, value = part.partition("=")
+            if not eq or not key.strip():
+                raise UserError(f"cannot read method settings {rest!r} of {name!r}: write "
+                                f"'{name}:KEY=VALUE[,KEY=VALUE...]', e.g. 'magnitude:scope=global'")
+            try:
+                settings[key.strip()] = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise UserError(f"cannot read the value {value!r} of setting {key.strip()!r} of {name!r}") from None
+    return name.strip(), settings

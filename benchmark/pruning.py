@@ -1,36 +1,65 @@
-"""Structured pruning mechanics: a `PruningPlan` (which filters each conv keeps) applied to a
-model produces a small-dense model with real smaller tensors.
+"""Pruning mechanics: a `PruningPlan` says what a method removes; applying it to a model gives
+either a small-dense model with real smaller tensors (filter pruning) or a masked model whose
+pruned weights are zero and stay zero while it trains (unstructured pruning).
 
 The cutting is Torch-Pruning's dependency graph (Fang et al. 2023): removing a conv's output
 filters also cuts the BatchNorm after it and the input channels of every layer that consumes
 them, for any traceable model, so a user's own architecture works without hand-written surgery.
-Scoring (which filters) is the method's job; this module only cuts.
+Scoring (which filters, which weights) is the method's job; this module only cuts and masks.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch_pruning as tp
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from benchmark.errors import UserError
 
+Masks = dict[str, torch.Tensor]  # parameter name -> bool tensor of its shape, True = kept
 
-class PruningPlan(BaseModel):
-    """For each pruned conv (by module name), the indices of the output filters it keeps."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+@dataclass(frozen=True, eq=False)
+class PruningPlan:
+    """What a method prunes: for filter pruning, the output filters each conv keeps (by module
+    name); for unstructured pruning, a boolean mask per weight (by parameter name)."""
 
-    keep: dict[str, tuple[int, ...]] = Field(description="conv name -> kept filter indices")
+    keep: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    masks: Masks = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.keep and self.masks:
+            raise ValueError("a pruning plan either keeps filters or masks weights, not both")
+        object.__setattr__(self, "keep", {k: tuple(int(i) for i in v) for k, v in self.keep.items()})
+        object.__setattr__(self, "masks", {k: v.detach().to("cpu", torch.bool) for k, v in self.masks.items()})
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PruningPlan):
+            return NotImplemented
+        return self.keep == other.keep and self.masks.keys() == other.masks.keys() and all(
+            torch.equal(m, other.masks[k]) for k, m in self.masks.items())
+
+    @property
+    def structured(self) -> bool:
+        return not self.masks
 
     def widths(self) -> dict[str, int]:
         return {name: len(idx) for name, idx in self.keep.items()}
 
+    def density(self) -> float:
+        """Fraction of the masked weights kept (1.0 for a filter plan)."""
+        total = sum(m.numel() for m in self.masks.values())
+        return sum(int(m.sum()) for m in self.masks.values()) / total if total else 1.0
+
     def validate_for(self, model: nn.Module) -> None:
-        """Check the plan names real convs and valid, distinct, non-empty index sets."""
+        """Check the plan names real convs and valid, distinct, non-empty index sets, or real
+        weights and masks of their shape."""
         modules = dict(model.named_modules())
         for name, idx in self.keep.items():
             conv = modules.get(name)
@@ -42,6 +71,40 @@ class PruningPlan(BaseModel):
                 raise ValueError(
                     f"pruning plan for {name!r} has invalid indices for {conv.out_channels} filters"
                 )
+        params = dict(model.named_parameters())
+        for name, mask in self.masks.items():
+            if name not in params:
+                raise UserError(f"pruning plan masks {name!r}, which is not a parameter of the model")
+            if mask.shape != params[name].shape:
+                raise ValueError(f"mask of {name!r} has shape {tuple(mask.shape)}, the weight "
+                                 f"{tuple(params[name].shape)}")
+
+    def save(self, directory: Path) -> None:
+        """`plan.json` (kept filters) and, for masks, `masks.pt`; each written atomically."""
+        if self.masks:
+            buffer = io.BytesIO()
+            torch.save(self.masks, buffer)
+            _write_bytes(directory / "masks.pt", buffer.getvalue())
+        _write_bytes(directory / "plan.json", self.to_json().encode())
+
+    @classmethod
+    def load(cls, directory: Path) -> PruningPlan | None:
+        if not (directory / "plan.json").exists():
+            return None
+        plan = cls.from_json((directory / "plan.json").read_text())
+        if (directory / "masks.pt").exists():
+            plan = cls(masks=torch.load(directory / "masks.pt"))
+        return plan
+
+    def masks_sha256(self) -> str | None:
+        """A digest of the masks (None for a filter plan): what a run's id records of them."""
+        if not self.masks:
+            return None
+        h = hashlib.sha256()
+        for name in sorted(self.masks):
+            h.update(name.encode())
+            h.update(self.masks[name].numpy().tobytes())
+        return h.hexdigest()
 
     def to_json(self) -> str:
         return json.dumps({k: list(v) for k, v in sorted(self.keep.items())})
@@ -56,9 +119,18 @@ class PruningPlan(BaseModel):
         return cls(keep={name: tuple(range(w)) for name, w in widths.items()})
 
 
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
 def apply_plan(model: nn.Module, plan: PruningPlan, input_shape: tuple[int, ...]) -> nn.Module:
-    """Physically remove the filters `plan` drops, in place; returns the model."""
+    """Physically remove the filters `plan` drops, or zero the weights its masks drop; in place."""
     plan.validate_for(model)
+    if plan.masks:
+        apply_masks(model, plan.masks)
+        return model
     param = next(model.parameters())
     example = torch.zeros(2, *input_shape, device=param.device)
     was_training = model.training
@@ -76,3 +148,35 @@ def apply_plan(model: nn.Module, plan: PruningPlan, input_shape: tuple[int, ...]
         group.prune()
     model.train(was_training)
     return model
+
+
+def apply_masks(model: nn.Module, masks: Masks) -> None:
+    """Zero the masked-out weights (after every optimizer step, so that masks survive training)."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, mask in masks.items():
+            p = params[name]
+            p.mul_(mask.to(p.device, p.dtype))
+
+
+def bn_after(model: nn.Module, convs: list[str], input_shape: tuple[int, ...]) -> dict[str, str]:
+    """For each conv, the BatchNorm2d normalising its output channels (for BN-scale criteria),
+    found through the dependency graph; convs without one are left out."""
+    param = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    graph = tp.DependencyGraph().build_dependency(
+        model, example_inputs=torch.zeros(2, *input_shape, device=param.device))
+    model.train(was_training)
+    names = {m: n for n, m in model.named_modules()}
+    modules = dict(model.named_modules())
+    out = {}
+    for conv in convs:
+        group = graph.get_pruning_group(modules[conv], tp.prune_conv_out_channels, idxs=[0])
+        for dep, _ in group:
+            layer = dep.target.module
+            if isinstance(layer, nn.BatchNorm2d) and dep.handler in (tp.prune_batchnorm_out_channels,
+                                                                    tp.prune_batchnorm_in_channels):
+                out[conv] = names[layer]
+                break
+    return out

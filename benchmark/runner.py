@@ -31,11 +31,13 @@ from benchmark import audit
 from benchmark.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical
 from benchmark.data import DATASETS, Split, TensorData, load_dataset
 from benchmark.errors import ProtocolViolation, UserError
-from benchmark.flops import forward_macs, param_count, training_flops
-from benchmark.method import METHODS, Choices, Method, PruneContext, Target, load_builtin_methods
+from benchmark.flops import effective_macs, forward_macs, param_count, training_flops
+from benchmark.method import (
+    METHODS, Choices, Method, PruneContext, Target, load_builtin_methods, method_code, parse_method,
+)
 from benchmark.models import ARCHS, reinitialise
 from benchmark.protocols import load_suites
-from benchmark.pruning import PruningPlan, apply_plan
+from benchmark.pruning import Masks, PruningPlan, apply_plan
 from benchmark.setups import fixes
 from benchmark.store import Store, sha256_file, write_atomic
 from benchmark.trace import Trace
@@ -63,6 +65,7 @@ class Start:
     model: nn.Module
     phases: list[tuple[str, Recipe]]
     prior: Trace = field(default_factory=Trace)
+    masks: Masks | None = None  # unstructured pruning: weights held at zero while training
 
 
 @dataclass
@@ -201,7 +204,9 @@ class Harness:
     def variant(self) -> str:
         return self.protocol.scratch_variant or "Scratch"
 
-    def scratch_spec(self, source: MethodSpec, seed: int, widths: dict[str, int], pruned_macs: int) -> RunSpec:
+    def scratch_spec(self, source: MethodSpec, seed: int, plan: PruningPlan, pruned_macs: int) -> RunSpec:
+        """The scratch baseline of `source`: its pruned architecture (widths, or masks by digest)
+        from a fresh init, for the epochs of the protocol's variant."""
         variant = self.variant()
         if variant == "Scratch":  # outside SX: the base recipe, as Wang et al. describe S2-S4
             epochs = self.suite.base.epochs
@@ -210,7 +215,8 @@ class Harness:
         else:
             epochs = scratch_epochs(variant, *self.k1_k2(pruned_macs), self.dense_macs, pruned_macs)
         return self._spec(kind="scratch", seed=seed, phases=[("scratch", self.suite.base.with_epochs(epochs))],
-                          protocol=self.protocol_label, method=source, widths=widths, variant=variant)
+                          protocol=self.protocol_label, method=source, variant=variant,
+                          widths=None if plan.masks else plan.widths(), masks_sha256=plan.masks_sha256())
 
     def budget(self, pruned_macs: int) -> float | None:
         """The SX budget of one pruning pipeline, in epochs (SX-A) or training FLOPs (SX-B)."""
@@ -242,15 +248,22 @@ class Harness:
     def plan(self, methods: list[str], seeds: list[int], ratio: float | None = None,
              config: str | None = None) -> list[Planned]:
         """Every run of the grid, in execution order, without training. Pruned architectures are
-        planned on an untrained model here; for a predefined layer-wise scheme (like l1norm's)
-        they are exact."""
-        return list(self._grid(methods, seeds, ratio, config, lambda run_id, seed: self._fresh(seed)))
+        planned on an untrained model here: exact for predefined layer-wise ratios (l1norm,
+        random, magnitude per layer), an estimate for methods whose architecture depends on
+        trained weights or a pruning phase (slimming, global Taylor)."""
+        return list(self._grid(methods, seeds, ratio, config, live=False))
 
     def _grid(self, methods: list[str], seeds: list[int], ratio: float | None, config: str | None,
-              model_of: Callable[[str, int], nn.Module]) -> Iterator[Planned]:
-        """The runs of a grid, lazily: a pruned architecture is planned on `model_of(base run id,
-        seed)` only after that base run has been yielded (and, when executing, trained)."""
-        resolved = [(name, METHODS.get(name)) for name in methods]
+              live: bool) -> Iterator[Planned]:
+        """The runs of a grid, lazily. When `live`, each yielded run is trained before the
+        generator goes on, so pruned architectures are planned on the trained base, and a scratch
+        baseline takes the architecture its source pipeline actually cut."""
+        resolved = []
+        for text in methods:
+            name, settings = parse_method(text)
+            method = METHODS.get(name)
+            method.settings(settings)  # bad settings fail before anything trains
+            resolved.append((name, settings, method))
         targets = self.targets(ratio, config)
         seen: set[str] = set()
 
@@ -261,27 +274,43 @@ class Harness:
 
         for seed in seeds:
             yield from once(self._base_job(self.base_spec(seed)))
-            for name, method in resolved:
+            for name, settings, method in resolved:
                 for target in targets:
-                    mspec = MethodSpec(name=name, ratio=target.ratio, config=target.config)
+                    mspec = MethodSpec(name=name, settings=settings, ratio=target.ratio, config=target.config,
+                                       code=method_code(method))
                     source_spec, source = self._source(method, mspec)
                     chosen = self.choices(source, source_spec)
                     shared = self.base_recipe
                     if self.squeezes:  # needs the speedup before the base exists: planned on a fresh model
-                        shared = self.pipeline_base(self._macs_of(self._widths(source, source_spec,
-                                                                               self._fresh(seed), seed)))
+                        shared = self.pipeline_base(self._macs_of(self._plan(source, source_spec,
+                                                                             self._fresh(seed), seed)))
                     base = self.base_spec(seed, chosen.base or shared)
                     yield from once(self._base_job(base))
-                    widths = self._widths(source, source_spec, model_of(base.run_id, seed), seed)
-                    macs = self._macs_of(widths)
-                    if not method.from_scratch:
-                        spec = self.pruned_spec(mspec, seed, chosen, shared)
-                        yield from once(Planned(spec, name, target, macs, self.budget(macs), start=partial(
-                            self._start_pruned, spec, method, self.base_spec(seed, shared).run_id)))
+                    model = self._load_base(base.run_id) if live else self._fresh(seed)
+                    plan = self._plan(source, source_spec, model, seed)
+                    macs = self._macs_of(plan)
+                    spec = self.pruned_spec(source_spec, seed, chosen, shared)
+                    has_phase = any(phase == "prune" for phase, _ in spec.phases)
+                    if not method.from_scratch or has_phase:
+                        # a scratch baseline of a method with a pruning phase trains the architecture
+                        # that phase led to: the source's pruned run comes first
+                        yield from once(Planned(spec, self.row_label(source_spec), target, macs, self.budget(macs),
+                                                start=partial(self._start_pruned, spec, source,
+                                                              self.base_spec(seed, shared).run_id)))
+                        if live and has_phase:
+                            plan = PruningPlan.load(self.store.run_dir(spec.run_id)) or plan
+                            macs = self._macs_of(plan)
                     if method.from_scratch or self.protocol.scratch_variant:
-                        spec = self.scratch_spec(source_spec, seed, widths, macs)
-                        yield from once(Planned(spec, f"{self.variant()} of {source_spec.name}", target, macs,
-                                                self.budget(macs), start=partial(self._start_scratch, spec)))
+                        scratch = self.scratch_spec(source_spec, seed, plan, macs)
+                        yield from once(Planned(scratch, f"{self.variant()} of {self.row_label(source_spec)}", target,
+                                                macs, self.budget(macs), start=partial(self._start_scratch, scratch, plan)))
+
+    @staticmethod
+    def row_label(mspec: MethodSpec) -> str:
+        """A method's row: its name, with any non-default settings."""
+        if not mspec.settings:
+            return mspec.name
+        return f"{mspec.name}({', '.join(f'{k}={v}' for k, v in sorted(mspec.settings.items()))})"
 
     def _base_job(self, spec: RunSpec) -> Planned:
         def start(directory: Path) -> Start:
@@ -302,16 +331,21 @@ class Harness:
         name = getattr(method.settings(mspec.settings), "source")
         return MethodSpec(name=name, ratio=mspec.ratio, config=mspec.config), METHODS.get(name)
 
-    def _ctx(self, seed: int) -> PruneContext:
-        return PruneContext(self.arch, self.input_shape, torch.Generator().manual_seed(seed))
+    def _ctx(self, seed: int, method: Method) -> PruneContext:
+        data = self.data()[0] if method.needs_data else None
+        return PruneContext(self.arch, self.input_shape, torch.Generator().manual_seed(seed), data=data,
+                            batch_size=self.protocol.retrain.batch_size)
 
-    def _widths(self, method: Method, mspec: MethodSpec, model: nn.Module, seed: int) -> dict[str, int]:
+    def _plan(self, method: Method, mspec: MethodSpec, model: nn.Module, seed: int) -> PruningPlan:
+        """The method's plan for `model` (scored on a copy, so the model itself stays verified)."""
         target = Target(ratio=mspec.ratio, config=mspec.config)
-        return method.plan(copy.deepcopy(model), target, method.settings(mspec.settings), self._ctx(seed)).widths()
+        model = copy.deepcopy(model).to(self.device)
+        return method.plan(model, target, method.settings(mspec.settings), self._ctx(seed, method))
 
-    def _macs_of(self, widths: dict[str, int]) -> int:
-        model = apply_plan(self.build(), PruningPlan.first_k(widths), self.input_shape)
-        return forward_macs(model, self.input_shape)
+    def _macs_of(self, plan: PruningPlan) -> int:
+        """MACs of the architecture a plan makes (density-weighted for masks)."""
+        model = apply_plan(self.build(), plan if plan.masks else PruningPlan.first_k(plan.widths()), self.input_shape)
+        return effective_macs(model, self.input_shape)
 
     # --- execution -----------------------------------------------------------------------
 
@@ -328,7 +362,7 @@ class Harness:
             config: str | None = None) -> list[dict[str, Any]]:
         """Execute the grid (cache hits for completed runs) and return the summary rows."""
         done: dict[str, list[tuple[str, dict]]] = {}  # row key -> [(run id, metrics)]
-        for job in self._grid(methods, seeds, ratio, config, lambda run_id, seed: self._load_base(run_id)):
+        for job in self._grid(methods, seeds, ratio, config, live=True):
             assert job.start is not None
             metrics = self._execute(job.spec, job.start, job.budget)
             key = f"{job.row}|{job.target.label()}" if job.target else job.row
@@ -355,7 +389,10 @@ class Harness:
         try:
             begin = start(directory)
             model = begin.model
-            trace = self._train(model, spec, directory, begin.phases, "checkpoint.pt", prior=begin.prior)
+            if budget is not None:  # of the architecture that exists (planned on the trained base)
+                budget = self.budget(effective_macs(model, self.input_shape))
+            trace = self._train(model, spec, directory, begin.phases, "checkpoint.pt", prior=begin.prior,
+                                masks=begin.masks)
             if spec.kind == "pruned":
                 audit.audit_run(self.protocol, trace, len(train))
             if budget is not None:
@@ -365,7 +402,7 @@ class Harness:
                 {"setup": v.setup, "rule": v.rule, "expected": str(v.expected), "actual": str(v.actual)}))
             self.store.index(spec, "violated", violation=str(v))
             raise
-        return self._finish(spec, directory, model, trace, budget, started)
+        return self._finish(spec, directory, model, trace, budget, started, begin.masks)
 
     def _audit_budget(self, spec: RunSpec, trace: Trace, budget: float) -> None:
         """SX budgets cover the whole pipeline: a pruned run's base counts towards it."""
@@ -378,7 +415,7 @@ class Harness:
         audit.audit_budget(self.setup, kind, budget, used, self.protocol.budget.tolerance)
 
     def _finish(self, spec: RunSpec, directory: Path, model: nn.Module, trace: Trace,
-                budget: float | None, started: float) -> dict[str, Any]:
+                budget: float | None, started: float, masks: Masks | None = None) -> dict[str, Any]:
         torch.save(model.state_dict(), directory / "model.pt.tmp")
         (directory / "model.pt.tmp").replace(directory / "model.pt")
         write_atomic(directory / "trace.csv", trace.to_csv())
@@ -391,7 +428,11 @@ class Harness:
             "test_acc": last.test_acc if last else None,
             "train_acc": last.train_acc if last else None,
             "macs": forward_macs(model, self.input_shape),
+            # density-weighted: below `macs` only for masked (unstructured) models
+            "effective_macs": effective_macs(model, self.input_shape),
             "params": param_count(model),
+            "density": (sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+                        if masks else None),
             "epochs": trace.epochs,
             "total_epochs": (base["epochs"] if base else 0) + trace.epochs,
             "base_test_acc": base["test_acc"] if base else None,
@@ -414,18 +455,17 @@ class Harness:
         return metrics
 
     def _train(self, model: nn.Module, spec: RunSpec, directory: Path, phases: list[tuple[str, Recipe]],
-               checkpoint: str, prior: Trace | None = None, regularizer=None) -> Trace:
+               checkpoint: str, prior: Trace | None = None, regularizer=None, masks: Masks | None = None) -> Trace:
         train, test = self.data()
-        expected = {"prune": self.protocol.prune, "retrain": self.protocol.retrain}
 
         def check(phase: str, recipe: Recipe, rows: list) -> None:
-            if spec.kind == "pruned" and phase in expected:
-                audit.audit_phase(self.setup, phase, expected[phase], rows, len(train))
+            if spec.kind == "pruned" and phase in ("prune", "retrain"):
+                audit.audit_phase(self.setup, phase, audit.expected_recipe(self.protocol, phase), rows, len(train))
 
         trace = train_phases(
             model, list(phases), train, test, seed=spec.seed, input_shape=self.input_shape,
             checkpoint=directory / checkpoint, regularizer=regularizer, on_phase_end=check,
-            label=f"seed {spec.seed}", progress=self.progress,
+            label=f"seed {spec.seed}", progress=self.progress, masks=masks,
         )
         return Trace(rows=(prior.rows if prior else ()) + trace.rows)
 
@@ -443,37 +483,71 @@ class Harness:
         return model.to(self.device)
 
     def _start_pruned(self, spec: RunSpec, method: Method, shared: str, directory: Path) -> Start:
-        """Base weights -> pruning phase (if any) -> the plan's cut; the model retraining starts from.
-        `shared` is the base run every method of this seed and target must start from (S2 on)."""
+        """Base weights -> pruning phase (if any) -> the plan -> rewind (if the method has one) ->
+        cut or mask: the model retraining starts from. `shared` is the base run every method of
+        this seed and target must start from (S2 on)."""
         assert spec.method is not None and spec.base is not None
         if fixes(self.setup, "base") and spec.base != shared:
             want = (self.store.metrics(shared) or {}).get("model_sha256", f"run {shared[:12]}")
             got = (self.store.metrics(spec.base) or {}).get("model_sha256", f"run {spec.base[:12]}")
             raise ProtocolViolation(self.setup, "same base checkpoint (sha256)", want, got)
         settings = method.settings(spec.method.settings)
+        target = Target(ratio=spec.method.ratio, config=spec.method.config)
         model = self._load_base(spec.base)
         prior = Trace()
         prune_phases = [p for p in spec.phases if p[0] == "prune"]
         if prune_phases:
+            intent_dir = directory / "intent"
+            intent = PruningPlan.load(intent_dir)
+            if intent is None:  # chosen on the base, before the phase changes the weights
+                intent = method.intent(copy.deepcopy(model), target, settings, self._ctx(spec.seed, method))
+                if intent is not None:
+                    intent_dir.mkdir(exist_ok=True)
+                    intent.save(intent_dir)
             prior = self._train(model, spec, directory, prune_phases, "checkpoint-prune.pt",
-                                regularizer=lambda m: method.regularizer(m, settings))
-        plan_file = directory / "plan.json"
-        if plan_file.exists():
-            plan = PruningPlan.from_json(plan_file.read_text())
-        else:  # the method scores a copy: the model the harness cuts is the verified one
-            target = Target(ratio=spec.method.ratio, config=spec.method.config)
-            plan = method.plan(copy.deepcopy(model), target, settings, self._ctx(spec.seed))
-            write_atomic(plan_file, plan.to_json())
+                                regularizer=lambda m, step: method.regularizer(m, settings, step, intent))
+        plan = PruningPlan.load(directory)
+        if plan is None:  # the method scores a copy: the model the harness cuts is the verified one
+            plan = method.plan(copy.deepcopy(model), target, settings, self._ctx(spec.seed, method))
+            plan.save(directory)
+        rewind = method.rewind_epoch(settings)
+        if rewind is not None:
+            model.load_state_dict(self.rewound(spec.base, rewind, directory).state_dict())
         apply_plan(model, plan, self.input_shape)
         model = model.to(self.device, memory_format=self.memory_format)
-        return Start(model, [p for p in spec.phases if p[0] != "prune"], prior)
+        return Start(model, [p for p in spec.phases if p[0] != "prune"], prior, plan.masks or None)
 
-    def _start_scratch(self, spec: RunSpec, directory: Path) -> Start:
-        assert spec.widths is not None
-        model = apply_plan(self.build(), PruningPlan.first_k(spec.widths), self.input_shape)
+    def rewound(self, base_id: str, epoch: int, directory: Path) -> nn.Module:
+        """The weights base run `base_id` had after `epoch` epochs: its init for 0, else its first
+        `epoch` epochs replayed from that init with the same seeded data order (bit-identical on
+        CPU; a checkpoint in `directory` makes the replay resumable). Not part of the run's trace:
+        it reconstructs the base's own training rather than adding to it."""
+        base = self.store.spec(base_id)
+        recipe = base.phases[0][1]
+        if not 0 <= epoch <= recipe.epochs:
+            raise UserError(f"cannot rewind to epoch {epoch}: the base model trained {recipe.epochs} epochs "
+                            f"(set rewind_epoch between 0 and {recipe.epochs}).")
+        model = self._fresh(base.seed).to(self.device, memory_format=self.memory_format)
+        if epoch:
+            train, test = self.data()
+            train_phases(model, [(base.phases[0][0], recipe)], train, test, seed=base.seed,
+                         input_shape=self.input_shape, checkpoint=directory / "checkpoint-rewind.pt",
+                         label=f"seed {base.seed} rewind", progress=self.progress, stop_after=epoch)
+        return model
+
+    def _start_scratch(self, spec: RunSpec, plan: PruningPlan, directory: Path) -> Start:
+        if plan.masks_sha256() != spec.masks_sha256 or (not plan.masks and plan.widths() != spec.widths):
+            raise ProtocolViolation(self.setup, "scratch architecture equals the source's", spec.widths or
+                                    spec.masks_sha256, plan.widths() or plan.masks_sha256())
+        model = self.build()
+        if not plan.masks:
+            apply_plan(model, PruningPlan.first_k(plan.widths()), self.input_shape)
         torch.manual_seed(spec.seed)
-        model = reinitialise(model).to(self.device, memory_format=self.memory_format)
-        return Start(model, spec.phases)
+        model = reinitialise(model)
+        if plan.masks:  # a fresh init under the same masks
+            plan.save(directory)
+            apply_plan(model, plan, self.input_shape)
+        return Start(model.to(self.device, memory_format=self.memory_format), spec.phases, masks=plan.masks or None)
 
 
 def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:
@@ -488,13 +562,16 @@ def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:
         name, _, target = key.partition("|")
         accs = np.array([m["test_acc"] for _, m in runs], dtype=float)
         macs = runs[0][1]["macs"]
+        effective = runs[0][1].get("effective_macs", macs)
         epochs = sorted({m["total_epochs"] for _, m in runs})
         own = sorted({m["epochs"] for _, m in runs})
         row: dict[str, Any] = {
             "row": name, "target": target or None, "n": len(runs),
             "mean": float(accs.mean()), "std": float(accs.std(ddof=1)) if len(accs) > 1 else None,
-            "drop": None, "macs": macs, "params": runs[0][1]["params"],
-            "speedup": dense_macs / macs if dense_macs else None,
+            "drop": None, "macs": macs, "effective_macs": effective,
+            "params": runs[0][1]["params"], "density": runs[0][1].get("density"),
+            # from density-weighted MACs: for masked models a sparse kernel's, not dense hardware's
+            "speedup": dense_macs / effective if dense_macs else None,
             "epochs": epochs[0] if len(epochs) == 1 else epochs,
             "epochs_own": own[0] if len(own) == 1 else own,
             "run_ids": [rid for rid, _ in runs],

@@ -78,6 +78,10 @@ class Store:
             write_atomic(directory / "spec.json", json.dumps(json.loads(canonical(spec)), indent=2))
         return directory
 
+    def spec(self, run_id: str) -> RunSpec:
+        """The resolved config a stored run was started with."""
+        return RunSpec.model_validate_json((self.run_dir(run_id) / "spec.json").read_text())
+
     def metrics(self, run_id: str) -> dict[str, Any] | None:
         """The final metrics of a completed run, or None."""
         path = self.run_dir(run_id) / "metrics.json"

@@ -3,7 +3,9 @@
 Per epoch: the LR is set from the recipe's schedule, data order and augmentation come from a
 generator seeded by (seed, phase, epoch), a trace row records what the optimizer actually did,
 and a checkpoint (model, optimizer, position, trace, RNG states) is written atomically, so a
-killed run resumes exactly where it stopped.
+killed run resumes exactly where it stopped. Hooks: a regulariser added to the loss in the
+pruning phase (called with the phase's step count), and weight masks re-applied after every
+optimizer step, so unstructured pruning stays pruned while it retrains.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from tqdm import tqdm
 
 from benchmark.config import Recipe
 from benchmark.data import Split
-from benchmark.flops import forward_macs
+from benchmark.flops import effective_macs, forward_macs
+from benchmark.pruning import Masks, apply_masks
 from benchmark.trace import Trace, TraceRow
 
-Regularizer = Callable[[nn.Module], "torch.Tensor | None"]
+# (model, step within the pruning phase) -> a term added to the loss, or None
+Regularizer = Callable[[nn.Module, int], "torch.Tensor | None"]
 PhaseEnd = Callable[[str, Recipe, list[TraceRow]], None]
 
 
@@ -86,8 +90,13 @@ def train_phases(
     on_phase_end: PhaseEnd | None = None,
     label: str = "",
     progress: bool = True,
+    masks: Masks | None = None,
+    stop_after: int | None = None,
 ) -> Trace:
-    """Train `model` through `phases` in order, resuming from `checkpoint` if it exists."""
+    """Train `model` through `phases` in order, resuming from `checkpoint` if it exists.
+
+    `masks` (parameter name -> kept) hold pruned weights at zero throughout; `stop_after` ends
+    the first phase after that many epochs (replaying the start of a stored run)."""
     trace, start_phase, start_epoch, opt_state = Trace(), 0, 0, None
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
@@ -110,12 +119,16 @@ def train_phases(
         if pi == start_phase and opt_state is not None:
             optimizer.load_state_dict(opt_state)
             first = start_epoch
-        macs = forward_macs(model, input_shape)  # the architecture is fixed within a phase
-        for epoch in range(first, recipe.epochs):
+        if masks:
+            apply_masks(model, masks)
+        # the architecture (and mask) is fixed within a phase: counted once, density-weighted
+        macs = effective_macs(model, input_shape) if masks else forward_macs(model, input_shape)
+        last = recipe.epochs if stop_after is None else min(recipe.epochs, stop_after)
+        for epoch in range(first, last):
             row = _train_epoch(model, optimizer, phase, recipe, epoch, train, test, macs,
                                torch.Generator().manual_seed(epoch_seed(seed, phase, epoch)),
                                regularizer if phase == "prune" else None,
-                               f"{label} {phase} {epoch + 1}/{recipe.epochs}", show)
+                               f"{label} {phase} {epoch + 1}/{recipe.epochs}", show, masks)
             trace = trace.append(row)
             done_phase = epoch + 1 == recipe.epochs
             _save_atomic({
@@ -123,6 +136,8 @@ def train_phases(
                 "phase_index": pi + 1 if done_phase else pi, "epoch": 0 if done_phase else epoch + 1,
                 "trace": trace.model_dump(), "rng": _rng_state(),
             }, checkpoint)
+        if stop_after is not None:
+            return trace
         if on_phase_end is not None:
             on_phase_end(phase, recipe, trace.phase(phase))
     return trace
@@ -130,7 +145,7 @@ def train_phases(
 
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, phase: str, recipe: Recipe,
                  epoch: int, train: Split, test: Split, macs: int, generator: torch.Generator,
-                 regularizer: Regularizer | None, desc: str, show: bool) -> TraceRow:
+                 regularizer: Regularizer | None, desc: str, show: bool, masks: Masks | None) -> TraceRow:
     lr = recipe.lr.lr_at(epoch, recipe.epochs)
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -141,18 +156,20 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, phase: str,
     batches = train.batches(recipe.batch_size, generator=generator, augment=recipe.augment, pad=recipe.pad,
                             samples=recipe.samples_per_epoch)
     total = -(-(recipe.samples_per_epoch or len(train)) // recipe.batch_size)
-    for x, y in tqdm(batches, total=total, desc=desc.strip(), leave=False, disable=not show):
+    for i, (x, y) in enumerate(tqdm(batches, total=total, desc=desc.strip(), leave=False, disable=not show)):
         out = model(x)
         loss = F.cross_entropy(out, y)
         objective = loss
         if regularizer is not None:
-            extra = regularizer(model)
+            extra = regularizer(model, epoch * total + i)
             if extra is not None:
                 objective = loss + extra
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         seen_lrs.update(g["lr"] for g in optimizer.param_groups)
         optimizer.step()
+        if masks:
+            apply_masks(model, masks)
         loss_sum += loss.item() * len(y)
         correct += (out.argmax(1) == y).sum().item()
         samples += len(y)

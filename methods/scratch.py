@@ -1,7 +1,9 @@
 """Training the pruned architecture from scratch (Liu et al., "Rethinking the Value of Network
 Pruning", ICLR 2019): Scratch-E trains it for the same epochs as the pruning pipeline, Scratch-B
-for the same training FLOPs. The architecture is the source method's; the weights are a fresh
-standard init. Which variant runs, and for how long, is the protocol's (SX-A or SX-B).
+for the same training FLOPs. The architecture is the source method's (for unstructured pruning:
+the same weight masks); the weights are a fresh standard init. Which variant runs, and for how
+long, is the protocol's (SX-A or SX-B). When the source has a pruning phase, the harness takes
+the architecture from the source's pruned run, so it is the one that phase led to.
 """
 
 from __future__ import annotations
@@ -29,6 +31,5 @@ class Scratch(Method):
     def plan(self, model: nn.Module, target: Target, settings: BaseModel, ctx: PruneContext) -> PruningPlan:
         assert isinstance(settings, ScratchSettings)
         source = METHODS.get(settings.source)
-        return PruningPlan.first_k(
-            source.plan(model, target, source.settings({}), ctx).widths()
-        )
+        plan = source.plan(model, target, source.settings({}), ctx)
+        return plan if plan.masks else PruningPlan.first_k(plan.widths())
