@@ -27,7 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a protocol for one or more methods and print the results")
     run.add_argument("--protocol", required=True, help="setup name (e.g. SX-B) or a protocol YAML file")
     run.add_argument("--suite", default=None, help="suite (default: the protocol file's, else fmnist-smallcnn)")
-    run.add_argument("--method", action="append", required=True, help="registered method; repeat for several")
+    run.add_argument("--method", action="append", required=True,
+                     help="registered method, optionally with settings: NAME or NAME:KEY=VALUE[,KEY=VALUE] "
+                     "(e.g. magnitude:scope=global); repeat for several")
+    run.add_argument("--plugins", action="append", default=[], metavar="FILE_OR_MODULE",
+                     help="a Python file or module that registers more methods; repeatable")
     target = run.add_mutually_exclusive_group()
     target.add_argument("--ratio", type=float, help="uniform pruning ratio in [0, 1)")
     target.add_argument("--config", help="named layer-wise config of the architecture (e.g. A)")
@@ -49,12 +53,16 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered names")
     ls.add_argument("kind", choices=LIST_KINDS)
+    ls.add_argument("--plugins", action="append", default=[], metavar="FILE_OR_MODULE",
+                    help="a Python file or module that registers more methods; repeatable")
 
-    fl = sub.add_parser("flops", help="forward MACs and parameters of an architecture")
+    fl = sub.add_parser("flops", help="forward MACs and parameters of an architecture: the dense model "
+                        "and each named config, or the one --config / --ratio")
     fl.add_argument("--arch", required=True, help="architecture name")
     fl.add_argument("--config", help="named pruned config (e.g. A)")
     fl.add_argument("--ratio", type=float, help="uniform pruning ratio of the prunable convs")
-    fl.add_argument("--json", action="store_true", help="print a JSON object")
+    fl.add_argument("--json", action="store_true",
+                    help="print JSON: an object for --config / --ratio, else a list of rows")
     return p
 
 
@@ -129,7 +137,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from benchmark.data import DATASETS
-    from benchmark.method import load_builtin_methods
+    from benchmark.method import load_builtin_methods, load_plugin
     from benchmark.models import ARCHS
     from benchmark.protocols import list_protocols, load_suites
 
@@ -144,7 +152,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(tabulate(rows, headers=["suite", "dataset", "arch", "description"]))
     elif args.kind == "methods":
         methods = load_builtin_methods()
-        print(tabulate([(n, methods.get(n).description) for n in methods], headers=["method", "description"]))
+        for plugin in args.plugins:
+            load_plugin(plugin)
+        rows = []
+        for n in methods:
+            m = methods.get(n)
+            rows.append((n, m.granularity, "yes" if m.needs_data else "no",
+                         "own" if m.prune_phase else "-", ", ".join(m.hooks) or "-",
+                         ", ".join(f"{k}={f.default}" for k, f in m.Settings.model_fields.items()) or "-",
+                         m.description))
+        print(tabulate(rows, headers=["method", "granularity", "data", "pruning phase", "hooks",
+                                      "settings (defaults)", "description"]))
     else:
         print(tabulate([(s, setup, str(p)) for s, setup, p in list_protocols()],
                        headers=["suite", "setup", "file"]))
@@ -152,6 +170,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_flops(args: argparse.Namespace) -> int:
+    import copy
+
     from benchmark.flops import MACS_NOTE, forward_macs, param_count
     from benchmark.method import Target
     from benchmark.models import ARCHS
@@ -160,17 +180,26 @@ def cmd_flops(args: argparse.Namespace) -> int:
     arch = ARCHS.get(args.arch)
     model = arch.build(arch.num_classes, arch.input_shape[0])
     dense = forward_macs(model, arch.input_shape)
-    if args.config is not None or args.ratio is not None:
-        keep = Target(ratio=args.ratio, config=args.config).keep_counts(arch, model)
-        apply_plan(model, PruningPlan.first_k(keep), arch.input_shape)
-    macs, params = forward_macs(model, arch.input_shape), param_count(model)
-    out = {"arch": arch.name, "config": args.config, "ratio": args.ratio, "input": list(arch.input_shape),
-           "macs": macs, "params": params, "dense_macs": dense, "speedup": dense / macs}
+    single = args.config is not None or args.ratio is not None
+    if single:  # (config, ratio) per row
+        targets = [(args.config, args.ratio)]
+    else:  # the dense model and every named config
+        targets = [(None, None)] + [(c, None) for c in sorted(arch.configs)]
+    rows = []
+    for config, ratio in targets:
+        pruned = model
+        if config is not None or ratio is not None:
+            pruned = copy.deepcopy(model)
+            keep = Target(ratio=ratio, config=config).keep_counts(arch, pruned)
+            apply_plan(pruned, PruningPlan.first_k(keep), arch.input_shape)
+        macs = forward_macs(pruned, arch.input_shape)
+        rows.append({"arch": arch.name, "config": config, "ratio": ratio, "input": list(arch.input_shape),
+                     "macs": macs, "params": param_count(pruned), "dense_macs": dense, "speedup": dense / macs})
     if args.json:
-        print(json.dumps(out))
+        print(json.dumps(rows[0] if single else rows))
     else:
-        print(tabulate([[arch.name, args.config or (args.ratio if args.ratio is not None else "dense"),
-                         f"{macs:,}", f"{params:,}", f"{dense / macs:.2f}x"]],
+        print(tabulate([[r["arch"], r["config"] or (r["ratio"] if r["ratio"] is not None else "dense"),
+                         f"{r['macs']:,}", f"{r['params']:,}", f"{r['speedup']:.2f}x"] for r in rows],
                        headers=["arch", "config", "MACs", "params", "speedup"]))
         print(f"\n{MACS_NOTE}; input {'x'.join(map(str, arch.input_shape))}, batch 1.")
     return 0
@@ -179,6 +208,10 @@ def cmd_flops(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.protocols import DEFAULT_SUITE, load_protocol
     from benchmark.runner import Harness
+    from benchmark.method import load_plugin
+
+    for plugin in args.plugins:
+        load_plugin(plugin)
 
     if args.ratio is not None and not 0 <= args.ratio < 1:
         raise UserError(f"--ratio {args.ratio} is outside [0, 1): pass a fraction of filters to remove, e.g. 0.5.")

@@ -112,7 +112,8 @@ class PruneContext:
 
     `data` is the training split (on the training device) for methods that need data, with the
     batch size of the protocol's retraining recipe; `batches(n)` draws n mini-batches from it in
-    an order fixed by the run's seed.
+    an order fixed by the run's seed. `intent` is the method's own `intent` from before its
+    pruning phase, when it had one.
     """
 
     arch: Arch
@@ -120,6 +121,7 @@ class PruneContext:
     generator: torch.Generator
     data: Split | None = None
     batch_size: int = 128
+    intent: PruningPlan | None = None  # what the method chose before its pruning phase
 
     def batches(self, n: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.data is None:
@@ -134,7 +136,8 @@ class PhaseSettings(BaseModel):
 
     prune_epochs: int | None = Field(
         None, ge=1, description="epochs of the method's pruning phase when the protocol has none "
-        "(default: as many as the protocol's retraining); under S4.x the protocol's phase is used")
+        "(default: as many as the protocol's retraining; half of it under SX, where the phase comes out "
+        "of the retraining budget); where the protocol has a pruning phase (S4.x), that one is used")
     prune_lr: float | None = Field(
         None, gt=0, description="constant LR of that phase (default: the retraining recipe's first LR)")
 
@@ -179,7 +182,11 @@ class Method:
         """Epochs of the method's own pruning phase where the protocol has none (0: one-shot)."""
         if not self.prune_phase:
             return 0
-        return getattr(settings, "prune_epochs", None) or protocol.retrain.epochs
+        own = getattr(settings, "prune_epochs", None)
+        if own:
+            return own
+        # under a total budget (SX) the phase comes out of the retraining: half of it by default
+        return max(1, protocol.retrain.epochs // 2) if protocol.budget else protocol.retrain.epochs
 
     def choices(self, protocol: Protocol, settings: BaseModel) -> Choices:
         """What the method chooses where the setup leaves it free. `protocol` is read-only: the

@@ -196,6 +196,28 @@ class Harness:
         return self._spec(kind="pruned", seed=seed, phases=phases, protocol=self.protocol_label,
                           base=base.run_id, method=mspec)
 
+    def _fit_budget(self, chosen: Choices, pruned_macs: int) -> Choices:
+        """Under SX-A/SX-B a pruning phase the method adds (the protocol has none) comes out of
+        its retraining, which is shortened (LR stages stretched) so the pipeline keeps the total
+        budget; a method that chose its own retraining recipe is left to the audit."""
+        b = self.protocol.budget
+        if b is None or chosen.prune is None or self.protocol.prune is not None or chosen.retrain is not None:
+            return chosen
+        retrain, prune = self.protocol.retrain, chosen.prune
+        n_r = retrain.samples_per_epoch or self.dataset.train_size
+        n_p = prune.samples_per_epoch or self.dataset.train_size
+        if b.kind == "epochs":
+            left = retrain.epochs - prune.epochs
+        else:  # FLOPs: a dense pruning epoch costs F1/F2 pruned epochs
+            left = (retrain.epochs * n_r * pruned_macs - prune.epochs * n_p * self.dense_macs) // (n_r * pruned_macs)
+        if left < 1:
+            raise UserError(
+                f"under {self.setup} a method's own pruning phase must come out of the retraining budget, "
+                f"but {prune.epochs} pruning epoch(s) at the dense model's MACs leave no retraining epoch of "
+                f"the {retrain.epochs} the protocol budgets. Use a protocol with a pruning phase ('prune:' in "
+                "the protocol file, counted in everyone's budget) or a smaller 'prune_epochs' setting.")
+        return chosen.model_copy(update={"retrain": retrain.with_epochs(int(left))})
+
     def k1_k2(self, pruned_macs: int) -> tuple[int, int]:
         """Epochs the protocol's pipeline trains the dense (K1) and the pruned model (K2)."""
         prune = self.protocol.prune.epochs if self.protocol.prune else 0
@@ -289,6 +311,7 @@ class Harness:
                     model = self._load_base(base.run_id) if live else self._fresh(seed)
                     plan = self._plan(source, source_spec, model, seed)
                     macs = self._macs_of(plan)
+                    chosen = self._fit_budget(chosen, macs)
                     spec = self.pruned_spec(source_spec, seed, chosen, shared)
                     has_phase = any(phase == "prune" for phase, _ in spec.phases)
                     if not method.from_scratch or has_phase:
@@ -508,7 +531,9 @@ class Harness:
                                 regularizer=lambda m, step: method.regularizer(m, settings, step, intent))
         plan = PruningPlan.load(directory)
         if plan is None:  # the method scores a copy: the model the harness cuts is the verified one
-            plan = method.plan(copy.deepcopy(model), target, settings, self._ctx(spec.seed, method))
+            ctx = self._ctx(spec.seed, method)
+            ctx.intent = PruningPlan.load(directory / "intent")
+            plan = method.plan(copy.deepcopy(model), target, settings, ctx)
             plan.save(directory)
         rewind = method.rewind_epoch(settings)
         if rewind is not None:

@@ -16,7 +16,7 @@ class Unfair(Method):
     """Plans like l1norm; its `choices` do the cheating."""
 
     def plan(self, model, target, settings, ctx):
-        return L1Norm().plan(model, target, settings, ctx)
+        return L1Norm().plan(model, target, L1Norm().settings({}), ctx)
 
 
 def _method(name, choose):

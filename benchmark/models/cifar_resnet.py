@@ -1,7 +1,8 @@
 """CIFAR ResNets of He et al. (2016), Sec. 4.2: 6n+2 layers, option-A shortcuts.
 
 Option A: where the shape changes, the shortcut subsamples with stride 2 and zero-pads the new
-channels (no parameters). Named configs are Li et al.'s (2017) ResNet-56/110-A/B.
+channels (no parameters). Depths 20, 32, 44, 56, 110 (He et al.'s Tab. 6); named configs are
+Li et al.'s (2017) ResNet-56/110-A/B.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.models._arch import ARCHS, Arch, conv_layers
+from benchmark.models._arch import ARCHS, Arch, ResNetStages, conv_layers
 
 
 class ShortcutA(nn.Module):
@@ -105,12 +106,14 @@ def _register(depth: int, configs: dict) -> None:
             description=f"CIFAR ResNet-{depth} (He et al. 2016, option-A shortcuts)",
             prunable=first_convs,
             configs=configs,
+            stage_of=ResNetStages(3),
         ),
     )
 
 
 _register(20, {})
 _register(32, {})
+_register(44, {})
 _register(56, {
     "A": li_config([16, 20, 38, 54], [0.1, 0.1, 0.1]),
     "B": li_config([16, 18, 20, 34, 38, 54], [0.6, 0.3, 0.1]),

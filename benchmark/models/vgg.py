@@ -1,5 +1,8 @@
 """VGG for CIFAR as in Li et al. (2017) and Liu et al. (2019): 3x3 conv-BN-ReLU stacks,
-2x2 average pool, classifier Linear(512,512)-BN1d-ReLU-Linear(512,classes)."""
+2x2 average pool, classifier Linear(512,512)-BN1d-ReLU-Linear(512,classes).
+
+The conv stacks are Simonyan & Zisserman's (2015) configurations A (VGG-11), B (VGG-13),
+D (VGG-16) and E (VGG-19)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from torch import nn
 from benchmark.models._arch import ARCHS, Arch, conv_layers
 
 CFGS: dict[str, list[int | str]] = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
+    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512],
     "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
               512, 512, 512, 512, "M", 512, 512, 512, 512],
@@ -47,7 +52,8 @@ def widths_config(cfg: list[int | str]):
     return keep
 
 
-for _name, _configs in (("vgg16", {"A": widths_config(VGG16_A)}), ("vgg19", {})):
+NAMED_CONFIGS = {"vgg11": {}, "vgg13": {}, "vgg16": {"A": widths_config(VGG16_A)}, "vgg19": {}}
+for _name, _configs in NAMED_CONFIGS.items():
     ARCHS.register(
         _name,
         Arch(

@@ -1,0 +1,52 @@
+"""Network slimming (Liu et al., "Learning Efficient Convolutional Networks through Network
+Slimming", ICCV 2017).
+
+A sparsity-training phase adds λ·Σ|γ| over the scaling factors γ of every BatchNorm2d to the
+loss (the regulariser hook, λ = `sparsity`, the paper's 1e-4). Then one *global* threshold over
+the |γ| of the BNs after the prunable convs removes the int(N·p) channels of smallest |γ|; each
+layer keeps at least its largest. The pruned architecture is what falls out of the threshold
+(automatic architecture), so layers end up with different widths.
+
+In the harness the sparsity phase starts from the shared base model (Wang et al.'s pipeline);
+the paper trains with sparsity from scratch. Under S4.x the protocol's pruning phase is used.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from benchmark.method import Method, PhaseSettings, PruneContext, Target, register_method
+from benchmark.pruning import PruningPlan, bn_after
+from methods._common import global_plan, ratio_of
+
+
+class SlimmingSettings(PhaseSettings):
+    sparsity: float = Field(1e-4, ge=0, description="λ of the L1 penalty on BN scaling factors")
+
+
+def bn_scales(model: nn.Module, ctx: PruneContext) -> dict[str, torch.Tensor]:
+    """|γ| of the BatchNorm after each prunable conv, by conv name, in network order."""
+    modules = dict(model.named_modules())
+    bns = bn_after(model, ctx.arch.prunable(model), ctx.input_shape)
+    return {conv: modules[bn].weight.detach().abs() for conv, bn in bns.items()}
+
+
+@register_method
+class Slimming(Method):
+    name = "slimming"
+    description = "network slimming (Liu et al. 2017): L1 on BN scales, then a global threshold"
+    Settings = SlimmingSettings
+    prune_phase = True
+    hooks = ("regularizer",)
+
+    def regularizer(self, model: nn.Module, settings, step: int, intent: PruningPlan | None) -> torch.Tensor | None:
+        assert isinstance(settings, SlimmingSettings)
+        if not settings.sparsity:
+            return None
+        gammas = [m.weight for m in model.modules() if isinstance(m, nn.BatchNorm2d) and m.weight is not None]
+        return settings.sparsity * sum(g.abs().sum() for g in gammas)
+
+    def plan(self, model: nn.Module, target: Target, settings, ctx: PruneContext) -> PruningPlan:
+        return global_plan(bn_scales(model, ctx), ratio_of(target, self.name))
