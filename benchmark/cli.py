@@ -270,6 +270,7 @@ def _print_table(harness, rows: list[dict], path: Path) -> None:
     from benchmark.flops import MACS_NOTE
 
     table = []
+    masked = any(r.get("effective_macs", r["macs"]) != r["macs"] for r in rows)
     for r in rows:
         epochs = str(r["epochs"])
         if r["epochs"] != r["epochs_own"] and isinstance(r["epochs"], int):
@@ -278,13 +279,17 @@ def _print_table(harness, rows: list[dict], path: Path) -> None:
         table.append([
             r["row"], r["target"] or "-", acc, r["n"],
             f"{r['drop']:+.2f}" if r["drop"] is not None else "-",
-            f"{r['macs']:,}", f"{r['params']:,}", f"{r['speedup']:.2f}x", epochs,
-            " ".join(i[:8] for i in r["run_ids"]),
+            f"{r['macs']:,}", *([f"{r['effective_macs']:,}"] if masked else []), f"{r['params']:,}",
+            f"{r['speedup']:.2f}x", epochs, " ".join(i[:8] for i in r["run_ids"]),
         ])
     pr = harness.protocol
     print(f"\n{pr.suite} under {pr.setup} ({path})")
     print(tabulate(table, headers=["", "ratio", "test acc % (mean ± std)", "n", "drop", "MACs",
-                                   "params", "speedup", "epochs", "runs"]))
+                                   *(["effective MACs"] if masked else []), "params", "speedup", "epochs",
+                                   "runs"]))
+    if masked:
+        print("\nUnstructured (masked) rows keep the dense shapes: MACs are dense hardware's; effective MACs "
+              "weight each layer by its density, and their speedup is a sparse kernel's.")
     print(f"\nMACs: {MACS_NOTE}. Accuracy: last epoch on the test set. Drop: from the base model of "
           f"the same seed. Epochs: total trained, pretraining included (pretrain+retrain). Store: {harness.store_root}")
 

@@ -331,3 +331,15 @@ def test_a_plugin_file_registers_a_method_the_cli_can_run(user_protocols, store,
     broken.write_text("raise RuntimeError('boom')\n")
     assert main(["list", "methods", "--plugins", str(broken)]) == 2
     assert "RuntimeError: boom" in capsys.readouterr().err
+
+
+def test_an_entry_point_plugin_is_loaded_with_the_builtins(tmp_path, monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import benchmark.method as bm
+
+    (tmp_path / "ep_methods.py").write_text(PLUGIN.replace('"keepfirst"', '"keepfirst-ep"'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = [EntryPoint("keepfirst", "ep_methods", bm.ENTRY_POINTS)]
+    monkeypatch.setattr(bm, "entry_points", lambda group: found if group == bm.ENTRY_POINTS else [])
+    assert "keepfirst-ep" in bm.load_builtin_methods().names()
