@@ -35,6 +35,7 @@ from benchmark.errors import UserError
 from benchmark.models import Arch
 from benchmark.pruning import PruningPlan
 from benchmark.schedule import LRSchedule
+from benchmark.setups import fixes
 
 
 class NoSettings(BaseModel):
@@ -194,8 +195,8 @@ class Method:
         retraining recipe's hyper-parameters at a constant LR) when it has one and the protocol
         does not."""
         epochs = self.prune_epochs(protocol, settings)
-        if not epochs or protocol.prune is not None:
-            return Choices()
+        if not epochs or protocol.prune is not None or fixes(protocol.setup, "prune.epochs"):
+            return Choices()  # the protocol's phase, or none where the setup fixes it at none
         retrain = protocol.retrain
         lr = getattr(settings, "prune_lr", None) or retrain.lr.lr_at(0, retrain.epochs)
         return Choices(prune=retrain.model_copy(update={"epochs": epochs, "lr": LRSchedule(stages=[(0, lr)])}))
@@ -279,11 +280,18 @@ def _import_plugin(where: str, load: Callable[[], object]) -> None:
 
 
 def method_code(method: Method) -> str:
-    """sha256 (16 hex digits) of the source file defining the method: part of a run's identity,
-    so an edited method (a user's plug-in above all) never reuses runs of its old code."""
+    """sha256 (16 hex digits) of the method's code, part of a run's identity so an edited method
+    never reuses runs of its old code: for a built-in, every module of the `methods` package
+    (they import each other); for a plug-in, the file that defines it."""
+    import methods
+
     source = inspect.getsourcefile(type(method))
-    data = Path(source).read_bytes() if source else type(method).__qualname__.encode()
-    return hashlib.sha256(data).hexdigest()[:16]
+    package = Path(methods.__file__).parent
+    files = sorted(package.glob("*.py")) if source and Path(source).parent == package else [Path(source or "")]
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.read_bytes() if path.is_file() else type(method).__qualname__.encode())
+    return h.hexdigest()[:16]
 
 
 def parse_method(text: str) -> tuple[str, dict]:

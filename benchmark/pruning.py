@@ -156,7 +156,7 @@ def apply_masks(model: nn.Module, masks: Masks) -> None:
     with torch.no_grad():
         for name, mask in masks.items():
             p = params[name]
-            p.mul_(mask.to(p.device, p.dtype))
+            p.mul_(mask if mask.device == p.device and mask.dtype == p.dtype else mask.to(p.device, p.dtype))
 
 
 def bn_after(model: nn.Module, convs: list[str], input_shape: tuple[int, ...]) -> dict[str, str]:
@@ -175,8 +175,8 @@ def bn_after(model: nn.Module, convs: list[str], input_shape: tuple[int, ...]) -
         group = graph.get_pruning_group(modules[conv], tp.prune_conv_out_channels, idxs=[0])
         for dep, _ in group:
             layer = dep.target.module
-            if isinstance(layer, nn.BatchNorm2d) and dep.handler in (tp.prune_batchnorm_out_channels,
-                                                                    tp.prune_batchnorm_in_channels):
+            # a BN over these channels alone (not, as in DenseNet, over a concatenation with others)
+            if isinstance(layer, nn.BatchNorm2d) and layer.num_features == modules[conv].out_channels:
                 out[conv] = names[layer]
                 break
     return out

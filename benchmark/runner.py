@@ -284,7 +284,8 @@ class Harness:
         for text in methods:
             name, settings = parse_method(text)
             method = METHODS.get(name)
-            method.settings(settings)  # bad settings fail before anything trains
+            # bad settings fail before anything trains; defaults dropped, so equal settings share ids
+            settings = method.settings(settings).model_dump(mode="json", exclude_defaults=True)
             resolved.append((name, settings, method))
         targets = self.targets(ratio, config)
         seen: set[str] = set()
@@ -307,6 +308,11 @@ class Harness:
                         shared = self.pipeline_base(self._macs_of(self._plan(source, source_spec,
                                                                              self._fresh(seed), seed)))
                     base = self.base_spec(seed, chosen.base or shared)
+                    rewind = source.rewind_epoch(source.settings(source_spec.settings))
+                    if rewind is not None and not 0 <= rewind <= base.phases[0][1].epochs:
+                        raise UserError(f"cannot rewind to epoch {rewind}: the base model trains "
+                                        f"{base.phases[0][1].epochs} epochs (set rewind_epoch between 0 and "
+                                        f"{base.phases[0][1].epochs}).")
                     yield from once(self._base_job(base))
                     model = self._load_base(base.run_id) if live else self._fresh(seed)
                     plan = self._plan(source, source_spec, model, seed)
@@ -320,7 +326,7 @@ class Harness:
                         yield from once(Planned(spec, self.row_label(source_spec), target, macs, self.budget(macs),
                                                 start=partial(self._start_pruned, spec, source,
                                                               self.base_spec(seed, shared).run_id)))
-                        if live and has_phase:
+                        if live:  # the architecture the pipeline actually cut
                             plan = PruningPlan.load(self.store.run_dir(spec.run_id)) or plan
                             macs = self._macs_of(plan)
                     if method.from_scratch or self.protocol.scratch_variant:
@@ -351,8 +357,11 @@ class Harness:
         """The method whose pruned architecture a run trains: itself, or a scratch baseline's source."""
         if not method.from_scratch:
             return mspec, method
-        name = getattr(method.settings(mspec.settings), "source")
-        return MethodSpec(name=name, ratio=mspec.ratio, config=mspec.config), METHODS.get(name)
+        settings = method.settings(mspec.settings)
+        source = METHODS.get(getattr(settings, "source"))
+        raw = source.settings(getattr(settings, "source_settings", {})).model_dump(mode="json", exclude_defaults=True)
+        return MethodSpec(name=source.name, settings=raw, ratio=mspec.ratio, config=mspec.config,
+                          code=method_code(source)), source
 
     def _ctx(self, seed: int, method: Method) -> PruneContext:
         data = self.data()[0] if method.needs_data else None
@@ -385,6 +394,7 @@ class Harness:
             config: str | None = None) -> list[dict[str, Any]]:
         """Execute the grid (cache hits for completed runs) and return the summary rows."""
         done: dict[str, list[tuple[str, dict]]] = {}  # row key -> [(run id, metrics)]
+        self.plan(methods, seeds, ratio, config)  # every user mistake surfaces before anything trains
         for job in self._grid(methods, seeds, ratio, config, live=True):
             assert job.start is not None
             metrics = self._execute(job.spec, job.start, job.budget)

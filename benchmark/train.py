@@ -119,7 +119,9 @@ def train_phases(
         if pi == start_phase and opt_state is not None:
             optimizer.load_state_dict(opt_state)
             first = start_epoch
-        if masks:
+        if masks:  # on the training device once, not per step
+            param = next(model.parameters())
+            masks = {name: m.to(param.device, param.dtype) for name, m in masks.items()}
             apply_masks(model, masks)
         # the architecture (and mask) is fixed within a phase: counted once, density-weighted
         macs = effective_macs(model, input_shape) if masks else forward_macs(model, input_shape)

@@ -25,6 +25,8 @@ def global_plan(scores: dict[str, torch.Tensor], ratio: float) -> PruningPlan:
     """Remove the int(N·p) lowest-scoring filters of all N prunable filters together (one global
     threshold), keeping each layer's best filter so no layer disappears. Ties: layer order, then
     filter index."""
+    if not scores:
+        raise UserError("nothing to rank: the architecture has no prunable layer this method can score")
     flat = torch.cat([s.detach().float().cpu().flatten() for s in scores.values()])
     n_prune = int(flat.numel() * ratio)
     order = torch.sort(flat, stable=True).indices  # ascending: the first n_prune go

@@ -29,7 +29,8 @@ class L1Settings(BaseModel):
         "li", description="filters kept per layer: 'li' keeps int(C(1-p)); 'wang' prunes min(ceil(pC), C-1)")
     stage_ratios: list[float] | None = Field(
         None, description="a ratio per stage instead of the uniform one: stem, each residual stage, fc "
-        "(Wang et al.'s ResNet-50: [0, 0.6, 0.6, 0.6, 0.21, 0]); needs an architecture with stages")
+        "(Wang et al.'s ResNet-50: [0, 0.6, 0.6, 0.6, 0.21, 0]); needs an architecture with stages. The "
+        "target's uniform ratio is then not used (the row's label carries the stage ratios)")
 
 
 def l1_keep(weight: torch.Tensor, keep: int) -> tuple[int, ...]:
@@ -40,10 +41,13 @@ def l1_keep(weight: torch.Tensor, keep: int) -> tuple[int, ...]:
     return top_k(weight.detach().abs().flatten(1).sum(1), keep)
 
 
-def layer_ratios(model: nn.Module, ctx: PruneContext, stage_ratios: list[float] | None) -> dict[str, float] | None:
+def layer_ratios(model: nn.Module, ctx: PruneContext, target: Target,
+                 stage_ratios: list[float] | None) -> dict[str, float] | None:
     """Each prunable conv's ratio from its stage's, or None for the uniform target ratio."""
     if stage_ratios is None:
         return None
+    if target.config is not None:
+        raise UserError("l1norm: give stage_ratios or a named config (--config), not both")
     if ctx.arch.stage_of is None:
         raise UserError(f"stage_ratios needs an architecture with stages (ResNets); {ctx.arch.name!r} has none")
     convs = ctx.arch.prunable(model)
@@ -68,5 +72,5 @@ class L1Norm(Method):
         assert isinstance(settings, L1Settings)
         convs = prunable_convs(model, ctx)
         counts = target.keep_counts(ctx.arch, model, settings.rounding,
-                                    layer_ratios(model, ctx, settings.stage_ratios))
+                                    layer_ratios(model, ctx, target, settings.stage_ratios))
         return layer_plan({n: convs[n].weight.abs().flatten(1).sum(1) for n in counts}, counts)

@@ -8,6 +8,8 @@ the architecture from the source's pruned run, so it is the one that phase led t
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
@@ -19,6 +21,7 @@ class ScratchSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     source: str = Field("l1norm", description="method whose pruned architecture is trained")
+    source_settings: dict[str, Any] = Field({}, description="that method's settings")
 
 
 @register_method
@@ -31,5 +34,5 @@ class Scratch(Method):
     def plan(self, model: nn.Module, target: Target, settings: BaseModel, ctx: PruneContext) -> PruningPlan:
         assert isinstance(settings, ScratchSettings)
         source = METHODS.get(settings.source)
-        plan = source.plan(model, target, source.settings({}), ctx)
+        plan = source.plan(model, target, source.settings(settings.source_settings), ctx)
         return plan if plan.masks else PruningPlan.first_k(plan.widths())

@@ -17,6 +17,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from benchmark.errors import UserError
 from benchmark.method import Method, PhaseSettings, PruneContext, Target, register_method
 from benchmark.pruning import PruningPlan, bn_after
 from methods._common import global_plan, ratio_of
@@ -29,8 +30,14 @@ class SlimmingSettings(PhaseSettings):
 def bn_scales(model: nn.Module, ctx: PruneContext) -> dict[str, torch.Tensor]:
     """|γ| of the BatchNorm after each prunable conv, by conv name, in network order."""
     modules = dict(model.named_modules())
-    bns = bn_after(model, ctx.arch.prunable(model), ctx.input_shape)
-    return {conv: modules[bn].weight.detach().abs() for conv, bn in bns.items()}
+    convs = ctx.arch.prunable(model)
+    bns = bn_after(model, convs, ctx.input_shape)
+    missing = [c for c in convs if c not in bns]
+    if missing:
+        raise UserError(f"slimming needs a BatchNorm over each pruned conv's output channels alone; "
+                        f"{missing[0]!r} of {ctx.arch.name} has none (no BN, or BNs over concatenations as "
+                        "in DenseNet)")
+    return {conv: modules[bns[conv]].weight.detach().abs() for conv in convs}
 
 
 @register_method

@@ -293,6 +293,9 @@ def test_method_settings_reach_the_method_and_the_run_id(user_protocols, store):
     a = {p.row: p.spec.run_id for p in h.plan(["magnitude", "magnitude:scope=global"], seeds=[0])}
     assert set(a) == {"dense", "magnitude", "magnitude(scope=global)"}
     assert a["magnitude"] != a["magnitude(scope=global)"]
+    # a default written out is the same computation: the same run
+    b = {p.row: p.spec.run_id for p in h.plan(["magnitude:scope=layer"], seeds=[0])}
+    assert b["magnitude"] == a["magnitude"]
     from benchmark.errors import UserError
 
     with pytest.raises(UserError, match="scope"):
@@ -343,3 +346,39 @@ def test_an_entry_point_plugin_is_loaded_with_the_builtins(tmp_path, monkeypatch
     found = [EntryPoint("keepfirst", "ep_methods", bm.ENTRY_POINTS)]
     monkeypatch.setattr(bm, "entry_points", lambda group: found if group == bm.ENTRY_POINTS else [])
     assert "keepfirst-ep" in bm.load_builtin_methods().names()
+
+
+def test_scratch_and_the_pipeline_share_one_scratch_run(user_protocols, store):
+    planned = harness("SX-A", store).plan(["l1norm", "scratch"], seeds=[0])
+    rows = [p.row for p in planned]
+    assert rows == ["dense", "l1norm", "Scratch-E of l1norm"]  # `scratch` adds nothing new
+
+
+def test_user_mistakes_stop_the_grid_before_anything_trains(user_protocols, store):
+    from benchmark.errors import UserError
+
+    h = harness("S2", store)
+    with pytest.raises(UserError, match="stage_ratios needs an architecture with stages"):
+        h.run(["l1norm", "l1norm:stage_ratios=[0,0.5,0]"], seeds=[0])
+    assert not (store / "runs").exists() or not list((store / "runs").iterdir())  # not even the base trained
+
+
+def test_slimming_refuses_a_network_without_a_bn_per_conv_output():
+    from benchmark.errors import UserError
+
+    arch = ARCHS.get("densenet40")
+    model = arch.build(10, 3)
+    with pytest.raises(UserError, match="BatchNorm over each pruned conv's output channels alone"):
+        plan("slimming", model, 0.5, PruneContext(arch, arch.input_shape, torch.Generator()))
+
+
+def test_without_a_pruning_phase_under_s4_an_own_phase_is_not_added(user_protocols, store, tmp_path):
+    from benchmark.protocols import load_protocol
+    from benchmark.runner import Harness
+    from tests.conftest import LADDER, write_yaml
+
+    path = write_yaml(tmp_path / "s41.yaml", {k: v for k, v in LADDER["S4.1"].items() if k != "prune"})
+    protocol, _, _ = load_protocol(str(path), "synth-small")
+    h = Harness(protocol, store=store, device="cpu", progress=False, log=lambda m: None)
+    spec = next(p.spec for p in h.plan(["greg"], seeds=[0]) if p.spec.kind == "pruned")
+    assert [phase for phase, _ in spec.phases] == ["retrain"]
