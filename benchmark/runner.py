@@ -585,6 +585,10 @@ class Harness:
         return Start(model.to(self.device, memory_format=self.memory_format), spec.phases, masks=plan.masks or None)
 
 
+def _mean_int(values: list[int]) -> int:
+    return int(round(float(np.mean(values))))
+
+
 def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:
     """One row per (method, target): mean and std of final test accuracy over seeds, with n, and
     the mean accuracy drop from the base model of the same seed (paired): the run's own base
@@ -596,15 +600,18 @@ def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:
     for key, runs in done.items():
         name, _, target = key.partition("|")
         accs = np.array([m["test_acc"] for _, m in runs], dtype=float)
-        macs = runs[0][1]["macs"]
-        effective = runs[0][1].get("effective_macs", macs)
+        metrics = [m for _, m in runs]
+        # an automatic architecture (slimming, global Taylor) may differ by seed: means over seeds
+        macs = _mean_int([m["macs"] for m in metrics])
+        effective = _mean_int([m.get("effective_macs", m["macs"]) for m in metrics])
         epochs = sorted({m["total_epochs"] for _, m in runs})
         own = sorted({m["epochs"] for _, m in runs})
         row: dict[str, Any] = {
             "row": name, "target": target or None, "n": len(runs),
             "mean": float(accs.mean()), "std": float(accs.std(ddof=1)) if len(accs) > 1 else None,
             "drop": None, "macs": macs, "effective_macs": effective,
-            "params": runs[0][1]["params"], "density": runs[0][1].get("density"),
+            "params": _mean_int([m["params"] for m in metrics]),
+            "density": float(np.mean([m["density"] for m in metrics])) if metrics[0].get("density") else None,
             # from density-weighted MACs: for masked models a sparse kernel's, not dense hardware's
             "speedup": dense_macs / effective if dense_macs else None,
             "epochs": epochs[0] if len(epochs) == 1 else epochs,
