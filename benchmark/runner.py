@@ -559,9 +559,7 @@ class Harness:
         it reconstructs the base's own training rather than adding to it."""
         base = self.store.spec(base_id)
         recipe = base.phases[0][1]
-        if not 0 <= epoch <= recipe.epochs:
-            raise UserError(f"cannot rewind to epoch {epoch}: the base model trained {recipe.epochs} epochs "
-                            f"(set rewind_epoch between 0 and {recipe.epochs}).")
+        assert 0 <= epoch <= recipe.epochs, "the grid checks rewind epochs before anything trains"
         model = self._fresh(base.seed).to(self.device, memory_format=self.memory_format)
         if epoch:
             train, test = self.data()
