@@ -38,8 +38,19 @@ from benchmark.schedule import LRSchedule
 from benchmark.setups import fixes
 
 
-class NoSettings(BaseModel):
+class MethodSettings(BaseModel):
+    """Settings every built-in method takes: its choice of retraining LR schedule, where the
+    setup leaves it free (S1, S2, S3.1, SX-A, SX-B). Wang et al. (Sec. 5) show the finetuning LR
+    decides many published rankings; `bench crossval` swaps these recipes between methods."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    retrain_lr: LRSchedule | None = Field(
+        None, description="own retraining LR schedule, e.g. 0.01 or '0:0.01,2:0.001' (default: the "
+        "protocol's); refused up front where the setup fixes the retraining LR (S3.2, S4.x)")
+
+
+NoSettings = MethodSettings
 
 
 class Choices(BaseModel):
@@ -130,7 +141,7 @@ class PruneContext:
         return itertools.islice(self.data.batches(self.batch_size, generator=self.generator, augment="none"), n)
 
 
-class PhaseSettings(BaseModel):
+class PhaseSettings(MethodSettings):
     """Settings of a method that trains its own pruning phase where the protocol has none."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -194,12 +205,21 @@ class Method:
         harness checks it is unchanged afterwards. By default: its own pruning phase (the
         retraining recipe's hyper-parameters at a constant LR) when it has one and the protocol
         does not."""
+        retrain = protocol.retrain
+        own_lr = getattr(settings, "retrain_lr", None)
+        if own_lr is not None:
+            if fixes(protocol.setup, "retrain.lr"):
+                raise UserError(f"method {self.name!r}: {protocol.setup} fixes the retraining LR schedule "
+                                f"({retrain.lr}); drop retrain_lr, or use a setup that leaves it free "
+                                "(S1, S2, S3.1, SX-A, SX-B).")
+            retrain = retrain.model_copy(update={"lr": own_lr})
+        chosen = Choices(retrain=retrain if own_lr is not None else None)
         epochs = self.prune_epochs(protocol, settings)
         if not epochs or protocol.prune is not None or fixes(protocol.setup, "prune.epochs"):
-            return Choices()  # the protocol's phase, or none where the setup fixes it at none
-        retrain = protocol.retrain
+            return chosen  # the protocol's phase, or none where the setup fixes it at none
         lr = getattr(settings, "prune_lr", None) or retrain.lr.lr_at(0, retrain.epochs)
-        return Choices(prune=retrain.model_copy(update={"epochs": epochs, "lr": LRSchedule(stages=[(0, lr)])}))
+        return chosen.model_copy(update={
+            "prune": retrain.model_copy(update={"epochs": epochs, "lr": LRSchedule(stages=[(0, lr)])})})
 
     def regularizer(self, model: nn.Module, settings: BaseModel, step: int,
                     intent: PruningPlan | None) -> torch.Tensor | None:
@@ -295,18 +315,23 @@ def method_code(method: Method) -> str:
 
 
 def parse_method(text: str) -> tuple[str, dict]:
-    """`NAME` or `NAME:KEY=VALUE,KEY=VALUE` (values read as YAML: numbers, lists, strings), e.g.
-    `magnitude:scope=global` or `l1norm:stage_ratios=[0,0.6,0.6,0.6,0.21,0]`."""
+    """`NAME` or `NAME:KEY=VALUE,KEY=VALUE` (values read as YAML: numbers, lists, quoted strings),
+    e.g. `magnitude:scope=global`, `l1norm:stage_ratios=[0,0.6,0.6,0.6,0.21,0]` or
+    `l1norm:retrain_lr="0:0.01,2:0.001"`."""
     name, _, rest = text.partition(":")
     settings: dict = {}
     if rest.strip():
-        parts, depth, current = [], 0, ""
+        parts, depth, current, quote = [], 0, "", ""
         for ch in rest:
-            if ch in "[{":
+            if quote:
+                quote = "" if ch == quote else quote
+            elif ch in "'\"":
+                quote = ch
+            elif ch in "[{":
                 depth += 1
             elif ch in "]}":
                 depth -= 1
-            if ch == "," and depth == 0:
+            if ch == "," and depth == 0 and not quote:
                 parts.append(current)
                 current = ""
             else:

@@ -17,12 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from benchmark.errors import UserError
-from benchmark.method import Method, PruneContext, Target, register_method
+from benchmark.method import Method, MethodSettings, PruneContext, Target, register_method
 from benchmark.pruning import PruningPlan
 from methods._common import layer_plan, prunable_convs, top_k
 
 
-class L1Settings(BaseModel):
+class L1Settings(MethodSettings):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rounding: Literal["li", "wang"] = Field(

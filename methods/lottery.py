@@ -14,13 +14,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from benchmark.method import Method, PruneContext, Target, register_method
+from benchmark.method import Method, MethodSettings, PruneContext, Target, register_method
 from benchmark.pruning import PruningPlan
 from methods._common import ratio_of
 from methods.magnitude import magnitude_masks, weights
 
 
-class LotterySettings(BaseModel):
+class LotterySettings(MethodSettings):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     scope: Literal["layer", "global"] = Field("global", description="magnitude threshold per layer or global")

@@ -15,12 +15,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from benchmark.method import Method, PruneContext, Target, register_method
+from benchmark.method import Method, MethodSettings, PruneContext, Target, register_method
 from benchmark.pruning import Masks, PruningPlan
 from methods._common import ratio_of
 
 
-class MagnitudeSettings(BaseModel):
+class MagnitudeSettings(MethodSettings):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     scope: Literal["layer", "global"] = Field("layer", description="one threshold per layer, or one for all")

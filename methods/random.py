@@ -11,12 +11,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from benchmark.method import Method, PruneContext, Target, register_method
+from benchmark.method import Method, MethodSettings, PruneContext, Target, register_method
 from benchmark.pruning import PruningPlan
 from methods._common import prunable_convs
 
 
-class RandomSettings(BaseModel):
+class RandomSettings(MethodSettings):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rounding: Literal["li", "wang"] = Field("li", description="filters kept per layer, as in l1norm")

@@ -20,12 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from benchmark.errors import UserError
-from benchmark.method import Method, PruneContext, Target, register_method
+from benchmark.method import Method, MethodSettings, PruneContext, Target, register_method
 from benchmark.pruning import PruningPlan, bn_after
 from methods._common import global_plan, layer_plan, prunable_convs, ratio_of
 
 
-class TaylorSettings(BaseModel):
+class TaylorSettings(MethodSettings):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     batches: int = Field(10, ge=1, description="mini-batches the importance is averaged over")

@@ -20,11 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from benchmark.errors import UserError
-from benchmark.method import Method, PruneContext, Target, register_method
+from benchmark.method import Method, MethodSettings, PruneContext, Target, register_method
 from benchmark.pruning import PruningPlan
 
 
-class ThiNetSettings(BaseModel):
+class ThiNetSettings(MethodSettings):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     batches: int = Field(4, ge=1, description="mini-batches of training images sampled")

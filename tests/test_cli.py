@@ -34,7 +34,7 @@ def test_list_everything(capsys, user_protocols):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["run", "--protocol", "SX-B", "--method", "nosuch", "--dry-run"], "unknown method 'nosuch'. Valid names: greg, l1norm, lottery, magnitude, random, scratch, slimming, taylor, thinet"),
+    (["run", "--protocol", "SX-B", "--method", "nosuch", "--dry-run"], "unknown method 'nosuch'. Valid names: greg, "),
     (["run", "--protocol", "S9", "--method", "l1norm"], "unknown protocol 'S9' for suite 'fmnist-smallcnn'. Valid names: S1, S2, S3.1, S3.2, S4.1, S4.2, SX-A, SX-B"),
     (["run", "--protocol", "SX-B", "--suite", "nosuch", "--method", "l1norm"], "unknown suite 'nosuch'. Valid names:"),
     (["flops", "--arch", "resnet57"], "unknown architecture 'resnet57'. Valid names: densenet40, preresnet164, resnet110"),
