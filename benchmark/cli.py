@@ -42,6 +42,35 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="show the planned runs without training")
     run.add_argument("--json", action="store_true", help="print the result rows as JSON")
 
+    cv = sub.add_parser("crossval", help="cross-validate two methods' retraining recipes (Wang et al. Sec. 5): "
+                        "all four (method, recipe) pairings, the winner under each recipe, the verdict")
+    cv.add_argument("--protocol", required=True, help="setup name or protocol YAML file; one that leaves the "
+                    "retraining LR free (S1, S2, S3.1, SX-A, SX-B)")
+    cv.add_argument("--suite", default=None, help="suite (default: the protocol file's, else fmnist-smallcnn)")
+    cv.add_argument("--method", action="append", required=True,
+                    help="exactly two methods, each NAME or NAME:KEY=VALUE[,...]; a method's recipe is its "
+                    "retrain_lr setting (or its own choice), else the protocol's")
+    cv.add_argument("--plugins", action="append", default=[], metavar="FILE_OR_MODULE",
+                    help="a Python file or module that registers more methods; repeatable")
+    cv_target = cv.add_mutually_exclusive_group()
+    cv_target.add_argument("--ratio", type=float, help="uniform pruning ratio in [0, 1)")
+    cv_target.add_argument("--config", help="named layer-wise config of the architecture (e.g. A)")
+    cv.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the suite's)")
+    cv.add_argument("--store", type=Path, help=f"run store (default ${paths.STORE_ENV} or the user cache)")
+    cv.add_argument("--data-root", type=Path, help=f"dataset root (default ${paths.DATA_ENV} or the user cache)")
+    cv.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    cv.add_argument("--json", action="store_true", help="print a JSON object")
+
+    rp = sub.add_parser("report", help="write leaderboards (Markdown, one HTML page, PNG plots) from the store's "
+                        "SQLite index")
+    rp.add_argument("--suite", help="only this suite (default: every suite in the store)")
+    rp.add_argument("--protocol", help="only this setup, e.g. SX-B (default: every setup in the store)")
+    rp.add_argument("--reference", help="row every other row is tested against, e.g. l1norm or 'Scratch-B of "
+                    "l1norm' (default: each method's scratch baseline under SX-A/SX-B, l1norm otherwise)")
+    rp.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: reports/)")
+    rp.add_argument("--store", type=Path, help=f"run store (default ${paths.STORE_ENV} or the user cache)")
+    rp.add_argument("--json", action="store_true", help="also print the tables as JSON")
+
     va = sub.add_parser("validate", help="check a protocol file; show what it fixes and what it leaves free")
     va.add_argument("file", type=Path, help="protocol YAML file")
 
@@ -70,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"run": cmd_run, "list": cmd_list, "flops": cmd_flops, "validate": cmd_validate,
-                    "compare": cmd_compare}
+                    "compare": cmd_compare, "crossval": cmd_crossval, "report": cmd_report}
         return commands[args.command](args)
     except UserError as e:
         print(f"bench: error: {e}", file=sys.stderr)
@@ -205,14 +234,14 @@ def cmd_flops(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _harness(args: argparse.Namespace):
+    """The harness of `run` and `crossval`: plug-ins loaded, the protocol resolved, the ratio checked."""
+    from benchmark.method import load_plugin
     from benchmark.protocols import DEFAULT_SUITE, load_protocol
     from benchmark.runner import Harness
-    from benchmark.method import load_plugin
 
     for plugin in args.plugins:
         load_plugin(plugin)
-
     if args.ratio is not None and not 0 <= args.ratio < 1:
         raise UserError(f"--ratio {args.ratio} is outside [0, 1): pass a fraction of filters to remove, e.g. 0.5.")
     protocol, path, sha = load_protocol(args.protocol, args.suite or DEFAULT_SUITE)
@@ -220,6 +249,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(f"{path} is a protocol of suite {protocol.suite!r}, not {args.suite!r}.")
     harness = Harness(protocol, store=args.store or paths.default_store(), protocol_sha256=sha,
                       data_root=args.data_root, device=args.device, progress=not args.json)
+    return harness, path
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    harness, path = _harness(args)
     seeds = args.seeds or harness.suite.seeds
     if args.dry_run:
         return _dry_run(harness, args, seeds, path)
@@ -228,6 +262,70 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=1))
     else:
         _print_table(harness, rows, path)
+    return 0
+
+
+def cmd_crossval(args: argparse.Namespace) -> int:
+    from benchmark.crossval import crossval
+
+    if len(args.method) != 2:
+        raise UserError(f"crossval takes exactly two methods (--method A --method B), got {len(args.method)}.")
+    harness, path = _harness(args)
+    result = crossval(harness, args.method[0], args.method[1], args.seeds or harness.suite.seeds,
+                      args.ratio, args.config)
+    a, b = result.a, result.b
+    if args.json:
+        print(json.dumps({
+            "a": a, "b": b, "recipes": {k: {"lr": str(r.lr), "epochs": r.epochs} for k, r in result.recipes.items()},
+            "pairings": [{"method": p.method, "recipe_of": p.recipe_of, "mean": p.summary.mean, "std": p.summary.std,
+                          "n": p.summary.n, "scores": p.scores, "runs": p.runs} for p in result.pairings.values()],
+            "duels": [{"recipe_of": d.recipe_of, "winner": d.winner, "delta": d.comparison.delta,
+                       "ci": d.comparison.ci, "p": d.comparison.p, "p_holm": d.p_adjusted, "test": d.comparison.test}
+                      for d in result.duels],
+            "consistent": result.consistent, "verdict": result.verdict()}, indent=1))
+        return 0
+
+    def cell(method: str, owner: str) -> str:
+        s = result.pairings[(method, owner)].summary
+        return f"{s.mean:.2f} ± {s.std:.2f} (n={s.n})" if s.std is not None else f"{s.mean:.2f} (n={s.n})"
+
+    pr = harness.protocol
+    print(f"\n{pr.suite} under {pr.setup} ({path}): recipe cross-validation (Wang et al. Sec. 5)")
+    for owner, recipe in result.recipes.items():
+        print(f"  recipe of {owner}: LR {recipe.lr}, {recipe.epochs} epochs")
+    print()
+    print(tabulate([[m, cell(m, a), cell(m, b)] for m in (a, b)],
+                   headers=["test acc % (mean ± std)", f"recipe of {a}", f"recipe of {b}"]))
+    print()
+    for d in result.duels:
+        c = d.comparison
+        if c.test is None:
+            sig = c.reason
+        else:
+            sig = (f"Δ {c.delta:+.2f} [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}], {c.test}, p (Holm) = {d.p_adjusted:.3g}"
+                   f"{'' if d.significant else ', n.s.'}")
+        print(f"under the recipe of {d.recipe_of}: {d.winner} wins ({a} − {b}: {sig})")
+    print(f"\nverdict: {result.verdict()}")
+    runs = " ".join(r[:8] for p in result.pairings.values() for r in p.runs.values())
+    print(f"\nAccuracy: last epoch on the test set. Runs: {runs}. Store: {harness.store_root}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmark.report import build, to_json, write_report
+    from benchmark.store import Store
+
+    root = args.store or paths.default_store()
+    if not paths.db_path(root).exists():
+        raise UserError(f"no run store at {root} (no {paths.db_path(root).name}); pass --store DIR of a store "
+                        "that `bench run` wrote.")
+    store = Store(root)
+    written = write_report(store, args.out, args.suite, args.protocol, args.reference)
+    if args.json:
+        print(json.dumps(to_json(build(store, args.suite, args.protocol, args.reference)), indent=1))
+        return 0
+    for path in written:
+        print(path)
     return 0
 
 

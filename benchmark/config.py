@@ -154,6 +154,24 @@ class MethodSpec(Frozen):
     code: str | None = Field(None, description="sha256 of the method's source file (an edited method "
                              "never reuses runs of its old code)")
 
+    @property
+    def label(self) -> str:
+        """The method's row in a table: its name, with any non-default settings."""
+        if not self.settings:
+            return self.name
+        return f"{self.name}({', '.join(f'{k}={_short(v)}' for k, v in sorted(self.settings.items()))})"
+
+    @property
+    def target(self) -> str:
+        return f"config {self.config}" if self.config else (f"{self.ratio:g}" if self.ratio is not None else "-")
+
+
+def _short(value: Any) -> str:
+    """A setting's value as a label shows it: an LR schedule in its 'epoch:lr' notation."""
+    if isinstance(value, dict) and "stages" in value and value.get("kind", "piecewise") == "piecewise":
+        return "'" + ",".join(f"{e}:{lr:g}" for e, lr in value["stages"]) + "'"
+    return str(value)
+
 
 class RunSpec(Frozen):
     """Everything that decides what one run computes; its hash is the run id."""
@@ -176,10 +194,22 @@ class RunSpec(Frozen):
     masks_sha256: str | None = Field(
         None, description="scratch of unstructured pruning: digest of the weight masks it trains under")
     variant: str | None = Field(None, description="scratch: 'Scratch-E' or 'Scratch-B'")
+    recipe_of: str | None = Field(
+        None, description="recipe cross-validation: the method whose retraining recipe this run borrows")
 
     @property
     def run_id(self) -> str:
         return run_id(self)
+
+    @property
+    def row(self) -> str:
+        """The run's row in a leaderboard: 'dense', the method's label, 'Scratch-B of l1norm',
+        or 'l1norm with the recipe of random'."""
+        if self.kind == "base" or self.method is None:
+            return "dense"
+        if self.kind == "scratch":
+            return f"{self.variant or 'Scratch'} of {self.method.label}"
+        return self.method.label + (f" with the recipe of {self.recipe_of}" if self.recipe_of else "")
 
     def epochs(self) -> int:
         return sum(recipe.epochs for _, recipe in self.phases)

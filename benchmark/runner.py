@@ -39,7 +39,7 @@ from benchmark.models import ARCHS, reinitialise
 from benchmark.protocols import load_suites
 from benchmark.pruning import Masks, PruningPlan, apply_plan
 from benchmark.setups import fixes
-from benchmark.store import Store, sha256_file, write_atomic
+from benchmark.store import Store, sha256_file, trainability, write_atomic
 from benchmark.trace import Trace
 from benchmark.train import train_phases
 
@@ -96,6 +96,9 @@ def _version() -> str:
         return version("prunebench")
     except PackageNotFoundError:
         return "unknown"
+
+
+Borrowed = dict[str, tuple[str, Recipe]]  # method (as given) -> (lender's label, retraining recipe)
 
 
 class Harness:
@@ -186,7 +189,8 @@ class Harness:
                                         hashlib.sha256(canonical(seen).encode()).hexdigest()[:16])
         return chosen
 
-    def pruned_spec(self, mspec: MethodSpec, seed: int, chosen: Choices, base_recipe: Recipe | None = None) -> RunSpec:
+    def pruned_spec(self, mspec: MethodSpec, seed: int, chosen: Choices, base_recipe: Recipe | None = None,
+                    recipe_of: str | None = None) -> RunSpec:
         phases: list[tuple[str, Recipe]] = []
         prune = chosen.prune or self.protocol.prune
         if prune is not None and prune.epochs:
@@ -194,7 +198,7 @@ class Harness:
         phases.append(("retrain", chosen.retrain or self.protocol.retrain))
         base = self.base_spec(seed, chosen.base or base_recipe)
         return self._spec(kind="pruned", seed=seed, phases=phases, protocol=self.protocol_label,
-                          base=base.run_id, method=mspec)
+                          base=base.run_id, method=mspec, recipe_of=recipe_of)
 
     def _fit_budget(self, chosen: Choices, pruned_macs: int) -> Choices:
         """Under SX-A/SX-B a pruning phase the method adds (the protocol has none) comes out of
@@ -268,25 +272,37 @@ class Harness:
     # --- the grid (planned for the dry run, executed by `run`) ----------------------------
 
     def plan(self, methods: list[str], seeds: list[int], ratio: float | None = None,
-             config: str | None = None) -> list[Planned]:
+             config: str | None = None, borrow: Borrowed | None = None) -> list[Planned]:
         """Every run of the grid, in execution order, without training. Pruned architectures are
         planned on an untrained model here: exact for predefined layer-wise ratios (l1norm,
         random, magnitude per layer), an estimate for methods whose architecture depends on
         trained weights or a pruning phase (slimming, global Taylor)."""
-        return list(self._grid(methods, seeds, ratio, config, live=False))
+        return list(self._grid(methods, seeds, ratio, config, live=False, borrow=borrow))
+
+    def own_recipe(self, text: str) -> Recipe:
+        """The retraining recipe a method chooses under this protocol (its `retrain_lr`, or
+        whatever its `choices` return), before any fitting to an SX budget."""
+        name, settings = parse_method(text)
+        method = METHODS.get(name)
+        if method.from_scratch:
+            raise UserError(f"{name!r} is a baseline trained from scratch; it has no retraining recipe.")
+        mspec = MethodSpec(name=name, settings=method.settings(settings).model_dump(mode="json", exclude_defaults=True))
+        return self.choices(method, mspec).retrain or self.protocol.retrain
 
     def _grid(self, methods: list[str], seeds: list[int], ratio: float | None, config: str | None,
-              live: bool) -> Iterator[Planned]:
+              live: bool, borrow: Borrowed | None = None) -> Iterator[Planned]:
         """The runs of a grid, lazily. When `live`, each yielded run is trained before the
         generator goes on, so pruned architectures are planned on the trained base, and a scratch
-        baseline takes the architecture its source pipeline actually cut."""
+        baseline takes the architecture its source pipeline actually cut. `borrow` maps a method
+        (as given) to (lender, recipe): that method retrains with the lender's recipe instead of
+        its own, and its scratch baseline is not repeated (recipe cross-validation)."""
         resolved = []
         for text in methods:
             name, settings = parse_method(text)
             method = METHODS.get(name)
             # bad settings fail before anything trains; defaults dropped, so equal settings share ids
             settings = method.settings(settings).model_dump(mode="json", exclude_defaults=True)
-            resolved.append((name, settings, method))
+            resolved.append((text, name, settings, method))
         targets = self.targets(ratio, config)
         seen: set[str] = set()
 
@@ -297,12 +313,15 @@ class Harness:
 
         for seed in seeds:
             yield from once(self._base_job(self.base_spec(seed)))
-            for name, settings, method in resolved:
+            for text, name, settings, method in resolved:
+                lender, recipe = (borrow or {}).get(text, (None, None))
                 for target in targets:
                     mspec = MethodSpec(name=name, settings=settings, ratio=target.ratio, config=target.config,
                                        code=method_code(method))
                     source_spec, source = self._source(method, mspec)
                     chosen = self.choices(source, source_spec)
+                    if recipe is not None:
+                        chosen = chosen.model_copy(update={"retrain": recipe})
                     shared = self.base_recipe
                     if self.squeezes:  # needs the speedup before the base exists: planned on a fresh model
                         shared = self.pipeline_base(self._macs_of(self._plan(source, source_spec,
@@ -318,28 +337,21 @@ class Harness:
                     plan = self._plan(source, source_spec, model, seed)
                     macs = self._macs_of(plan)
                     chosen = self._fit_budget(chosen, macs)
-                    spec = self.pruned_spec(source_spec, seed, chosen, shared)
+                    spec = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender)
                     has_phase = any(phase == "prune" for phase, _ in spec.phases)
                     if not method.from_scratch or has_phase:
                         # a scratch baseline of a method with a pruning phase trains the architecture
                         # that phase led to: the source's pruned run comes first
-                        yield from once(Planned(spec, self.row_label(source_spec), target, macs, self.budget(macs),
+                        yield from once(Planned(spec, spec.row, target, macs, self.budget(macs),
                                                 start=partial(self._start_pruned, spec, source,
                                                               self.base_spec(seed, shared).run_id)))
                         if live:  # the architecture the pipeline actually cut
                             plan = PruningPlan.load(self.store.run_dir(spec.run_id)) or plan
                             macs = self._macs_of(plan)
-                    if method.from_scratch or self.protocol.scratch_variant:
+                    if (method.from_scratch or self.protocol.scratch_variant) and lender is None:
                         scratch = self.scratch_spec(source_spec, seed, plan, macs)
-                        yield from once(Planned(scratch, f"{self.variant()} of {self.row_label(source_spec)}", target,
+                        yield from once(Planned(scratch, scratch.row, target,
                                                 macs, self.budget(macs), start=partial(self._start_scratch, scratch, plan)))
-
-    @staticmethod
-    def row_label(mspec: MethodSpec) -> str:
-        """A method's row: its name, with any non-default settings."""
-        if not mspec.settings:
-            return mspec.name
-        return f"{mspec.name}({', '.join(f'{k}={v}' for k, v in sorted(mspec.settings.items()))})"
 
     def _base_job(self, spec: RunSpec) -> Planned:
         def start(directory: Path) -> Start:
@@ -391,11 +403,11 @@ class Harness:
         return self._data
 
     def run(self, methods: list[str], seeds: list[int], ratio: float | None = None,
-            config: str | None = None) -> list[dict[str, Any]]:
+            config: str | None = None, borrow: Borrowed | None = None) -> list[dict[str, Any]]:
         """Execute the grid (cache hits for completed runs) and return the summary rows."""
         done: dict[str, list[tuple[str, dict]]] = {}  # row key -> [(run id, metrics)]
-        self.plan(methods, seeds, ratio, config)  # every user mistake surfaces before anything trains
-        for job in self._grid(methods, seeds, ratio, config, live=True):
+        self.plan(methods, seeds, ratio, config, borrow)  # every user mistake surfaces before anything trains
+        for job in self._grid(methods, seeds, ratio, config, live=True, borrow=borrow):
             assert job.start is not None
             metrics = self._execute(job.spec, job.start, job.budget)
             key = f"{job.row}|{job.target.label()}" if job.target else job.row
@@ -460,6 +472,7 @@ class Harness:
             "seed": spec.seed,
             "test_acc": last.test_acc if last else None,
             "train_acc": last.train_acc if last else None,
+            **trainability(spec, trace),
             "macs": forward_macs(model, self.input_shape),
             # density-weighted: below `macs` only for masked (unstructured) models
             "effective_macs": effective_macs(model, self.input_shape),
@@ -615,6 +628,7 @@ def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:
             "epochs": epochs[0] if len(epochs) == 1 else epochs,
             "epochs_own": own[0] if len(own) == 1 else own,
             "run_ids": [rid for rid, _ in runs],
+            "per_seed": [{"seed": m["seed"], "run_id": rid, "test_acc": m["test_acc"]} for rid, m in runs],
         }
         if name != "dense":
             row["drop"] = float(np.mean([

@@ -16,33 +16,73 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmark import paths
+from benchmark import paths, stats
 from benchmark.config import RunSpec, canonical
+from benchmark.errors import ProtocolViolation
+from benchmark.trace import Trace
 
+SCHEMA_VERSION = 2  # PRAGMA user_version; an older index is rebuilt from the run directories
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
+    kind TEXT NOT NULL,              -- base | pruned | scratch
     suite TEXT NOT NULL,
-    protocol TEXT,
+    protocol TEXT,                   -- 'suite/setup'; NULL for base models (shared by protocols)
+    setup TEXT,
+    row TEXT NOT NULL,               -- the leaderboard row: dense, l1norm, 'Scratch-B of l1norm', ...
     method TEXT,
+    settings TEXT,                   -- JSON, non-default settings only
     ratio REAL,
     config TEXT,
+    target TEXT,                     -- '0.5', 'config A', or '-' for base models
     variant TEXT,
+    recipe_of TEXT,
     seed INTEGER NOT NULL,
     base TEXT,
-    status TEXT NOT NULL,
+    status TEXT NOT NULL,            -- running | done | violated
     violation TEXT,
-    test_acc REAL,
+    test_acc REAL,                   -- last epoch, on the test set
     train_acc REAL,
+    base_test_acc REAL,
+    ta_train REAL,                   -- trainability accuracy (Wang et al. Eq. 1), train accuracy
+    ta_test REAL,                    -- the same over test accuracy
+    ta_epochs INTEGER,               -- N: the first LR stage's length of the final phase
     macs INTEGER,
+    effective_macs INTEGER,
     params INTEGER,
+    density REAL,
     epochs INTEGER,
+    total_epochs INTEGER,
     train_flops INTEGER,
+    seconds REAL,
     spec TEXT NOT NULL,
     updated REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS epochs (  -- the trace of every finished run, one row per epoch
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,           -- position in the run's trace
+    phase TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    lr REAL NOT NULL,
+    train_loss REAL, train_acc REAL, test_loss REAL, test_acc REAL,
+    samples INTEGER, macs INTEGER, seconds REAL,
+    PRIMARY KEY (run_id, step)
+);
 """
+RUN_COLUMNS = ("id", "kind", "suite", "protocol", "setup", "row", "method", "settings", "ratio", "config",
+               "target", "variant", "recipe_of", "seed", "base", "status", "violation", "test_acc", "train_acc",
+               "base_test_acc", "ta_train", "ta_test", "ta_epochs", "macs", "effective_macs", "params",
+               "density", "epochs", "total_epochs", "train_flops", "seconds", "spec", "updated")
+
+
+def trainability(spec: RunSpec, trace: Trace) -> dict[str, Any]:
+    """Trainability accuracy (Wang et al. Eq. 1) of a run's final phase (retraining, or a scratch
+    or base model's training): mean train and test accuracy over its first LR stage."""
+    phase, recipe = spec.phases[-1]
+    n = stats.first_stage_epochs(recipe.lr.stages if recipe.lr.kind == "piecewise" else None, recipe.epochs)
+    rows = trace.phase(phase)
+    return {"ta_train": stats.trainability([r.train_acc for r in rows], n),
+            "ta_test": stats.trainability([r.test_acc for r in rows], n), "ta_epochs": n}
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -63,8 +103,16 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         paths.runs_dir(self.root).mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(paths.db_path(self.root))
+        self._db = sqlite3.connect(paths.db_path(self.root), timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:  # an index of an older prunebench: rebuild it from the runs
+            with self._db:
+                self._db.execute("DROP TABLE IF EXISTS runs")
+                self._db.execute("DROP TABLE IF EXISTS epochs")
+            self._db.executescript(SCHEMA)
+            self.reindex()
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._db.executescript(SCHEMA)
 
     def run_dir(self, run_id: str) -> Path:
@@ -91,19 +139,60 @@ class Store:
         path = self.run_dir(run_id) / "violation.json"
         return json.loads(path.read_text()) if path.exists() else None
 
+    def trace(self, run_id: str) -> Trace | None:
+        path = self.run_dir(run_id) / "trace.json"
+        return Trace.model_validate_json(path.read_text()) if path.exists() else None
+
     def index(self, spec: RunSpec, status: str, metrics: dict[str, Any] | None = None,
               violation: str | None = None) -> None:
-        m = metrics or {}
+        """Record a run's state in the index; a finished run's trace goes in with it (from its
+        run directory, which holds it before `metrics.json` is written)."""
+        m = dict(metrics or {})
+        trace = self.trace(spec.run_id) if status == "done" else None
+        if trace is not None:
+            m.update(trainability(spec, trace))
         method = spec.method
+        values = {
+            "id": spec.run_id, "kind": spec.kind, "suite": spec.suite, "protocol": spec.protocol,
+            "setup": spec.protocol.split("/")[-1] if spec.protocol else None, "row": spec.row,
+            "method": method.name if method else None,
+            "settings": json.dumps(method.settings, sort_keys=True) if method else None,
+            "ratio": method.ratio if method else None, "config": method.config if method else None,
+            "target": method.target if method else "-", "variant": spec.variant, "recipe_of": spec.recipe_of,
+            "seed": spec.seed, "base": spec.base, "status": status, "violation": violation,
+            **{k: m.get(k) for k in ("test_acc", "train_acc", "base_test_acc", "ta_train", "ta_test", "ta_epochs",
+                                     "macs", "params", "density", "epochs", "total_epochs", "train_flops",
+                                     "seconds")},
+            "effective_macs": m.get("effective_macs", m.get("macs")),
+            "spec": canonical(spec), "updated": time.time(),
+        }
         with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (spec.run_id, spec.kind, spec.suite, spec.protocol,
-                 method.name if method else None, method.ratio if method else None,
-                 method.config if method else None, spec.variant, spec.seed, spec.base, status,
-                 violation, m.get("test_acc"), m.get("train_acc"), m.get("macs"), m.get("params"),
-                 m.get("epochs"), m.get("train_flops"), canonical(spec), time.time()),
-            )
+            self._db.execute(f"INSERT OR REPLACE INTO runs ({','.join(RUN_COLUMNS)}) "
+                             f"VALUES ({','.join('?' * len(RUN_COLUMNS))})", [values[c] for c in RUN_COLUMNS])
+            self._db.execute("DELETE FROM epochs WHERE run_id = ?", (spec.run_id,))
+            if trace is not None:
+                self._db.executemany(
+                    "INSERT INTO epochs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(spec.run_id, i, r.phase, r.epoch, r.lr, r.train_loss, r.train_acc, r.test_loss, r.test_acc,
+                      r.samples, r.macs, r.seconds) for i, r in enumerate(trace.rows)])
+
+    def reindex(self) -> int:
+        """Rebuild the index from the run directories (the source of truth): finished runs from
+        their metrics and trace, violated ones from their violation record, the rest as
+        'running' (started, not finished). Returns the number of runs indexed."""
+        count = 0
+        for directory in sorted(paths.runs_dir(self.root).iterdir()):
+            if not (directory / "spec.json").exists():
+                continue
+            spec = self.spec(directory.name)
+            if (metrics := self.metrics(directory.name)) is not None:
+                self.index(spec, "done", metrics)
+            elif (v := self.violation(directory.name)) is not None:
+                self.index(spec, "violated", violation=str(ProtocolViolation(**v)))
+            else:
+                self.index(spec, "running")
+            count += 1
+        return count
 
     def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         self._db.row_factory = sqlite3.Row

@@ -1,0 +1,491 @@
+"""Leaderboards from the SQLite index alone: tables (Markdown, one self-contained HTML page) and
+plots (matplotlib PNG).
+
+One table per (suite, protocol, pruning target). A cell is a row of that table (a method with its
+settings, a scratch baseline, the dense model) over the seeds; only finished runs enter it. The
+seeds a table expects are every seed that any run of its protocol was started with: a cell that
+lacks one (never run, still running, or violated) is left out of the ranking and listed with
+what is missing, instead of averaging fewer seeds.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+from benchmark import stats  # noqa: E402
+from benchmark.errors import UserError  # noqa: E402
+from benchmark.store import Store  # noqa: E402
+
+DENSE = "dense"
+
+
+@dataclass
+class Cell:
+    """One row of a table over its seeds."""
+
+    row: str
+    scores: dict[int, float]  # seed -> final test accuracy (last epoch)
+    runs: dict[int, str]  # seed -> run id
+    summary: stats.Summary | None
+    drop: float | None = None  # mean over seeds of (the same seed's base accuracy - this accuracy)
+    ta_train: float | None = None
+    ta_test: float | None = None
+    ta_epochs: int | None = None
+    macs: int | None = None
+    effective_macs: int | None = None
+    params: int | None = None
+    speedup: float | None = None
+    missing: dict[int, str] = field(default_factory=dict)  # seed -> why it is missing
+    reference: str | None = None
+    comparison: stats.Comparison | None = None
+    p_adjusted: float | None = None
+    verdict: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+@dataclass
+class Table:
+    suite: str
+    setup: str
+    target: str
+    seeds: list[int]
+    dense: Cell | None
+    cells: list[Cell]  # complete cells, ranked by mean accuracy
+    incomplete: list[Cell]
+    pairs: list[tuple[str, str, stats.Comparison, float | None]]  # all pairs, BH-adjusted p
+
+    @property
+    def name(self) -> str:
+        return f"{self.suite} {self.setup} {self.target}"
+
+    @property
+    def slug(self) -> str:
+        return _slug(f"{self.suite}_{self.setup}_{self.target}")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+def default_reference(setup: str, row: str) -> str | None:
+    """The row a method is compared against: under SX-A / SX-B its own scratch baseline
+    (Scratch-E / Scratch-B of the same method, Liu et al.'s comparison), else l1norm."""
+    if row == DENSE or row.startswith("Scratch"):
+        return None
+    if setup in ("SX-A", "SX-B"):  # a run with a borrowed recipe is compared with its method's baseline
+        return f"{'Scratch-E' if setup == 'SX-A' else 'Scratch-B'} of {row.split(' with the recipe of ')[0]}"
+    return None if row == "l1norm" else "l1norm"
+
+
+# --- reading the index -----------------------------------------------------------------------
+
+def load_runs(store: Store, suite: str | None = None, protocol: str | None = None) -> pd.DataFrame:
+    """Every indexed run (of `suite` / setup `protocol`, base models included) as a DataFrame."""
+    rows = [dict(r) for r in store.query("SELECT * FROM runs")]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        raise UserError(f"the store {store.root} has no runs; run `bench run` first.")
+    if suite is not None:
+        if suite not in set(df["suite"]):
+            raise UserError(f"the store {store.root} has no runs of suite {suite!r}; it has: "
+                            f"{', '.join(sorted(set(df['suite'])))}.")
+        df = df[df["suite"] == suite]
+    if protocol is not None:
+        setups = set(df["setup"].dropna())
+        if protocol not in setups:
+            raise UserError(f"the store {store.root} has no runs under {protocol!r}"
+                            f"{' in suite ' + repr(suite) if suite else ''}; it has: {', '.join(sorted(setups))}.")
+        df = df[(df["setup"] == protocol) | (df["kind"] == "base")]
+    return df
+
+
+def load_epochs(store: Store, run_ids: list[str]) -> pd.DataFrame:
+    if not run_ids:
+        return pd.DataFrame(columns=["run_id", "step", "phase", "epoch", "lr", "train_acc", "test_acc"])
+    marks = ",".join("?" * len(run_ids))
+    return pd.DataFrame([dict(r) for r in store.query(
+        f"SELECT * FROM epochs WHERE run_id IN ({marks}) ORDER BY run_id, step", tuple(run_ids))])
+
+
+def _mean_int(values: pd.Series) -> int | None:
+    values = values.dropna()
+    return int(round(float(values.mean()))) if len(values) else None
+
+
+def _mean(values: pd.Series) -> float | None:
+    values = values.dropna()
+    return float(values.mean()) if len(values) else None
+
+
+def _cell(row: str, runs: pd.DataFrame, seeds: list[int], base_acc: dict[int, float]) -> Cell:
+    done = runs[runs["status"] == "done"].sort_values("seed")
+    missing: dict[int, str] = {}
+    for seed in seeds:
+        if seed in set(done["seed"]):
+            continue
+        others = runs[runs["seed"] == seed]
+        if others.empty:
+            missing[seed] = "not run"
+        elif (others["status"] == "violated").any():
+            missing[seed] = f"violated ({others[others['status'] == 'violated'].iloc[0]['violation']})"
+        else:
+            missing[seed] = f"incomplete (run {others.iloc[0]['id'][:12]} started, not finished)"
+    scores = {int(s): float(a) for s, a in zip(done["seed"], done["test_acc"])}
+    drops = [(a["base_test_acc"] if pd.notna(a["base_test_acc"]) else base_acc.get(int(a["seed"]), np.nan))
+             - a["test_acc"] for _, a in done.iterrows()]
+    drops = [d for d in drops if pd.notna(d)]
+    return Cell(
+        row=row, scores=scores, runs={int(s): i for s, i in zip(done["seed"], done["id"])},
+        summary=stats.summarise(list(scores.values())) if scores else None,
+        drop=float(np.mean(drops)) if drops and row != DENSE else None,
+        ta_train=_mean(done["ta_train"]), ta_test=_mean(done["ta_test"]),
+        ta_epochs=int(done["ta_epochs"].dropna().iloc[0]) if done["ta_epochs"].notna().any() else None,
+        macs=_mean_int(done["macs"]), effective_macs=_mean_int(done["effective_macs"]),
+        params=_mean_int(done["params"]), missing=missing)
+
+
+def build(store: Store, suite: str | None = None, protocol: str | None = None,
+          reference: str | None = None) -> list[Table]:
+    """The tables of every (suite, protocol, target) in the store, statistics included."""
+    df = load_runs(store, suite, protocol)
+    tables = []
+    runs = df[df["kind"] != "base"]
+    bases = df[df["kind"] == "base"]
+    for (suite_name, setup), group in sorted(runs.groupby(["suite", "setup"]), key=lambda kv: kv[0]):
+        # the dense cell: the base models this protocol's pipelines start from (the longest per seed)
+        used = bases[bases["id"].isin(set(group["base"].dropna()))].sort_values("epochs")
+        used = used.drop_duplicates("seed", keep="last")
+        seeds = sorted(set(group["seed"]) | set(used["seed"]))
+        dense = _cell(DENSE, used, seeds, {}) if not used.empty else None
+        if dense:
+            dense.speedup = 1.0
+        base_acc = dense.scores if dense else {}
+        dense_macs = dense.macs if dense else None
+        for target, at in sorted(group.groupby("target"), key=lambda kv: kv[0]):
+            cells = [_cell(row, part, seeds, base_acc) for row, part in at.groupby("row")]
+            for c in cells:
+                c.speedup = dense_macs / c.effective_macs if dense_macs and c.effective_macs else None
+            complete = sorted([c for c in cells if c.complete], key=lambda c: -c.summary.mean)  # type: ignore[union-attr]
+            incomplete = [c for c in cells if not c.complete]
+            _test_against_reference(complete, setup, reference)
+            tables.append(Table(suite_name, setup, str(target), seeds, dense, complete, incomplete,
+                                _all_pairs(complete)))
+    return tables
+
+
+def _test_against_reference(cells: list[Cell], setup: str, reference: str | None) -> None:
+    """Each cell against its reference (paired through the shared base when the seeds agree);
+    Holm across the cells of the table."""
+    by_row = {c.row: c for c in cells}
+    tested = []
+    for c in cells:
+        ref = reference if reference is not None else default_reference(setup, c.row)
+        if ref is None or ref == c.row:
+            continue
+        c.reference = ref
+        if ref not in by_row:
+            c.verdict = "no reference"
+            continue
+        c.comparison = stats.compare(c.scores, by_row[ref].scores)
+        tested.append(c)
+    adjusted = stats.holm([c.comparison.p for c in tested])  # type: ignore[union-attr]
+    for c, p in zip(tested, adjusted):
+        c.p_adjusted = p
+        c.verdict = stats.verdict(c.comparison, p)  # type: ignore[arg-type]
+
+
+def _all_pairs(cells: list[Cell]) -> list[tuple[str, str, stats.Comparison, float | None]]:
+    pairs = [(a.row, b.row, stats.compare(a.scores, b.scores)) for i, a in enumerate(cells) for b in cells[i + 1:]]
+    adjusted = stats.benjamini_hochberg([c.p for _, _, c in pairs])
+    return [(a, b, c, p) for (a, b, c), p in zip(pairs, adjusted)]
+
+
+# --- text ----------------------------------------------------------------------------------
+
+def _f(x: float | None, digits: int = 2, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+HEADERS = ["rank", "", "test acc % (mean ± std)", "95% CI", "n", "drop", "vs", "Δ [95% CI]", "p (Holm)",
+           "P(A>B)", "", "TA train", "TA test", "MACs", "eff. MACs", "params", "speedup", "runs"]
+
+
+def _row(rank: str, c: Cell) -> list[str]:
+    s = c.summary
+    comp = c.comparison
+    return [
+        rank, c.row,
+        f"{s.mean:.2f} ± {s.std:.2f}" if s and s.std is not None else (f"{s.mean:.2f}" if s else "-"),
+        f"[{s.ci[0]:.2f}, {s.ci[1]:.2f}]" if s and s.ci else "-", str(s.n if s else 0),
+        _f(c.drop, sign=True), c.reference or "-",
+        (f"{comp.delta:+.2f} [{comp.ci[0]:+.2f}, {comp.ci[1]:+.2f}]" if comp and comp.ci
+         else (f"{comp.delta:+.2f}" if comp else "-")),
+        _p(c.p_adjusted), f"{comp.prob_a_better:.2f}" if comp else "-", c.verdict or "-",
+        _f(c.ta_train), _f(c.ta_test),
+        f"{c.macs:,}" if c.macs is not None else "-",
+        f"{c.effective_macs:,}" if c.effective_macs is not None else "-",
+        f"{c.params:,}" if c.params is not None else "-",
+        f"{c.speedup:.2f}x" if c.speedup else "-",
+        " ".join(c.runs[s][:8] for s in sorted(c.runs)),
+    ]
+
+
+def table_rows(t: Table) -> list[list[str]]:
+    rows = [_row("-", t.dense)] if t.dense and t.dense.complete else []
+    return rows + [_row(str(i + 1), c) for i, c in enumerate(t.cells)]
+
+
+def missing_rows(t: Table) -> list[list[str]]:
+    cells = t.incomplete + ([t.dense] if t.dense and not t.dense.complete else [])
+    return [[c.row, f"{len(c.scores)} of {len(t.seeds)}",
+             "; ".join(f"seed {s}: {why}" for s, why in sorted(c.missing.items())),
+             " ".join(c.runs[s][:8] for s in sorted(c.runs)) or "-"] for c in cells]
+
+
+def pair_rows(t: Table) -> list[list[str]]:
+    return [[a, b, f"{c.delta:+.2f}", f"[{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]" if c.ci else "-", c.test or c.reason,
+             _p(p), stats.verdict(c, p)] for a, b, c, p in t.pairs]
+
+
+NOTES = (
+    "Accuracy: the last epoch's, on the test set (never the best epoch). Mean ± sample std over seeds; "
+    "95% CI: t-interval of the mean. Drop: base accuracy of the same seed minus the run's. "
+    "Δ: against the row in 'vs' (its scratch baseline under SX-A/SX-B, l1norm otherwise, or --reference), "
+    "paired by seed through the shared base model (Welch's t-test when the seed sets differ); p adjusted by "
+    "Holm across the table; a difference is called only when the adjusted p < 0.05, else 'n.s.'; with fewer "
+    "than 3 seeds no test is run. P(A>B): share of seeds where the row beats its reference (ties half). "
+    "TA: trainability accuracy (Wang et al. Eq. 1), mean train / test accuracy over the first LR stage of the "
+    "final phase. MACs: forward multiply-accumulates of one image (torch.utils.flop_counter); effective MACs "
+    "weight each layer by its non-zero fraction (masked models); speedup from effective MACs. Runs: the ids "
+    "(8 characters) behind each row, by seed."
+)
+
+
+def markdown(t: Table, images: list[str]) -> str:
+    out = [f"## {t.suite} under {t.setup}, target {t.target}", "",
+           f"Seeds expected: {', '.join(map(str, t.seeds))}.", "",
+           tabulate(table_rows(t), headers=HEADERS, tablefmt="github", disable_numparse=True), ""]
+    if missing := missing_rows(t):
+        out += ["**Not in the leaderboard** (a seed is missing; nothing is averaged over fewer seeds):", "",
+                tabulate(missing, headers=["row", "seeds done", "missing", "runs done"], tablefmt="github"), ""]
+    if t.pairs:
+        out += ["All pairs (p adjusted by Benjamini–Hochberg across the pairs of this table):", "",
+                tabulate(pair_rows(t), headers=["A", "B", "Δ (A − B)", "95% CI", "test", "p (BH)", ""],
+                         tablefmt="github", disable_numparse=True), ""]
+    out += [f"![{name}]({name})" for name in images]
+    return "\n".join(out) + "\n"
+
+
+def _table_html(rows: list[list[str]], headers: list[str], cls: str) -> str:
+    return tabulate(rows, headers=headers, tablefmt="html", disable_numparse=True).replace(
+        "<table>", f'<table class="{cls}">', 1)
+
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
+td:nth-child(2), th:nth-child(2) { text-align: left; }
+th { background: #f2f2f2; }
+img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
+.note { font-size: 0.85em; color: #555; max-width: 70em; }
+"""
+
+
+def html_page(tables: list[Table], images: dict[str, list[Path]]) -> str:
+    """One self-contained page: styles inline, plots embedded as data URIs (no network needed)."""
+    body = ["<h1>prunebench leaderboard</h1>", f'<p class="note">{html.escape(NOTES)}</p>']
+    for t in tables:
+        body.append(f'<h2 id="{t.slug}">{html.escape(f"{t.suite} under {t.setup}, target {t.target}")}</h2>')
+        body.append(f"<p>Seeds expected: {', '.join(map(str, t.seeds))}.</p>")
+        body.append(_table_html(table_rows(t), HEADERS, "leaderboard"))
+        if missing := missing_rows(t):
+            body.append("<p><b>Not in the leaderboard</b> (a seed is missing):</p>")
+            body.append(_table_html(missing, ["row", "seeds done", "missing", "runs done"], "missing"))
+        if t.pairs:
+            body.append("<p>All pairs (p adjusted by Benjamini–Hochberg):</p>")
+            body.append(_table_html(pair_rows(t), ["A", "B", "Δ (A − B)", "95% CI", "test", "p (BH)", ""], "pairs"))
+        for path in images.get(t.slug, []):
+            data = base64.b64encode(path.read_bytes()).decode()
+            body.append(f'<img class="plot" alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">')
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>prunebench leaderboard</title>"
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+# --- plots ---------------------------------------------------------------------------------
+
+def _ratio(target: str) -> float | None:
+    try:
+        return float(target)
+    except ValueError:
+        return None
+
+
+def plot_accuracy_vs_ratio(tables: list[Table], path: Path) -> Path | None:
+    """Mean final accuracy against pruning ratio per row, with its 95% CI as a band."""
+    points: dict[str, list[tuple[float, stats.Summary]]] = {}
+    dense = None
+    for t in tables:
+        ratio = _ratio(t.target)
+        if ratio is None:
+            continue
+        dense = dense or t.dense
+        for c in t.cells:
+            points.setdefault(c.row, []).append((ratio, c.summary))  # type: ignore[arg-type]
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row, pts in sorted(points.items()):
+        pts.sort(key=lambda p: p[0])
+        x = [p[0] for p in pts]
+        y = [p[1].mean for p in pts]
+        line, = ax.plot(x, y, marker="o", label=row)
+        if all(p[1].ci for p in pts):
+            ax.fill_between(x, [p[1].ci[0] for p in pts], [p[1].ci[1] for p in pts],  # type: ignore[index]
+                            color=line.get_color(), alpha=0.15)
+    if dense and dense.summary:
+        ax.axhline(dense.summary.mean, color="k", linestyle="--", linewidth=1, label="dense")
+    ax.set_xlabel("pruning ratio")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_title(f"{tables[0].suite} under {tables[0].setup}: accuracy vs ratio (95% CI bands)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curves(store: Store, t: Table, path: Path) -> Path | None:
+    """Train and test accuracy per epoch of each row's final phase (retraining, or a scratch
+    run's training), mean over seeds, with the LR on a second axis."""
+    cells = [c for c in t.cells if c.runs]
+    epochs = load_epochs(store, [r for c in cells for r in c.runs.values()])
+    if epochs.empty:
+        return None
+    cols = min(3, len(cells))
+    rows = math.ceil(len(cells) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, c in zip(axes.flat, cells):
+        runs = epochs[epochs["run_id"].isin(set(c.runs.values()))]
+        last = runs.groupby("run_id")["phase"].last().iloc[0]
+        final = runs[runs["phase"] == last].groupby("epoch")[["train_acc", "test_acc", "lr"]].mean()
+        x = final.index + 1
+        ax.plot(x, final["train_acc"], label="train acc")
+        ax.plot(x, final["test_acc"], label="test acc")
+        ax.set_title(f"{c.row} ({last})", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%)")
+        lr_ax = ax.twinx()
+        lr_ax.step(x, final["lr"], where="mid", color="gray", linestyle=":", label="LR")
+        lr_ax.set_ylabel("LR", color="gray")
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(cells):]:
+        ax.axis("off")
+    fig.suptitle(f"{t.name}: learning curves (mean over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_ta_vs_final(tables: list[Table], path: Path) -> Path | None:
+    """Trainability accuracy (train version) against final accuracy, one point per cell."""
+    pts = [(c.ta_train, c.summary.mean, f"{c.row} @ {t.target}") for t in tables for c in t.cells
+           if c.ta_train is not None and c.summary]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    ax.scatter([p[0] for p in pts], [p[1] for p in pts])
+    for x, y, label in pts:
+        ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("trainability accuracy, train (%)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_title(f"{tables[0].suite} under {tables[0].setup}: TA vs final accuracy")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# --- the report ----------------------------------------------------------------------------
+
+def write_report(store: Store, out: Path, suite: str | None = None, protocol: str | None = None,
+                 reference: str | None = None) -> list[Path]:
+    """Write the Markdown leaderboards (one per suite and protocol), plots and `index.html`
+    into `out`; return the files written."""
+    tables = build(store, suite, protocol, reference)
+    if not tables:
+        raise UserError(f"the store {store.root} has no pruned or scratch runs"
+                        f"{' of suite ' + repr(suite) if suite else ''}{' under ' + protocol if protocol else ''}; "
+                        "run `bench run` first.")
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    images: dict[str, list[Path]] = {}
+    groups: dict[tuple[str, str], list[Table]] = {}
+    for t in tables:
+        groups.setdefault((t.suite, t.setup), []).append(t)
+    for (suite_name, setup), group in groups.items():
+        slug = _slug(f"{suite_name}_{setup}")
+        shared = [p for p in (plot_accuracy_vs_ratio(group, out / f"{slug}_accuracy_vs_ratio.png"),
+                              plot_ta_vs_final(group, out / f"{slug}_ta_vs_final.png")) if p]
+        parts = [f"# Leaderboard: {suite_name} under {setup}", "", NOTES, ""]
+        for t in group:
+            curves = plot_learning_curves(store, t, out / f"{t.slug}_curves.png")
+            images[t.slug] = [curves] if curves else []
+            parts.append(markdown(t, [p.name for p in images[t.slug]]))
+        images[group[-1].slug] = images[group[-1].slug] + shared
+        parts += [f"![{p.name}]({p.name})" for p in shared]
+        md = out / f"{slug}.md"
+        md.write_text("\n".join(parts) + "\n")
+        written += [md, *shared, *(p for t in group for p in images[t.slug] if p not in shared)]
+    page = out / "index.html"
+    page.write_text(html_page(tables, images))
+    written.append(page)
+    (out / "leaderboard.json").write_text(json.dumps(to_json(tables), indent=1))
+    written.append(out / "leaderboard.json")
+    return written
+
+
+def to_json(tables: list[Table]) -> list[dict]:
+    """The tables as plain data (for `bench report --json` and scripts)."""
+    def cell(c: Cell) -> dict:
+        s, comp = c.summary, c.comparison
+        return {"row": c.row, "n": s.n if s else 0, "mean": s.mean if s else None, "std": s.std if s else None,
+                "ci": list(s.ci) if s and s.ci else None, "drop": c.drop, "ta_train": c.ta_train,
+                "ta_test": c.ta_test, "ta_epochs": c.ta_epochs, "macs": c.macs, "effective_macs": c.effective_macs,
+                "params": c.params, "speedup": c.speedup, "reference": c.reference,
+                "delta": comp.delta if comp else None, "delta_ci": list(comp.ci) if comp and comp.ci else None,
+                "test": comp.test if comp else None, "p": comp.p if comp else None, "p_holm": c.p_adjusted,
+                "prob_better": comp.prob_a_better if comp else None, "verdict": c.verdict,
+                "scores": {str(k): v for k, v in c.scores.items()}, "runs": {str(k): v for k, v in c.runs.items()},
+                "missing": {str(k): v for k, v in c.missing.items()}}
+    return [{"suite": t.suite, "setup": t.setup, "target": t.target, "seeds": t.seeds,
+             "dense": cell(t.dense) if t.dense else None, "cells": [cell(c) for c in t.cells],
+             "incomplete": [cell(c) for c in t.incomplete]} for t in tables]

@@ -1,0 +1,275 @@
+"""The SQLite index, leaderboards and recipe cross-validation, end to end on a tiny synthetic suite."""
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from benchmark import stats
+from benchmark.cli import main
+from benchmark.crossval import crossval
+from benchmark.errors import ProtocolViolation, UserError
+from benchmark.method import METHODS, Choices, Method, MethodSettings, register_method
+from benchmark.protocols import load_protocol
+from benchmark.report import build, write_report
+from benchmark.runner import Harness
+from benchmark.store import Store
+from tests.conftest import write_yaml
+
+FAST = {"epochs": 2, "lr": "0:0.05,1:0.005", "batch_size": 32, "augment": "flip", "samples_per_epoch": 128}
+SEEDS = [0, 1, 2]
+
+
+@pytest.fixture
+def fast_suite(user_protocols):
+    folder = user_protocols / "synth-fast"
+    write_yaml(folder / "suite.yaml", {"name": "synth-fast", "dataset": "synthetic", "arch": "smallcnn",
+                                       "seeds": SEEDS, "base": {**FAST, "epochs": 3, "lr": "0:0.1,2:0.01"}})
+    for setup in ("S2", "S3.1", "S3.2"):
+        write_yaml(folder / f"{setup}.yaml", {"setup": setup, "suite": "synth-fast", "ratios": [0.5], "retrain": FAST})
+    write_yaml(folder / "SX-B.yaml", {"setup": "SX-B", "suite": "synth-fast", "ratios": [0.5], "retrain": FAST,
+                                      "budget": {"kind": "flops"}})
+    return folder
+
+
+def harness(store, setup):
+    protocol, _, sha = load_protocol(setup, "synth-fast")
+    return Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None)
+
+
+def metrics(store, run_id):
+    return json.loads((store / "runs" / run_id / "metrics.json").read_text())
+
+
+class LongerSettings(MethodSettings):
+    pass
+
+
+@register_method
+class Longer(Method):
+    """Retrains one epoch longer than the protocol says: breaks S3.1's fixed retraining epochs."""
+
+    name = "test-longer"
+    Settings = LongerSettings
+
+    def plan(self, model, target, settings, ctx):
+        return METHODS.get("l1norm").plan(model, target, METHODS.get("l1norm").settings({}), ctx)
+
+    def choices(self, protocol, settings):
+        return Choices(retrain=protocol.retrain.model_copy(update={"epochs": protocol.retrain.epochs + 1}))
+
+
+def test_index_holds_the_trace_and_both_trainability_accuracies(fast_suite, store):
+    h = harness(store, "S2")
+    rows = h.run(["l1norm"], seeds=[0])
+    run_id = next(r for r in rows if r["row"] == "l1norm")["run_ids"][0]
+    trace = json.loads((store / "runs" / run_id / "trace.json").read_text())["rows"]
+    s = Store(store)
+    epochs = s.query("SELECT phase, epoch, lr, train_acc, test_acc FROM epochs WHERE run_id = ? ORDER BY step",
+                     (run_id,))
+    assert [(e["phase"], e["epoch"], e["lr"]) for e in epochs] == [("retrain", 0, 0.05), ("retrain", 1, 0.005)]
+    assert [e["test_acc"] for e in epochs] == [r["test_acc"] for r in trace]
+    (row,) = s.query("SELECT * FROM runs WHERE id = ?", (run_id,))
+    # Eq. 1 with N = 1, the first LR stage of '0:0.05,1:0.005'
+    assert row["ta_epochs"] == 1
+    assert row["ta_train"] == trace[0]["train_acc"] and row["ta_test"] == trace[0]["test_acc"]
+    m = metrics(store, run_id)
+    assert (m["ta_train"], m["ta_test"]) == (row["ta_train"], row["ta_test"])
+    assert row["row"] == "l1norm" and row["target"] == "0.5" and row["setup"] == "S2"
+
+
+def test_an_older_index_is_rebuilt_from_the_run_directories(fast_suite, store):
+    harness(store, "S2").run(["l1norm"], seeds=[0])
+    before = {r["id"]: dict(r) for r in Store(store).query("SELECT * FROM runs")}
+    db = sqlite3.connect(store / "index.sqlite")  # what the first release wrote: no TA, no trace
+    db.executescript("DROP TABLE runs; DROP TABLE epochs; PRAGMA user_version = 0;"
+                     "CREATE TABLE runs (id TEXT PRIMARY KEY, kind TEXT, status TEXT);")
+    db.close()
+    after = {r["id"]: dict(r) for r in Store(store).query("SELECT * FROM runs")}
+    assert after.keys() == before.keys()
+    for run_id, row in after.items():
+        assert {k: v for k, v in row.items() if k != "updated"} == {k: v for k, v in before[run_id].items()
+                                                                   if k != "updated"}
+    assert Store(store).query("SELECT count(*) FROM epochs")[0][0] == 3 + 2  # base + retraining
+
+
+@pytest.fixture
+def leaderboard_store(fast_suite, tmp_path_factory):
+    """S2: l1norm, random and magnitude over three seeds, `taylor` over two, a method that breaks
+    S3.1, and a run left unfinished."""
+    store = tmp_path_factory.mktemp("lb") / "store"
+    harness(store, "S2").run(["l1norm", "random", "magnitude"], seeds=SEEDS)
+    harness(store, "S2").run(["taylor"], seeds=[0, 1])
+    h = harness(store, "S3.1")
+    h.run(["l1norm"], seeds=SEEDS)
+    with pytest.raises(ProtocolViolation):
+        h.run(["test-longer"], seeds=SEEDS)
+    # a run killed mid-training: started (indexed 'running'), never finished
+    planned = [p for p in harness(store, "S3.1").plan(["random"], seeds=[0]) if p.spec.kind == "pruned"][0]
+    Store(store).prepare(planned.spec)
+    Store(store).index(planned.spec, "running")
+    return store
+
+
+def test_leaderboard_statistics_equal_scipy_on_the_stored_runs(leaderboard_store):
+    store = leaderboard_store
+    tables = {(t.setup, t.target): t for t in build(Store(store))}
+    t = tables[("S2", "0.5")]
+    assert t.seeds == SEEDS
+    cells = {c.row: c for c in t.cells}
+    assert set(cells) == {"l1norm", "random", "magnitude"}  # taylor lacks seed 2: not ranked
+    assert [c.summary.mean for c in t.cells] == sorted([c.summary.mean for c in t.cells], reverse=True)
+    acc = {row: {s: metrics(store, rid)["test_acc"] for s, rid in c.runs.items()} for row, c in cells.items()}
+    for row, c in cells.items():
+        x = np.array([acc[row][s] for s in SEEDS])
+        assert c.summary.mean == pytest.approx(x.mean())
+        assert c.summary.ci == pytest.approx(sps.t.interval(0.95, 2, loc=x.mean(), scale=x.std(ddof=1) / np.sqrt(3)))
+        base = [metrics(store, rid)["base_test_acc"] for rid in c.runs.values()]
+        assert c.drop == pytest.approx(np.mean(base) - x.mean())
+    # against l1norm, paired by seed, Holm over the two tests of the table
+    p = {row: sps.ttest_rel([acc[row][s] for s in SEEDS], [acc["l1norm"][s] for s in SEEDS]).pvalue
+         for row in ("random", "magnitude")}
+    holm = stats.holm([p["random"], p["magnitude"]])
+    for row, adjusted in zip(("random", "magnitude"), holm):
+        c = cells[row]
+        assert c.reference == "l1norm" and c.comparison.test == "paired t"
+        assert c.comparison.p == pytest.approx(p[row])
+        assert c.p_adjusted == pytest.approx(adjusted)
+        assert c.verdict == stats.verdict(c.comparison, adjusted)
+    assert cells["l1norm"].comparison is None
+    taylor = next(c for c in t.incomplete if c.row == "taylor")
+    assert taylor.missing == {2: "not run"} and len(taylor.scores) == 2
+
+    s31 = tables[("S3.1", "0.5")]
+    assert [c.row for c in s31.cells] == ["l1norm"]
+    missing = {c.row: c.missing for c in s31.incomplete}
+    assert missing["test-longer"][0].startswith("violated (S3.1: rule 'retrain epochs' broken: expected 2, got 3")
+    assert missing["test-longer"][1] == "not run"
+    assert missing["random"][0].startswith("incomplete (run")
+
+
+def test_report_files_name_the_runs_and_leave_out_what_is_missing(leaderboard_store, tmp_path, capsys):
+    out = tmp_path / "reports"
+    assert main(["report", "--store", str(leaderboard_store), "--out", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert "index.html" in names and "synth-fast_S2.md" in names and "synth-fast_S3.1.md" in names
+    assert "synth-fast_S2_accuracy_vs_ratio.png" in names and "synth-fast_S2_S2_0.5_curves.png" not in names
+    pngs = [p for p in out.iterdir() if p.suffix == ".png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs) and len(pngs) >= 6
+    md = (out / "synth-fast_S2.md").read_text()
+    board = md.split("**Not in the leaderboard**")[0]
+    for rid in Store(leaderboard_store).query("SELECT id FROM runs WHERE setup = 'S2' AND method != 'taylor'"):
+        assert rid["id"][:8] in board
+    assert "taylor" not in board.split("## synth-fast under S2, target 0.5")[1]
+    assert "seed 2: not run" in md
+    s31 = (out / "synth-fast_S3.1.md").read_text()
+    assert "violated" in s31 and "incomplete" in s31
+    html = (out / "index.html").read_text()
+    assert "http://" not in html and "https://" not in html  # self-contained
+    assert html.count("data:image/png;base64,") == len(pngs)
+
+
+def test_report_errors_are_one_line(tmp_path, capsys, leaderboard_store):
+    assert main(["report", "--store", str(tmp_path / "none")]) == 2
+    assert main(["report", "--store", str(leaderboard_store), "--protocol", "S4.2", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no run store at" in err and "no runs under 'S4.2'" in err and "S2, S3.1" in err
+    assert "Traceback" not in err
+
+
+def chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const visible = el => { const r = el.getBoundingClientRect(); const s = getComputedStyle(el);
+    return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'; };
+  const table = document.querySelector('table.leaderboard');
+  const img = document.querySelector('img.plot');
+  const out = {table: !!table && visible(table), rows: table ? table.querySelectorAll('tbody tr').length : 0,
+               img: !!img && visible(img) && img.complete && img.naturalWidth > 0,
+               imgWidth: img ? img.naturalWidth : 0};
+  const pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script></body>"""
+
+
+@pytest.mark.skipif(not chromium() and not os.environ.get("PRUNEBENCH_REQUIRE_BROWSER"),
+                    reason="no chromium: apt-get install chromium (CI installs it)")
+def test_html_report_renders_in_headless_chromium(leaderboard_store, tmp_path):
+    assert chromium(), "PRUNEBENCH_REQUIRE_BROWSER is set but no chromium is installed (apt-get install chromium)"
+    out = tmp_path / "reports"
+    write_report(Store(leaderboard_store), out)
+    page = out / "probe.html"
+    page.write_text((out / "index.html").read_text().replace("</body>", PROBE))
+    dom = subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120).stdout
+    probe = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom).group(1).replace("&quot;", '"'))
+    assert probe["table"] and probe["rows"] == 4  # dense + three complete S2 methods, first table
+    assert probe["img"] and probe["imgWidth"] > 100
+
+
+def test_crossval_runs_four_pairings_and_names_the_verdict(fast_suite, store):
+    h = harness(store, "S3.1")
+    a, b = 'l1norm:retrain_lr="0:0.2,1:0.02"', "random"
+    result = crossval(h, a, b, SEEDS)
+    la = "l1norm(retrain_lr='0:0.2,1:0.02')"
+    assert (result.a, result.b) == (la, "random")
+    assert str(result.recipes[la].lr) != str(result.recipes["random"].lr)
+    assert len(result.pairings) == 4
+    ids = {rid for p in result.pairings.values() for rid in p.runs.values()}
+    assert len(ids) == 4 * len(SEEDS)  # four pairings, every seed, no run shared
+    s = Store(store)
+    for (method, owner), p in result.pairings.items():
+        for rid in p.runs.values():
+            spec = s.spec(rid)
+            retrain = dict(spec.phases)["retrain"]
+            assert retrain == result.recipes[owner]  # trained with that owner's recipe
+            assert spec.recipe_of == (None if method == owner else owner)
+    # the verdict follows from the four means
+    mean = {k: p.summary.mean for k, p in result.pairings.items()}
+    win = [la if mean[(la, o)] > mean[("random", o)] else "random" for o in (la, "random")]
+    assert [d.winner for d in result.duels] == win
+    assert result.consistent == (win[0] == win[1])
+    verdict = result.verdict()
+    if result.consistent:
+        assert verdict.startswith(f"consistent winner: {win[0]}")
+    else:
+        best = max(mean, key=mean.get)
+        assert "pruning and retraining interact" in verdict and f"{best[0]} with the recipe of {best[1]}" in verdict
+    # a second call trains nothing: every pairing is a cache hit
+    again = crossval(harness(store, "S3.1"), a, b, SEEDS)
+    assert {k: p.runs for k, p in again.pairings.items()} == {k: p.runs for k, p in result.pairings.items()}
+    # the borrowed-recipe rows appear in the leaderboard under their own names
+    rows = {c.row for t in build(s, protocol="S3.1") for c in t.cells}
+    assert f"{la} with the recipe of random" in rows and f"random with the recipe of {la}" in rows
+
+
+def test_crossval_refuses_what_it_cannot_cross_validate(fast_suite, store, capsys):
+    with pytest.raises(UserError, match="S3.2 fixes the retraining LR schedule"):
+        crossval(harness(store, "S3.2"), "l1norm:retrain_lr=0.2", "random", SEEDS)
+    with pytest.raises(UserError, match="retrain with the same recipe"):
+        crossval(harness(store, "S3.1"), "l1norm", "random", SEEDS)
+    assert main(["crossval", "--protocol", "S3.1", "--suite", "synth-fast", "--method", "l1norm",
+                 "--store", str(store)]) == 2
+    assert "exactly two methods" in capsys.readouterr().err
+    assert not (store / "runs").exists() or not any((store / "runs").iterdir())  # nothing trained
+
+
+def test_retrain_lr_is_refused_up_front_where_the_setup_fixes_it(fast_suite, store):
+    with pytest.raises(UserError, match="S3.2 fixes the retraining LR schedule"):
+        harness(store, "S3.2").plan(["l1norm:retrain_lr=0.2"], seeds=[0])
+    planned = harness(store, "S2").plan(['l1norm:retrain_lr="0:0.2,1:0.02"'], seeds=[0])
+    pruned = next(p for p in planned if p.spec.kind == "pruned")
+    assert dict(pruned.spec.phases)["retrain"].lr.stages == [(0, 0.2), (1, 0.02)]
+    assert pruned.row == "l1norm(retrain_lr='0:0.2,1:0.02')"
