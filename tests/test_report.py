@@ -219,7 +219,7 @@ def test_html_report_renders_in_headless_chromium(leaderboard_store, tmp_path):
     assert probe["img"] and probe["imgWidth"] > 100
 
 
-def test_crossval_runs_four_pairings_and_names_the_verdict(fast_suite, store):
+def test_crossval_runs_four_pairings_and_names_the_verdict(fast_suite, store, capsys):
     h = harness(store, "S3.1")
     a, b = 'l1norm:retrain_lr="0:0.2,1:0.02"', "random"
     result = crossval(h, a, b, SEEDS)
@@ -250,6 +250,12 @@ def test_crossval_runs_four_pairings_and_names_the_verdict(fast_suite, store):
     # a second call trains nothing: every pairing is a cache hit
     again = crossval(harness(store, "S3.1"), a, b, SEEDS)
     assert {k: p.runs for k, p in again.pairings.items()} == {k: p.runs for k, p in result.pairings.items()}
+    # the CLI prints the 2x2 table and the verdict (all cache hits now)
+    assert main(["crossval", "--protocol", "S3.1", "--suite", "synth-fast", "--method", a, "--method", b,
+                 "--seeds", "0", "1", "2", "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert f"recipe of {la}: LR 0:0.2,1:0.02" in out and "recipe of random: LR 0:0.05,1:0.005" in out
+    assert f"{result.pairings[(la, la)].summary.mean:.2f}" in out and f"verdict: {verdict}" in out
     # the borrowed-recipe rows appear in the leaderboard under their own names
     rows = {c.row for t in build(s, protocol="S3.1") for c in t.cells}
     assert f"{la} with the recipe of random" in rows and f"random with the recipe of {la}" in rows
