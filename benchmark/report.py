@@ -232,7 +232,7 @@ def _p(p: float | None) -> str:
 
 
 HEADERS = ["rank", "", "test acc % (mean ± std)", "95% CI", "n", "drop", "vs", "Δ [95% CI]", "p (Holm)",
-           "P(A>B)", "", "TA train", "TA test", "MACs", "eff. MACs", "params", "speedup", "runs"]
+           "P(A>B)", "verdict", "TA train", "TA test", "MACs", "eff. MACs", "params", "speedup", "runs"]
 
 
 def _row(rank: str, c: Cell) -> list[str]:
@@ -295,7 +295,7 @@ def markdown(t: Table, images: list[str]) -> str:
                 tabulate(missing, headers=["row", "seeds done", "missing", "runs done"], tablefmt="github"), ""]
     if t.pairs:
         out += ["All pairs (p adjusted by Benjamini–Hochberg across the pairs of this table):", "",
-                tabulate(pair_rows(t), headers=["A", "B", "Δ (A − B)", "95% CI", "test", "p (BH)", ""],
+                tabulate(pair_rows(t), headers=["A", "B", "Δ (A − B)", "95% CI", "test", "p (BH)", "verdict"],
                          tablefmt="github", disable_numparse=True), ""]
     out += [f"![{name}]({name})" for name in images]
     return "\n".join(out) + "\n"
@@ -329,7 +329,7 @@ def html_page(tables: list[Table], images: dict[str, list[Path]]) -> str:
             body.append(_table_html(missing, ["row", "seeds done", "missing", "runs done"], "missing"))
         if t.pairs:
             body.append("<p>All pairs (p adjusted by Benjamini–Hochberg):</p>")
-            body.append(_table_html(pair_rows(t), ["A", "B", "Δ (A − B)", "95% CI", "test", "p (BH)", ""], "pairs"))
+            body.append(_table_html(pair_rows(t), ["A", "B", "Δ (A − B)", "95% CI", "test", "p (BH)", "verdict"], "pairs"))
         for path in images.get(t.slug, []):
             data = base64.b64encode(path.read_bytes()).decode()
             body.append(f'<img class="plot" alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">')
@@ -390,7 +390,7 @@ def plot_learning_curves(store: Store, t: Table, path: Path) -> Path | None:
         return None
     cols = min(3, len(cells))
     rows = math.ceil(len(cells) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(6.5, 4.2 * cols), 3.2 * rows), squeeze=False)
     for ax, c in zip(axes.flat, cells):
         runs = epochs[epochs["run_id"].isin(set(c.runs.values()))]
         last = runs.groupby("run_id")["phase"].last().iloc[0]
@@ -407,7 +407,7 @@ def plot_learning_curves(store: Store, t: Table, path: Path) -> Path | None:
         ax.legend(fontsize=7, loc="lower right")
     for ax in list(axes.flat)[len(cells):]:
         ax.axis("off")
-    fig.suptitle(f"{t.name}: learning curves (mean over seeds)")
+    fig.suptitle(f"{t.name}: learning curves (mean over seeds)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
