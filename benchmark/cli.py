@@ -279,10 +279,10 @@ def cmd_crossval(args: argparse.Namespace) -> int:
             "a": a, "b": b, "recipes": {k: {"lr": str(r.lr), "epochs": r.epochs} for k, r in result.recipes.items()},
             "pairings": [{"method": p.method, "recipe_of": p.recipe_of, "mean": p.summary.mean, "std": p.summary.std,
                           "n": p.summary.n, "scores": p.scores, "runs": p.runs} for p in result.pairings.values()],
-            "duels": [{"recipe_of": d.recipe_of, "winner": d.winner, "delta": d.comparison.delta,
+            "duels": [{"recipe_of": d.recipe_of, "leader": d.leader, "winner": d.winner, "delta": d.comparison.delta,
                        "ci": d.comparison.ci, "p": d.comparison.p, "p_holm": d.p_adjusted, "test": d.comparison.test}
                       for d in result.duels],
-            "consistent": result.consistent, "verdict": result.verdict()}, indent=1))
+            "consistent": result.consistent, "interact": result.interact, "verdict": result.verdict()}, indent=1))
         return 0
 
     def cell(method: str, owner: str) -> str:
@@ -299,12 +299,8 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     print()
     for d in result.duels:
         c = d.comparison
-        if c.test is None:
-            sig = c.reason
-        else:
-            sig = (f"Δ {c.delta:+.2f} [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}], {c.test}, p (Holm) = {d.p_adjusted:.3g}"
-                   f"{'' if d.significant else ', n.s.'}")
-        print(f"under the recipe of {d.recipe_of}: {d.winner} wins ({a} − {b}: {sig})")
+        detail = c.reason if c.test is None else f"[{c.ci[0]:+.2f}, {c.ci[1]:+.2f}], {c.test}"  # type: ignore[index]
+        print(f"under the recipe of {d.recipe_of}: {d.reading()}; {a} − {b} = {c.delta:+.2f} {detail}")
     print(f"\nverdict: {result.verdict()}")
     runs = " ".join(r[:8] for p in result.pairings.values() for r in p.runs.values())
     print(f"\nAccuracy: last epoch on the test set. Runs: {runs}. Store: {harness.store_root}")

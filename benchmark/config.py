@@ -162,14 +162,22 @@ class MethodSpec(Frozen):
         return f"{self.name}({', '.join(f'{k}={_short(v)}' for k, v in sorted(self.settings.items()))})"
 
     @property
+    def without_recipe(self) -> MethodSpec:
+        """The method without its retraining-recipe choice: what a scratch baseline trains
+        (the source's architecture; its finetuning LR plays no part there)."""
+        if "retrain_lr" not in self.settings:
+            return self
+        return self.model_copy(update={"settings": {k: v for k, v in self.settings.items() if k != "retrain_lr"}})
+
+    @property
     def target(self) -> str:
         return f"config {self.config}" if self.config else (f"{self.ratio:g}" if self.ratio is not None else "-")
 
 
 def _short(value: Any) -> str:
     """A setting's value as a label shows it: an LR schedule in its 'epoch:lr' notation."""
-    if isinstance(value, dict) and "stages" in value and value.get("kind", "piecewise") == "piecewise":
-        return "'" + ",".join(f"{e}:{lr:g}" for e, lr in value["stages"]) + "'"
+    if isinstance(value, dict) and ("stages" in value or value.get("kind") == "cosine"):
+        return f"'{LRSchedule.model_validate(value)}'"
     return str(value)
 
 
@@ -209,7 +217,9 @@ class RunSpec(Frozen):
             return "dense"
         if self.kind == "scratch":
             return f"{self.variant or 'Scratch'} of {self.method.label}"
-        return self.method.label + (f" with the recipe of {self.recipe_of}" if self.recipe_of else "")
+        if self.recipe_of:  # its own retrain_lr did not train here: the label leaves it out
+            return f"{self.method.without_recipe.label} with the recipe of {self.recipe_of}"
+        return self.method.label
 
     def epochs(self) -> int:
         return sum(recipe.epochs for _, recipe in self.phases)

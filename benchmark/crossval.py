@@ -33,16 +33,27 @@ class Pairing:
 @dataclass(frozen=True)
 class Duel:
     """The two methods under one recipe: A against B, paired by seed; p adjusted by Holm over
-    the two recipes."""
+    the two recipes. `leader` is the method with the higher mean ('tie' when equal); it is the
+    winner only when the difference is significant."""
 
     recipe_of: str
     comparison: stats.Comparison
     p_adjusted: float | None
-    winner: str
+    leader: str
 
     @property
     def significant(self) -> bool:
-        return self.p_adjusted is not None and self.p_adjusted < stats.ALPHA
+        return self.p_adjusted is not None and self.p_adjusted < stats.ALPHA and self.leader != "tie"
+
+    @property
+    def winner(self) -> str | None:
+        return self.leader if self.significant else None
+
+    def reading(self) -> str:
+        c = self.comparison
+        if c.test is None:
+            return f"{self.leader} ahead, not tested ({c.reason})"
+        return f"{self.leader} {'wins' if self.significant else 'ahead, n.s.'} (p Holm = {self.p_adjusted:.3g})"
 
 
 @dataclass(frozen=True)
@@ -55,29 +66,37 @@ class CrossVal:
 
     @property
     def consistent(self) -> bool:
-        return self.duels[0].winner == self.duels[1].winner
+        """One method significantly better under both recipes."""
+        first, second = self.duels
+        return first.winner is not None and first.winner == second.winner
+
+    @property
+    def interact(self) -> bool:
+        """Each method significantly better under one recipe."""
+        first, second = self.duels
+        return None not in (first.winner, second.winner) and first.winner != second.winner
 
     @property
     def best(self) -> Pairing:
         return max(self.pairings.values(), key=lambda p: p.summary.mean)
 
     def verdict(self) -> str:
+        """Wang et al.'s reading of the 2x2 table; a winner counts only where its difference is
+        significant (Holm-adjusted p < 0.05 over the two recipes)."""
         if self.consistent:
-            winner = self.duels[0].winner
-            how = ("significant under both recipes" if all(d.significant for d in self.duels)
-                   else "not significant under " + " and ".join(f"{d.recipe_of}'s recipe" for d in self.duels
-                                                                 if not d.significant))
-            return f"consistent winner: {winner} wins under both recipes ({how})"
+            return f"consistent winner: {self.duels[0].winner} wins under both recipes"
         best = self.best
-        return (f"pruning and retraining interact: the winner changes with the recipe; the best pairing is "
-                f"{best.method} with the recipe of {best.recipe_of} ({best.summary.mean:.2f}%)")
+        if self.interact:
+            return (f"pruning and retraining interact: the winner changes with the recipe; the best pairing is "
+                    f"{best.method} with the recipe of {best.recipe_of} ({best.summary.mean:.2f}%)")
+        readings = "; ".join(f"under the recipe of {d.recipe_of}: {d.reading()}" for d in self.duels)
+        return f"inconclusive: no method wins significantly under both recipes ({readings})"
 
 
-def _label(text: str) -> str:
+def _spec(text: str) -> MethodSpec:
     name, settings = parse_method(text)
     method = METHODS.get(name)
-    return MethodSpec(name=name, settings=method.settings(settings).model_dump(mode="json",
-                                                                              exclude_defaults=True)).label
+    return MethodSpec(name=name, settings=method.settings(settings).model_dump(mode="json", exclude_defaults=True))
 
 
 def crossval(harness: Harness, a: str, b: str, seeds: list[int], ratio: float | None = None,
@@ -88,7 +107,8 @@ def crossval(harness: Harness, a: str, b: str, seeds: list[int], ratio: float | 
     if fixes(setup, "retrain.lr"):
         raise UserError(f"{setup} fixes the retraining LR schedule, so every method retrains with the same "
                         "recipe and there is nothing to cross-validate; use S1, S2, S3.1, SX-A or SX-B.")
-    label_a, label_b = _label(a), _label(b)
+    mspec_a, mspec_b = _spec(a), _spec(b)
+    label_a, label_b = mspec_a.label, mspec_b.label
     if label_a == label_b:
         raise UserError(f"both methods are {label_a!r}: cross-validate two different methods.")
     targets = harness.targets(ratio, config)
@@ -105,8 +125,10 @@ def crossval(harness: Harness, a: str, b: str, seeds: list[int], ratio: float | 
                         borrow={a: (label_b, own[label_b]), b: (label_a, own[label_a])})
     by_row = {r["row"]: r for r in rows}
 
+    plain = {label_a: mspec_a.without_recipe.label, label_b: mspec_b.without_recipe.label}
+
     def pairing(method: str, owner: str) -> Pairing:
-        key = method if method == owner else f"{method} with the recipe of {owner}"
+        key = method if method == owner else f"{plain[method]} with the recipe of {owner}"
         row = by_row[key]
         scores = {int(m["seed"]): float(m["test_acc"]) for m in row["per_seed"]}
         return Pairing(method, owner, scores, {int(m["seed"]): m["run_id"] for m in row["per_seed"]})

@@ -204,22 +204,13 @@ class Method:
         """What the method chooses where the setup leaves it free. `protocol` is read-only: the
         harness checks it is unchanged afterwards. By default: its own pruning phase (the
         retraining recipe's hyper-parameters at a constant LR) when it has one and the protocol
-        does not."""
-        retrain = protocol.retrain
-        own_lr = getattr(settings, "retrain_lr", None)
-        if own_lr is not None:
-            if fixes(protocol.setup, "retrain.lr"):
-                raise UserError(f"method {self.name!r}: {protocol.setup} fixes the retraining LR schedule "
-                                f"({retrain.lr}); drop retrain_lr, or use a setup that leaves it free "
-                                "(S1, S2, S3.1, SX-A, SX-B).")
-            retrain = retrain.model_copy(update={"lr": own_lr})
-        chosen = Choices(retrain=retrain if own_lr is not None else None)
+        does not. A `retrain_lr` setting (`MethodSettings`) is applied by the harness on top."""
         epochs = self.prune_epochs(protocol, settings)
         if not epochs or protocol.prune is not None or fixes(protocol.setup, "prune.epochs"):
-            return chosen  # the protocol's phase, or none where the setup fixes it at none
+            return Choices()  # the protocol's phase, or none where the setup fixes it at none
+        retrain = protocol.retrain
         lr = getattr(settings, "prune_lr", None) or retrain.lr.lr_at(0, retrain.epochs)
-        return chosen.model_copy(update={
-            "prune": retrain.model_copy(update={"epochs": epochs, "lr": LRSchedule(stages=[(0, lr)])})})
+        return Choices(prune=retrain.model_copy(update={"epochs": epochs, "lr": LRSchedule(stages=[(0, lr)])}))
 
     def regularizer(self, model: nn.Module, settings: BaseModel, step: int,
                     intent: PruningPlan | None) -> torch.Tensor | None:

@@ -27,6 +27,7 @@ import pandas as pd  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from benchmark import stats  # noqa: E402
+from benchmark.config import MethodSpec  # noqa: E402
 from benchmark.errors import UserError  # noqa: E402
 from benchmark.store import Store  # noqa: E402
 
@@ -50,6 +51,7 @@ class Cell:
     params: int | None = None
     speedup: float | None = None
     missing: dict[int, str] = field(default_factory=dict)  # seed -> why it is missing
+    superseded: list[str] = field(default_factory=list)  # runs of an older version of the row, left out
     reference: str | None = None
     comparison: stats.Comparison | None = None
     p_adjusted: float | None = None
@@ -84,13 +86,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
-def default_reference(setup: str, row: str) -> str | None:
+def default_reference(setup: str, row: str, scratch_of: str | None = None) -> str | None:
     """The row a method is compared against: under SX-A / SX-B its own scratch baseline
-    (Scratch-E / Scratch-B of the same method, Liu et al.'s comparison), else l1norm."""
+    (Scratch-E / Scratch-B of the same method, Liu et al.'s comparison), else l1norm.
+    `scratch_of`: the method's label as its scratch baseline names it (without retrain_lr)."""
     if row == DENSE or row.startswith("Scratch"):
         return None
-    if setup in ("SX-A", "SX-B"):  # a run with a borrowed recipe is compared with its method's baseline
-        return f"{'Scratch-E' if setup == 'SX-A' else 'Scratch-B'} of {row.split(' with the recipe of ')[0]}"
+    if setup in ("SX-A", "SX-B"):
+        return f"{'Scratch-E' if setup == 'SX-A' else 'Scratch-B'} of {scratch_of or row}"
     return None if row == "l1norm" else "l1norm"
 
 
@@ -134,7 +137,23 @@ def _mean(values: pd.Series) -> float | None:
     return float(values.mean()) if len(values) else None
 
 
+def _latest(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The runs of a row's latest version: a method whose code changed since some of its runs
+    (`method_code`) has those runs superseded, as has any older run of the same seed. Latest
+    means last indexed, i.e. the version last run."""
+    runs = runs.sort_values("updated")
+    if runs["method_code"].notna().any():
+        code = runs["method_code"].dropna().iloc[-1]
+        current = runs[runs["method_code"].isna() | (runs["method_code"] == code)]
+    else:
+        current = runs
+    done = current[current["status"] == "done"]
+    keep = set(done.drop_duplicates("seed", keep="last")["id"]) | set(current[current["status"] != "done"]["id"])
+    return current[current["id"].isin(keep)], sorted(set(runs["id"]) - keep)
+
+
 def _cell(row: str, runs: pd.DataFrame, seeds: list[int], base_acc: dict[int, float]) -> Cell:
+    runs, superseded = _latest(runs)
     done = runs[runs["status"] == "done"].sort_values("seed")
     missing: dict[int, str] = {}
     for seed in seeds:
@@ -142,23 +161,32 @@ def _cell(row: str, runs: pd.DataFrame, seeds: list[int], base_acc: dict[int, fl
             continue
         others = runs[runs["seed"] == seed]
         if others.empty:
-            missing[seed] = "not run"
+            missing[seed] = "not run" + (" with the latest code of the method" if superseded else "")
         elif (others["status"] == "violated").any():
             missing[seed] = f"violated ({others[others['status'] == 'violated'].iloc[0]['violation']})"
         else:
             missing[seed] = f"incomplete (run {others.iloc[0]['id'][:12]} started, not finished)"
     scores = {int(s): float(a) for s, a in zip(done["seed"], done["test_acc"])}
+    # the drop is paired by seed: the run's own base, else the same seed's dense model
     drops = [(a["base_test_acc"] if pd.notna(a["base_test_acc"]) else base_acc.get(int(a["seed"]), np.nan))
              - a["test_acc"] for _, a in done.iterrows()]
-    drops = [d for d in drops if pd.notna(d)]
     return Cell(
         row=row, scores=scores, runs={int(s): i for s, i in zip(done["seed"], done["id"])},
         summary=stats.summarise(list(scores.values())) if scores else None,
-        drop=float(np.mean(drops)) if drops and row != DENSE else None,
+        drop=float(np.mean(drops)) if drops and row != DENSE and not any(pd.isna(d) for d in drops) else None,
         ta_train=_mean(done["ta_train"]), ta_test=_mean(done["ta_test"]),
         ta_epochs=int(done["ta_epochs"].dropna().iloc[0]) if done["ta_epochs"].notna().any() else None,
         macs=_mean_int(done["macs"]), effective_macs=_mean_int(done["effective_macs"]),
-        params=_mean_int(done["params"]), missing=missing)
+        params=_mean_int(done["params"]), missing=missing, superseded=superseded)
+
+
+def _scratch_of(runs: pd.DataFrame) -> str | None:
+    """The label a pruned row's scratch baseline carries: its method without a retraining-recipe
+    choice (scratch training ignores it)."""
+    first = runs.iloc[0]
+    if first["kind"] != "pruned" or pd.isna(first["method"]):
+        return None
+    return MethodSpec(name=first["method"], settings=json.loads(first["settings"] or "{}")).without_recipe.label
 
 
 def build(store: Store, suite: str | None = None, protocol: str | None = None,
@@ -170,7 +198,8 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
     bases = df[df["kind"] == "base"]
     for (suite_name, setup), group in sorted(runs.groupby(["suite", "setup"]), key=lambda kv: kv[0]):
         # the dense cell: the base models this protocol's pipelines start from (the longest per seed)
-        used = bases[bases["id"].isin(set(group["base"].dropna()))].sort_values("epochs")
+        used = bases[bases["id"].isin(set(group["base"].dropna())) & (bases["status"] == "done")]
+        used = used.sort_values("epochs")
         used = used.drop_duplicates("seed", keep="last")
         seeds = sorted(set(group["seed"]) | set(used["seed"]))
         dense = _cell(DENSE, used, seeds, {}) if not used.empty else None
@@ -179,24 +208,31 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
         base_acc = dense.scores if dense else {}
         dense_macs = dense.macs if dense else None
         for target, at in sorted(group.groupby("target"), key=lambda kv: kv[0]):
-            cells = [_cell(row, part, seeds, base_acc) for row, part in at.groupby("row")]
+            cells, scratch_of = [], {}
+            for row, part in at.groupby("row"):
+                cells.append(_cell(str(row), part, seeds, base_acc))
+                scratch_of[str(row)] = _scratch_of(part)
             for c in cells:
                 c.speedup = dense_macs / c.effective_macs if dense_macs and c.effective_macs else None
             complete = sorted([c for c in cells if c.complete], key=lambda c: -c.summary.mean)  # type: ignore[union-attr]
             incomplete = [c for c in cells if not c.complete]
-            _test_against_reference(complete, setup, reference)
+            _test_against_reference(complete, setup, reference, scratch_of)
             tables.append(Table(suite_name, setup, str(target), seeds, dense, complete, incomplete,
                                 _all_pairs(complete)))
+    if reference is not None and not any(c.row == reference for t in tables for c in t.cells):
+        rows = sorted({c.row for t in tables for c in t.cells})
+        raise UserError(f"--reference {reference!r} is not a row of any leaderboard here; rows: {', '.join(rows)}.")
     return tables
 
 
-def _test_against_reference(cells: list[Cell], setup: str, reference: str | None) -> None:
+def _test_against_reference(cells: list[Cell], setup: str, reference: str | None,
+                            scratch_of: dict[str, str | None]) -> None:
     """Each cell against its reference (paired through the shared base when the seeds agree);
     Holm across the cells of the table."""
     by_row = {c.row: c for c in cells}
     tested = []
     for c in cells:
-        ref = reference if reference is not None else default_reference(setup, c.row)
+        ref = reference if reference is not None else default_reference(setup, c.row, scratch_of.get(c.row))
         if ref is None or ref == c.row:
             continue
         c.reference = ref
@@ -267,6 +303,13 @@ def missing_rows(t: Table) -> list[list[str]]:
              " ".join(c.runs[s][:8] for s in sorted(c.runs)) or "-"] for c in cells]
 
 
+def superseded_line(t: Table) -> str:
+    cells = t.cells + t.incomplete
+    old = [f"{c.row}: {' '.join(r[:8] for r in c.superseded)}" for c in cells if c.superseded]
+    return ("Superseded runs, left out (an older version of the method's code, or an earlier run of the same "
+            "seed): " + "; ".join(old) + ".") if old else ""
+
+
 def pair_rows(t: Table) -> list[list[str]]:
     return [[a, b, f"{c.delta:+.2f}", f"[{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]" if c.ci else "-", c.test or c.reason,
              _p(p), stats.verdict(c, p)] for a, b, c, p in t.pairs]
@@ -293,6 +336,8 @@ def markdown(t: Table, images: list[str]) -> str:
     if missing := missing_rows(t):
         out += ["**Not in the leaderboard** (a seed is missing; nothing is averaged over fewer seeds):", "",
                 tabulate(missing, headers=["row", "seeds done", "missing", "runs done"], tablefmt="github"), ""]
+    if superseded := superseded_line(t):
+        out += [superseded, ""]
     if t.pairs:
         out += ["All pairs (p adjusted by Benjamini–Hochberg across the pairs of this table):", "",
                 tabulate(pair_rows(t), headers=["A", "B", "Δ (A − B)", "95% CI", "test", "p (BH)", "verdict"],
@@ -327,6 +372,8 @@ def html_page(tables: list[Table], images: dict[str, list[Path]]) -> str:
         if missing := missing_rows(t):
             body.append("<p><b>Not in the leaderboard</b> (a seed is missing):</p>")
             body.append(_table_html(missing, ["row", "seeds done", "missing", "runs done"], "missing"))
+        if superseded := superseded_line(t):
+            body.append(f"<p>{html.escape(superseded)}</p>")
         if t.pairs:
             body.append("<p>All pairs (p adjusted by Benjamini–Hochberg):</p>")
             body.append(_table_html(pair_rows(t), ["A", "B", "Δ (A − B)", "95% CI", "test", "p (BH)", "verdict"], "pairs"))
@@ -445,6 +492,8 @@ def write_report(store: Store, out: Path, suite: str | None = None, protocol: st
         raise UserError(f"the store {store.root} has no pruned or scratch runs"
                         f"{' of suite ' + repr(suite) if suite else ''}{' under ' + protocol if protocol else ''}; "
                         "run `bench run` first.")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the report.")
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     images: dict[str, list[Path]] = {}

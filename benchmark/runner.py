@@ -181,12 +181,21 @@ class Harness:
         """The method's declared choices; it gets a copy of the protocol and may not alter it."""
         before = canonical(self.protocol)
         view = self.protocol.model_copy(deep=True)
-        chosen = method.choices(view, method.settings(mspec.settings))
+        settings = method.settings(mspec.settings)
+        chosen = method.choices(view, settings)
         for seen in (view, self.protocol):
             if canonical(seen) != before:
                 raise ProtocolViolation(self.setup, f"protocol is read-only (method {mspec.name!r} altered it)",
                                         hashlib.sha256(before.encode()).hexdigest()[:16],
                                         hashlib.sha256(canonical(seen).encode()).hexdigest()[:16])
+        own_lr = getattr(settings, "retrain_lr", None)  # MethodSettings: any method's own finetuning LR
+        if own_lr is not None:
+            if fixes(self.setup, "retrain.lr"):
+                raise UserError(f"method {mspec.name!r}: {self.setup} fixes the retraining LR schedule "
+                                f"({self.protocol.retrain.lr}); drop retrain_lr, or use a setup that leaves it "
+                                "free (S1, S2, S3.1, SX-A, SX-B).")
+            retrain = chosen.retrain or self.protocol.retrain
+            chosen = chosen.model_copy(update={"retrain": retrain.model_copy(update={"lr": own_lr})})
         return chosen
 
     def pruned_spec(self, mspec: MethodSpec, seed: int, chosen: Choices, base_recipe: Recipe | None = None,
@@ -203,11 +212,13 @@ class Harness:
     def _fit_budget(self, chosen: Choices, pruned_macs: int) -> Choices:
         """Under SX-A/SX-B a pruning phase the method adds (the protocol has none) comes out of
         its retraining, which is shortened (LR stages stretched) so the pipeline keeps the total
-        budget; a method that chose its own retraining recipe is left to the audit."""
+        budget; a method that chose its own retraining length is left to the audit."""
         b = self.protocol.budget
-        if b is None or chosen.prune is None or self.protocol.prune is not None or chosen.retrain is not None:
+        retrain = chosen.retrain or self.protocol.retrain  # its own LR schedule, if it chose one
+        if (b is None or chosen.prune is None or self.protocol.prune is not None
+                or retrain.epochs != self.protocol.retrain.epochs):  # its own retraining length: the audit's
             return chosen
-        retrain, prune = self.protocol.retrain, chosen.prune
+        prune = chosen.prune
         n_r = retrain.samples_per_epoch or self.dataset.train_size
         n_p = prune.samples_per_epoch or self.dataset.train_size
         if b.kind == "epochs":
@@ -241,7 +252,7 @@ class Harness:
         else:
             epochs = scratch_epochs(variant, *self.k1_k2(pruned_macs), self.dense_macs, pruned_macs)
         return self._spec(kind="scratch", seed=seed, phases=[("scratch", self.suite.base.with_epochs(epochs))],
-                          protocol=self.protocol_label, method=source, variant=variant,
+                          protocol=self.protocol_label, method=source.without_recipe, variant=variant,
                           widths=None if plan.masks else plan.widths(), masks_sha256=plan.masks_sha256())
 
     def budget(self, pruned_macs: int) -> float | None:

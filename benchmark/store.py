@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,17 @@ from benchmark.config import RunSpec, canonical
 from benchmark.errors import ProtocolViolation
 from benchmark.trace import Trace
 
-SCHEMA_VERSION = 2  # PRAGMA user_version; an older index is rebuilt from the run directories
+SCHEMA_VERSION = 3  # PRAGMA user_version; an older index is rebuilt from the run directories
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,              -- base | pruned | scratch
     suite TEXT NOT NULL,
-    protocol TEXT,                   -- 'suite/setup'; NULL for base models (shared by protocols)
+    protocol TEXT,                   -- 'suite/setup', NULL for base models (shared by protocols)
     setup TEXT,
     row TEXT NOT NULL,               -- the leaderboard row: dense, l1norm, 'Scratch-B of l1norm', ...
     method TEXT,
+    method_code TEXT,                -- sha256 of the method's code: an edited method is a new version
     settings TEXT,                   -- JSON, non-default settings only
     ratio REAL,
     config TEXT,
@@ -56,7 +58,7 @@ CREATE TABLE IF NOT EXISTS runs (
     train_flops INTEGER,
     seconds REAL,
     spec TEXT NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL            -- when the run was last indexed (run, or found done)
 );
 CREATE TABLE IF NOT EXISTS epochs (  -- the trace of every finished run, one row per epoch
     run_id TEXT NOT NULL REFERENCES runs(id),
@@ -69,7 +71,7 @@ CREATE TABLE IF NOT EXISTS epochs (  -- the trace of every finished run, one row
     PRIMARY KEY (run_id, step)
 );
 """
-RUN_COLUMNS = ("id", "kind", "suite", "protocol", "setup", "row", "method", "settings", "ratio", "config",
+RUN_COLUMNS = ("id", "kind", "suite", "protocol", "setup", "row", "method", "method_code", "settings", "ratio", "config",
                "target", "variant", "recipe_of", "seed", "base", "status", "violation", "test_acc", "train_acc",
                "base_test_acc", "ta_train", "ta_test", "ta_epochs", "macs", "effective_macs", "params",
                "density", "epochs", "total_epochs", "train_flops", "seconds", "spec", "updated")
@@ -105,15 +107,27 @@ class Store:
         paths.runs_dir(self.root).mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(paths.db_path(self.root), timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version < SCHEMA_VERSION:  # an index of an older prunebench: rebuild it from the runs
-            with self._db:
+        if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            self._migrate()
+        self._db.executescript(SCHEMA)
+
+    def _migrate(self) -> None:
+        """Rebuild an index written by an older prunebench from the run directories, in one
+        transaction: another process opening the store waits, and then finds it rebuilt."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # re-read under the lock
                 self._db.execute("DROP TABLE IF EXISTS runs")
                 self._db.execute("DROP TABLE IF EXISTS epochs")
-            self._db.executescript(SCHEMA)
-            self.reindex()
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self._db.executescript(SCHEMA)
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self.reindex(commit=False)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def run_dir(self, run_id: str) -> Path:
         return paths.run_dir(self.root, run_id)
@@ -144,7 +158,7 @@ class Store:
         return Trace.model_validate_json(path.read_text()) if path.exists() else None
 
     def index(self, spec: RunSpec, status: str, metrics: dict[str, Any] | None = None,
-              violation: str | None = None) -> None:
+              violation: str | None = None, commit: bool = True, updated: float | None = None) -> None:
         """Record a run's state in the index; a finished run's trace goes in with it (from its
         run directory, which holds it before `metrics.json` is written)."""
         m = dict(metrics or {})
@@ -155,7 +169,7 @@ class Store:
         values = {
             "id": spec.run_id, "kind": spec.kind, "suite": spec.suite, "protocol": spec.protocol,
             "setup": spec.protocol.split("/")[-1] if spec.protocol else None, "row": spec.row,
-            "method": method.name if method else None,
+            "method": method.name if method else None, "method_code": method.code if method else None,
             "settings": json.dumps(method.settings, sort_keys=True) if method else None,
             "ratio": method.ratio if method else None, "config": method.config if method else None,
             "target": method.target if method else "-", "variant": spec.variant, "recipe_of": spec.recipe_of,
@@ -164,33 +178,44 @@ class Store:
                                      "macs", "params", "density", "epochs", "total_epochs", "train_flops",
                                      "seconds")},
             "effective_macs": m.get("effective_macs", m.get("macs")),
-            "spec": canonical(spec), "updated": time.time(),
+            "spec": canonical(spec), "updated": updated or time.time(),
         }
-        with self._db:
-            self._db.execute(f"INSERT OR REPLACE INTO runs ({','.join(RUN_COLUMNS)}) "
-                             f"VALUES ({','.join('?' * len(RUN_COLUMNS))})", [values[c] for c in RUN_COLUMNS])
-            self._db.execute("DELETE FROM epochs WHERE run_id = ?", (spec.run_id,))
-            if trace is not None:
-                self._db.executemany(
-                    "INSERT INTO epochs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(spec.run_id, i, r.phase, r.epoch, r.lr, r.train_loss, r.train_acc, r.test_loss, r.test_acc,
-                      r.samples, r.macs, r.seconds) for i, r in enumerate(trace.rows)])
+        db = self._db
+        db.execute(f"INSERT OR REPLACE INTO runs ({','.join(RUN_COLUMNS)}) "
+                   f"VALUES ({','.join('?' * len(RUN_COLUMNS))})", [values[c] for c in RUN_COLUMNS])
+        db.execute("DELETE FROM epochs WHERE run_id = ?", (spec.run_id,))
+        if trace is not None:
+            db.executemany(
+                "INSERT INTO epochs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(spec.run_id, i, r.phase, r.epoch, r.lr, r.train_loss, r.train_acc, r.test_loss, r.test_acc,
+                  r.samples, r.macs, r.seconds) for i, r in enumerate(trace.rows)])
+        if commit:
+            db.commit()
 
-    def reindex(self) -> int:
+    def reindex(self, commit: bool = True) -> int:
         """Rebuild the index from the run directories (the source of truth): finished runs from
         their metrics and trace, violated ones from their violation record, the rest as
-        'running' (started, not finished). Returns the number of runs indexed."""
+        'running' (started, not finished). A directory this version cannot read (e.g. written
+        by a much older prunebench) is skipped with a warning. Returns the number indexed."""
         count = 0
         for directory in sorted(paths.runs_dir(self.root).iterdir()):
             if not (directory / "spec.json").exists():
                 continue
-            spec = self.spec(directory.name)
-            if (metrics := self.metrics(directory.name)) is not None:
-                self.index(spec, "done", metrics)
-            elif (v := self.violation(directory.name)) is not None:
-                self.index(spec, "violated", violation=str(ProtocolViolation(**v)))
-            else:
-                self.index(spec, "running")
+            try:
+                spec = self.spec(directory.name)
+                if spec.run_id != directory.name:
+                    raise ValueError("its spec.json does not hash to the directory's name")
+                # when the run last changed, so the report's "latest version" survives a rebuild
+                when = max(f.stat().st_mtime for f in directory.iterdir())
+                if (metrics := self.metrics(directory.name)) is not None:
+                    self.index(spec, "done", metrics, commit=commit, updated=when)
+                elif (v := self.violation(directory.name)) is not None:
+                    self.index(spec, "violated", violation=str(ProtocolViolation(**v)), commit=commit, updated=when)
+                else:
+                    self.index(spec, "running", commit=commit, updated=when)
+            except (OSError, ValueError, TypeError, KeyError) as e:  # pydantic's errors are ValueErrors
+                warnings.warn(f"run store {self.root}: not indexing {directory.name[:12]}: {e}", stacklevel=2)
+                continue
             count += 1
         return count
 

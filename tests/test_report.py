@@ -13,7 +13,7 @@ from scipy import stats as sps
 
 from benchmark import stats
 from benchmark.cli import main
-from benchmark.crossval import crossval
+from benchmark.crossval import CrossVal, Duel, Pairing, crossval
 from benchmark.errors import ProtocolViolation, UserError
 from benchmark.method import METHODS, Choices, Method, MethodSettings, register_method
 from benchmark.protocols import load_protocol
@@ -35,6 +35,8 @@ def fast_suite(user_protocols):
         write_yaml(folder / f"{setup}.yaml", {"setup": setup, "suite": "synth-fast", "ratios": [0.5], "retrain": FAST})
     write_yaml(folder / "SX-B.yaml", {"setup": "SX-B", "suite": "synth-fast", "ratios": [0.5], "retrain": FAST,
                                       "budget": {"kind": "flops"}})
+    write_yaml(folder / "SX-A.yaml", {"setup": "SX-A", "suite": "synth-fast", "ratios": [0.5], "retrain": FAST,
+                                      "budget": {"kind": "epochs"}})
     return folder
 
 
@@ -106,6 +108,7 @@ def leaderboard_store(fast_suite, tmp_path_factory):
     store = tmp_path_factory.mktemp("lb") / "store"
     harness(store, "S2").run(["l1norm", "random", "magnitude"], seeds=SEEDS)
     harness(store, "S2").run(["taylor"], seeds=[0, 1])
+    harness(store, "SX-B").run(["l1norm"], seeds=SEEDS)
     h = harness(store, "S3.1")
     h.run(["l1norm"], seeds=SEEDS)
     with pytest.raises(ProtocolViolation):
@@ -146,6 +149,22 @@ def test_leaderboard_statistics_equal_scipy_on_the_stored_runs(leaderboard_store
     taylor = next(c for c in t.incomplete if c.row == "taylor")
     assert taylor.missing == {2: "not run"} and len(taylor.scores) == 2
 
+    sxb = {c.row: c for c in tables[("SX-B", "0.5")].cells}
+    assert sxb["l1norm"].reference == "Scratch-B of l1norm" and sxb["l1norm"].comparison.test == "paired t"
+    scratch = sxb["Scratch-B of l1norm"]
+    dense = tables[("SX-B", "0.5")].dense
+    assert scratch.drop == pytest.approx(np.mean([dense.scores[s] - scratch.scores[s] for s in SEEDS]))
+    # --reference: every other row against the one named
+    chosen = {c.row: c for c in build(Store(store), protocol="S2", reference="random")[0].cells}
+    assert chosen["l1norm"].reference == "random" and chosen["random"].comparison is None
+    assert chosen["l1norm"].comparison.delta == pytest.approx(-cells["random"].comparison.delta)
+    with pytest.raises(UserError, match="--reference 'randm' is not a row"):
+        build(Store(store), reference="randm")
+    # all pairs, Benjamini-Hochberg over the table's three pairs
+    pairs = {(a, b): (c, p) for a, b, c, p in t.pairs}
+    assert len(pairs) == 3
+    assert [p for _, p in pairs.values()] == pytest.approx(stats.benjamini_hochberg([c.p for c, _ in pairs.values()]))
+
     s31 = tables[("S3.1", "0.5")]
     assert [c.row for c in s31.cells] == ["l1norm"]
     missing = {c.row: c.missing for c in s31.incomplete}
@@ -154,12 +173,29 @@ def test_leaderboard_statistics_equal_scipy_on_the_stored_runs(leaderboard_store
     assert missing["random"][0].startswith("incomplete (run")
 
 
+def test_an_older_version_of_a_method_is_superseded_not_averaged(leaderboard_store, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(leaderboard_store, store)
+    s = Store(store)
+    (row,) = s.query("SELECT id FROM runs WHERE setup = 'S2' AND row = 'l1norm' AND seed = 1")
+    spec = s.spec(row["id"])
+    old = spec.model_copy(update={"method": spec.method.model_copy(update={"code": "0" * 64})})
+    shutil.copytree(store / "runs" / spec.run_id, store / "runs" / old.run_id)
+    (store / "runs" / old.run_id / "spec.json").write_text(old.model_dump_json())
+    for f in (store / "runs" / old.run_id).iterdir():  # finished before the current code's runs
+        os.utime(f, (1e9, 1e9))
+    assert s.reindex() == len(list((store / "runs").iterdir()))
+    cell = next(c for t in build(s, protocol="S2") for c in t.cells if c.row == "l1norm")
+    assert cell.superseded == [old.run_id] and cell.runs[1] == spec.run_id and len(cell.scores) == 3
+
+
 def test_report_files_name_the_runs_and_leave_out_what_is_missing(leaderboard_store, tmp_path, capsys):
     out = tmp_path / "reports"
     assert main(["report", "--store", str(leaderboard_store), "--out", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert "index.html" in names and "synth-fast_S2.md" in names and "synth-fast_S3.1.md" in names
-    assert "synth-fast_S2_accuracy_vs_ratio.png" in names and "synth-fast_S2_S2_0.5_curves.png" not in names
+    assert {"synth-fast_S2_accuracy_vs_ratio.png", "synth-fast_S2_0.5_curves.png", "synth-fast_S2_ta_vs_final.png",
+            "synth-fast_SX-B_0.5_curves.png", "leaderboard.json"} <= set(names)
     pngs = [p for p in out.iterdir() if p.suffix == ".png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs) and len(pngs) >= 6
     md = (out / "synth-fast_S2.md").read_text()
@@ -236,17 +272,11 @@ def test_crossval_runs_four_pairings_and_names_the_verdict(fast_suite, store, ca
             retrain = dict(spec.phases)["retrain"]
             assert retrain == result.recipes[owner]  # trained with that owner's recipe
             assert spec.recipe_of == (None if method == owner else owner)
-    # the verdict follows from the four means
-    mean = {k: p.summary.mean for k, p in result.pairings.items()}
-    win = [la if mean[(la, o)] > mean[("random", o)] else "random" for o in (la, "random")]
-    assert [d.winner for d in result.duels] == win
-    assert result.consistent == (win[0] == win[1])
+    # each duel: the two methods under one recipe, paired by seed, Holm over the two
+    p = [sps.ttest_rel(list(result.pairings[(la, o)].scores.values()),
+                       list(result.pairings[("random", o)].scores.values())).pvalue for o in (la, "random")]
+    assert [d.p_adjusted for d in result.duels] == pytest.approx(stats.holm(p))
     verdict = result.verdict()
-    if result.consistent:
-        assert verdict.startswith(f"consistent winner: {win[0]}")
-    else:
-        best = max(mean, key=mean.get)
-        assert "pruning and retraining interact" in verdict and f"{best[0]} with the recipe of {best[1]}" in verdict
     # a second call trains nothing: every pairing is a cache hit
     again = crossval(harness(store, "S3.1"), a, b, SEEDS)
     assert {k: p.runs for k, p in again.pairings.items()} == {k: p.runs for k, p in result.pairings.items()}
@@ -256,9 +286,43 @@ def test_crossval_runs_four_pairings_and_names_the_verdict(fast_suite, store, ca
     out = capsys.readouterr().out
     assert f"recipe of {la}: LR 0:0.2,1:0.02" in out and "recipe of random: LR 0:0.05,1:0.005" in out
     assert f"{result.pairings[(la, la)].summary.mean:.2f}" in out and f"verdict: {verdict}" in out
+    assert verdict.startswith(("consistent winner", "pruning and retraining interact", "inconclusive"))
     # the borrowed-recipe rows appear in the leaderboard under their own names
     rows = {c.row for t in build(s, protocol="S3.1") for c in t.cells}
-    assert f"{la} with the recipe of random" in rows and f"random with the recipe of {la}" in rows
+    assert f"l1norm with the recipe of {la}" not in rows  # its own retrain_lr did not train there
+    assert "l1norm with the recipe of random" in rows and f"random with the recipe of {la}" in rows
+
+
+def duel(owner, leader, p):
+    comparison = stats.Comparison("paired t", 3, 1.0 if leader == "A" else -1.0, (0.1, 2.0), p, 1.0)
+    return Duel(owner, comparison, p, leader)
+
+
+def pairings(means):
+    return {k: Pairing(k[0], k[1], {0: m, 1: m + 0.5, 2: m - 0.5}, {0: "r0", 1: "r1", 2: "r2"})
+            for k, m in means.items()}
+
+
+@pytest.mark.parametrize("leaders, ps, expected", [
+    (("A", "A"), (0.01, 0.02), "consistent winner: A wins under both recipes"),
+    (("A", "B"), (0.01, 0.02), "pruning and retraining interact: the winner changes with the recipe; "
+                               "the best pairing is B with the recipe of B (91.00%)"),
+    (("A", "B"), (0.01, 0.30), "inconclusive: no method wins significantly under both recipes (under the "
+                               "recipe of A: A wins (p Holm = 0.01); under the recipe of B: B ahead, n.s. (p Holm = 0.3))"),
+    (("A", "A"), (0.01, 0.05), "inconclusive"),  # 0.05 is not below 0.05
+])
+def test_crossval_verdict_counts_only_significant_wins(leaders, ps, expected):
+    means = {("A", "A"): 90.0, ("B", "A"): 89.0, ("A", "B"): 88.0, ("B", "B"): 91.0}
+    result = CrossVal("A", "B", {}, pairings(means), (duel("A", leaders[0], ps[0]), duel("B", leaders[1], ps[1])))
+    assert result.verdict().startswith(expected)
+
+
+def test_crossval_without_tests_is_inconclusive():
+    untested = stats.Comparison(None, 2, 0.5, None, None, 1.0, "n = 2 < 3 paired seeds: no test")
+    result = CrossVal("A", "B", {}, pairings({("A", "A"): 90.0, ("B", "A"): 89.0, ("A", "B"): 88.0, ("B", "B"): 87.0}),
+                      (Duel("A", untested, None, "A"), Duel("B", untested, None, "A")))
+    assert not result.consistent and not result.interact
+    assert "A ahead, not tested (n = 2 < 3 paired seeds: no test)" in result.verdict()
 
 
 def test_crossval_refuses_what_it_cannot_cross_validate(fast_suite, store, capsys):
@@ -279,3 +343,13 @@ def test_retrain_lr_is_refused_up_front_where_the_setup_fixes_it(fast_suite, sto
     pruned = next(p for p in planned if p.spec.kind == "pruned")
     assert dict(pruned.spec.phases)["retrain"].lr.stages == [(0, 0.2), (1, 0.02)]
     assert pruned.row == "l1norm(retrain_lr='0:0.2,1:0.02')"
+
+
+def test_own_retrain_lr_still_fits_an_own_pruning_phase_into_the_sx_budget(fast_suite, store):
+    planned = harness(store, "SX-A").plan(["greg:retrain_lr=0.2"], seeds=[0])
+    pruned = next(p for p in planned if p.spec.kind == "pruned")
+    phases = dict(pruned.spec.phases)
+    assert phases["prune"].epochs + phases["retrain"].epochs == FAST["epochs"]  # K2 shared with the phase
+    assert phases["retrain"].lr.stages == [(0, 0.2)]
+    scratch = next(p for p in planned if p.spec.kind == "scratch")
+    assert scratch.row == "Scratch-E of greg"  # scratch training takes no finetuning LR: one baseline
