@@ -20,45 +20,39 @@ from benchmark.errors import ProtocolViolation, UserError  # noqa: E402
 LIST_KINDS = ("archs", "datasets", "suites", "methods", "protocols")
 
 
+def _grid_arguments(p: argparse.ArgumentParser, protocol: str, method: str) -> None:
+    """The arguments of a command that trains a grid (`run`, `crossval`)."""
+    p.add_argument("--protocol", required=True, help=protocol)
+    p.add_argument("--suite", default=None, help="suite (default: the protocol file's, else fmnist-smallcnn)")
+    p.add_argument("--method", action="append", required=True, help=method)
+    p.add_argument("--plugins", action="append", default=[], metavar="FILE_OR_MODULE",
+                   help="a Python file or module that registers more methods; repeatable")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--ratio", type=float, help="uniform pruning ratio in [0, 1)")
+    target.add_argument("--config", help="named layer-wise config of the architecture (e.g. A)")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the suite's)")
+    p.add_argument("--store", type=Path, help=f"run store (default ${paths.STORE_ENV} or the user cache)")
+    p.add_argument("--data-root", type=Path, help=f"dataset root (default ${paths.DATA_ENV} or the user cache)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="prunebench: comparable pruning results.")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a protocol for one or more methods and print the results")
-    run.add_argument("--protocol", required=True, help="setup name (e.g. SX-B) or a protocol YAML file")
-    run.add_argument("--suite", default=None, help="suite (default: the protocol file's, else fmnist-smallcnn)")
-    run.add_argument("--method", action="append", required=True,
-                     help="registered method, optionally with settings: NAME or NAME:KEY=VALUE[,KEY=VALUE] "
-                     "(e.g. magnitude:scope=global); repeat for several")
-    run.add_argument("--plugins", action="append", default=[], metavar="FILE_OR_MODULE",
-                     help="a Python file or module that registers more methods; repeatable")
-    target = run.add_mutually_exclusive_group()
-    target.add_argument("--ratio", type=float, help="uniform pruning ratio in [0, 1)")
-    target.add_argument("--config", help="named layer-wise config of the architecture (e.g. A)")
-    run.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the suite's)")
-    run.add_argument("--store", type=Path, help=f"run store (default ${paths.STORE_ENV} or the user cache)")
-    run.add_argument("--data-root", type=Path, help=f"dataset root (default ${paths.DATA_ENV} or the user cache)")
-    run.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    _grid_arguments(run, protocol="setup name (e.g. SX-B) or a protocol YAML file",
+                    method="registered method, optionally with settings: NAME or NAME:KEY=VALUE[,KEY=VALUE] "
+                    "(e.g. magnitude:scope=global); repeat for several")
     run.add_argument("--dry-run", action="store_true", help="show the planned runs without training")
     run.add_argument("--json", action="store_true", help="print the result rows as JSON")
 
     cv = sub.add_parser("crossval", help="cross-validate two methods' retraining recipes (Wang et al. Sec. 5): "
                         "all four (method, recipe) pairings, the winner under each recipe, the verdict")
-    cv.add_argument("--protocol", required=True, help="setup name or protocol YAML file; one that leaves the "
-                    "retraining LR free (S1, S2, S3.1, SX-A, SX-B)")
-    cv.add_argument("--suite", default=None, help="suite (default: the protocol file's, else fmnist-smallcnn)")
-    cv.add_argument("--method", action="append", required=True,
-                    help="exactly two methods, each NAME or NAME:KEY=VALUE[,...]; a method's recipe is its "
+    _grid_arguments(cv, protocol="setup name or protocol YAML file; one that leaves the retraining LR free "
+                    "(S1, S2, S3.1, SX-A, SX-B)",
+                    method="exactly two methods, each NAME or NAME:KEY=VALUE[,...]; a method's recipe is its "
                     "retrain_lr setting (or its own choice), else the protocol's")
-    cv.add_argument("--plugins", action="append", default=[], metavar="FILE_OR_MODULE",
-                    help="a Python file or module that registers more methods; repeatable")
-    cv_target = cv.add_mutually_exclusive_group()
-    cv_target.add_argument("--ratio", type=float, help="uniform pruning ratio in [0, 1)")
-    cv_target.add_argument("--config", help="named layer-wise config of the architecture (e.g. A)")
-    cv.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the suite's)")
-    cv.add_argument("--store", type=Path, help=f"run store (default ${paths.STORE_ENV} or the user cache)")
-    cv.add_argument("--data-root", type=Path, help=f"dataset root (default ${paths.DATA_ENV} or the user cache)")
-    cv.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     cv.add_argument("--json", action="store_true", help="print a JSON object")
 
     rp = sub.add_parser("report", help="write leaderboards (Markdown, one HTML page, PNG plots) from the store's "
