@@ -171,7 +171,12 @@ class MethodSpec(Frozen):
 
     @property
     def target(self) -> str:
-        return f"config {self.config}" if self.config else (f"{self.ratio:g}" if self.ratio is not None else "-")
+        return target_label(self.ratio, self.config)
+
+
+def target_label(ratio: float | None, config: str | None) -> str:
+    """A pruning target as tables show it: '0.5', 'config A', or '-' (none)."""
+    return f"config {config}" if config is not None else (f"{ratio:g}" if ratio is not None else "-")
 
 
 def _short(value: Any) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from benchmark import stats
-from benchmark.config import MethodSpec, Recipe
+from benchmark.config import Recipe
 from benchmark.errors import UserError
-from benchmark.method import METHODS, parse_method
+from benchmark.method import resolve_method
 from benchmark.runner import Harness
 from benchmark.setups import fixes
 
@@ -93,12 +93,6 @@ class CrossVal:
         return f"inconclusive: no method wins significantly under both recipes ({readings})"
 
 
-def _spec(text: str) -> MethodSpec:
-    name, settings = parse_method(text)
-    method = METHODS.get(name)
-    return MethodSpec(name=name, settings=method.settings(settings).model_dump(mode="json", exclude_defaults=True))
-
-
 def crossval(harness: Harness, a: str, b: str, seeds: list[int], ratio: float | None = None,
              config: str | None = None) -> CrossVal:
     """Run all four (method, recipe) pairings of methods `a` and `b` over `seeds` at one target,
@@ -107,7 +101,7 @@ def crossval(harness: Harness, a: str, b: str, seeds: list[int], ratio: float | 
     if fixes(setup, "retrain.lr"):
         raise UserError(f"{setup} fixes the retraining LR schedule, so every method retrains with the same "
                         "recipe and there is nothing to cross-validate; use S1, S2, S3.1, SX-A or SX-B.")
-    mspec_a, mspec_b = _spec(a), _spec(b)
+    (_, mspec_a), (_, mspec_b) = resolve_method(a), resolve_method(b)
     label_a, label_b = mspec_a.label, mspec_b.label
     if label_a == label_b:
         raise UserError(f"both methods are {label_a!r}: cross-validate two different methods.")

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from benchmark._registry import Registry
-from benchmark.config import Protocol, Recipe
+from benchmark.config import MethodSpec, Protocol, Recipe, target_label
 from benchmark.data import Split
 from benchmark.errors import UserError
 from benchmark.models import Arch
@@ -115,7 +115,7 @@ class Target:
         }
 
     def label(self) -> str:
-        return f"config {self.config}" if self.config is not None else f"{self.ratio:g}"
+        return target_label(self.ratio, self.config)
 
 
 @dataclass
@@ -338,3 +338,12 @@ def parse_method(text: str) -> tuple[str, dict]:
             except yaml.YAMLError:
                 raise UserError(f"cannot read the value {value!r} of setting {key.strip()!r} of {name!r}") from None
     return name.strip(), settings
+
+
+def resolve_method(text: str) -> tuple[Method, MethodSpec]:
+    """A method as given on the command line (`NAME[:KEY=VALUE,...]`): the registered method and
+    its spec, settings validated (bad ones fail here, before anything trains) and defaults
+    dropped, so that equal settings give equal run ids. No target or code hash yet."""
+    name, raw = parse_method(text)
+    method = METHODS.get(name)
+    return method, MethodSpec(name=name, settings=method.settings(raw).model_dump(mode="json", exclude_defaults=True))

@@ -27,13 +27,13 @@ import torch
 from torch import nn
 
 import benchmark
-from benchmark import audit
+from benchmark import audit, stats
 from benchmark.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical
 from benchmark.data import DATASETS, Split, TensorData, load_dataset
 from benchmark.errors import ProtocolViolation, UserError
 from benchmark.flops import effective_macs, forward_macs, param_count, training_flops
 from benchmark.method import (
-    METHODS, Choices, Method, PruneContext, Target, load_builtin_methods, method_code, parse_method,
+    METHODS, Choices, Method, PruneContext, Target, load_builtin_methods, method_code, resolve_method,
 )
 from benchmark.models import ARCHS, reinitialise
 from benchmark.protocols import load_suites
@@ -293,11 +293,9 @@ class Harness:
     def own_recipe(self, text: str) -> Recipe:
         """The retraining recipe a method chooses under this protocol (its `retrain_lr`, or
         whatever its `choices` return), before any fitting to an SX budget."""
-        name, settings = parse_method(text)
-        method = METHODS.get(name)
+        method, mspec = resolve_method(text)
         if method.from_scratch:
-            raise UserError(f"{name!r} is a baseline trained from scratch; it has no retraining recipe.")
-        mspec = MethodSpec(name=name, settings=method.settings(settings).model_dump(mode="json", exclude_defaults=True))
+            raise UserError(f"{mspec.name!r} is a baseline trained from scratch; it has no retraining recipe.")
         return self.choices(method, mspec).retrain or self.protocol.retrain
 
     def _grid(self, methods: list[str], seeds: list[int], ratio: float | None, config: str | None,
@@ -307,13 +305,7 @@ class Harness:
         baseline takes the architecture its source pipeline actually cut. `borrow` maps a method
         (as given) to (lender, recipe): that method retrains with the lender's recipe instead of
         its own, and its scratch baseline is not repeated (recipe cross-validation)."""
-        resolved = []
-        for text in methods:
-            name, settings = parse_method(text)
-            method = METHODS.get(name)
-            # bad settings fail before anything trains; defaults dropped, so equal settings share ids
-            settings = method.settings(settings).model_dump(mode="json", exclude_defaults=True)
-            resolved.append((text, name, settings, method))
+        resolved = [(text, *resolve_method(text)) for text in methods]
         targets = self.targets(ratio, config)
         seen: set[str] = set()
 
@@ -324,11 +316,11 @@ class Harness:
 
         for seed in seeds:
             yield from once(self._base_job(self.base_spec(seed)))
-            for text, name, settings, method in resolved:
+            for text, method, given in resolved:
                 lender, recipe = (borrow or {}).get(text, (None, None))
                 for target in targets:
-                    mspec = MethodSpec(name=name, settings=settings, ratio=target.ratio, config=target.config,
-                                       code=method_code(method))
+                    mspec = given.model_copy(update={"ratio": target.ratio, "config": target.config,
+                                                     "code": method_code(method)})
                     source_spec, source = self._source(method, mspec)
                     chosen = self.choices(source, source_spec)
                     if recipe is not None:
@@ -621,7 +613,7 @@ def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:
     rows = []
     for key, runs in done.items():
         name, _, target = key.partition("|")
-        accs = np.array([m["test_acc"] for _, m in runs], dtype=float)
+        acc = stats.summarise([m["test_acc"] for _, m in runs])
         metrics = [m for _, m in runs]
         # an automatic architecture (slimming, global Taylor) may differ by seed: means over seeds
         macs = _mean_int([m["macs"] for m in metrics])
@@ -630,7 +622,7 @@ def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:
         own = sorted({m["epochs"] for _, m in runs})
         row: dict[str, Any] = {
             "row": name, "target": target or None, "n": len(runs),
-            "mean": float(accs.mean()), "std": float(accs.std(ddof=1)) if len(accs) > 1 else None,
+            "mean": acc.mean, "std": acc.std,
             "drop": None, "macs": macs, "effective_macs": effective,
             "params": _mean_int([m["params"] for m in metrics]),
             "density": float(np.mean([m["density"] for m in metrics])) if metrics[0].get("density") else None,
