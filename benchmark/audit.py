@@ -12,7 +12,7 @@ from benchmark.errors import ProtocolViolation
 from benchmark.setups import fixes
 from benchmark.trace import Trace, TraceRow
 
-HPARAMS = ("momentum", "weight_decay", "nesterov", "augment")
+HPARAMS = ("momentum", "weight_decay", "nesterov", "augment", "precision")
 
 
 def audit_phase(setup: str, phase: str, expected: Recipe | None, rows: list[TraceRow], n_train: int) -> None:

@@ -34,6 +34,19 @@ def _grid_arguments(p: argparse.ArgumentParser, protocol: str, method: str) -> N
     p.add_argument("--store", type=Path, help=f"run store (default ${paths.STORE_ENV} or the user cache)")
     p.add_argument("--data-root", type=Path, help=f"dataset root (default ${paths.DATA_ENV} or the user cache)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--compile", action="store_true",
+                   help="train through torch.compile (an execution setting: the same recipe and run ids)")
+    ex = p.add_argument_group("parallel runs (Ray: pip install 'prunebench[ray]')")
+    ex.add_argument("--executor", choices=("sequential", "ray"), default="sequential",
+                    help="sequential: one run after another in this process (default); ray: runs in parallel "
+                    "as Ray tasks, bases first")
+    ex.add_argument("--ray-address", metavar="ADDRESS",
+                    help="a running Ray cluster (e.g. auto, or ray://head:10001); default: a local Ray instance "
+                    "on this machine. Every node must see --store at the same path")
+    ex.add_argument("--gpus-per-run", type=float, metavar="G",
+                    help="GPUs each run asks for; 0.25 packs four runs on one GPU (default: 1 if this machine "
+                    "has a GPU, else 0)")
+    ex.add_argument("--cpus-per-run", type=float, default=1.0, metavar="C", help="CPUs each run asks for (default 1)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -234,7 +247,8 @@ def _harness(args: argparse.Namespace):
     from benchmark.protocols import DEFAULT_SUITE, load_protocol
     from benchmark.runner import Harness
 
-    for plugin in args.plugins:
+    plugins = tuple(str(Path(p).resolve()) if p.endswith(".py") or Path(p).exists() else p for p in args.plugins)
+    for plugin in plugins:
         load_plugin(plugin)
     if args.ratio is not None and not 0 <= args.ratio < 1:
         raise UserError(f"--ratio {args.ratio} is outside [0, 1): pass a fraction of filters to remove, e.g. 0.5.")
@@ -242,8 +256,31 @@ def _harness(args: argparse.Namespace):
     if args.suite and protocol.suite != args.suite:
         raise UserError(f"{path} is a protocol of suite {protocol.suite!r}, not {args.suite!r}.")
     harness = Harness(protocol, store=args.store or paths.default_store(), protocol_sha256=sha,
-                      data_root=args.data_root, device=args.device, progress=not args.json)
+                      data_root=args.data_root, device=args.device, progress=not args.json,
+                      compiled=args.compile, plugins=plugins, executor=_executor(args))
     return harness, path
+
+
+def _executor(args: argparse.Namespace):
+    """The executor `--executor` names, its options checked (None: sequential)."""
+    from benchmark.executor import RayExecutor
+
+    ray_only = [flag for flag, value in (("--ray-address", args.ray_address), ("--gpus-per-run", args.gpus_per_run))
+                if value is not None]
+    if args.executor == "sequential":
+        if ray_only:
+            raise UserError(f"{' and '.join(ray_only)} only apply with --executor ray.")
+        return None
+    gpus = args.gpus_per_run
+    if gpus is None:
+        import torch
+
+        gpus = 1.0 if torch.cuda.is_available() and args.device != "cpu" else 0.0
+    if not 0 <= gpus <= 1 and gpus != int(gpus):
+        raise UserError(f"--gpus-per-run {gpus}: give a fraction of one GPU (0 to 1) or a whole number.")
+    if gpus < 0 or args.cpus_per_run <= 0:
+        raise UserError("--gpus-per-run must be >= 0 and --cpus-per-run > 0.")
+    return RayExecutor(address=args.ray_address, cpus_per_run=args.cpus_per_run, gpus_per_run=gpus)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

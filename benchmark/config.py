@@ -38,6 +38,9 @@ class Recipe(Frozen):
     pad: int = Field(4, ge=0, description="zero padding before the random crop (crop+flip)")
     samples_per_epoch: int | None = Field(
         None, gt=0, description="samples drawn per epoch (reshuffled passes); default one pass over the data")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="arithmetic of forward and backward: fp32, or bf16 autocast (weights, optimizer "
+        "and loss stay fp32)")
 
     @model_validator(mode="before")
     @classmethod

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,14 +36,22 @@ from benchmark.method import (
     METHODS, Choices, Method, PruneContext, Target, load_builtin_methods, method_code, resolve_method,
 )
 from benchmark.models import ARCHS, reinitialise
+from benchmark.progress import GridProgress
 from benchmark.protocols import load_suites
 from benchmark.pruning import Masks, PruningPlan, apply_plan
 from benchmark.setups import fixes
-from benchmark.store import Store, sha256_file, trainability, write_atomic
+from benchmark.store import RunFiles, Store, sha256_file, trainability, write_atomic
 from benchmark.trace import Trace
 from benchmark.train import train_phases
 
+if TYPE_CHECKING:
+    from benchmark.executor import Executor
+
 Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def scratch_epochs(variant: str, k1: int, k2: int, dense_macs: int, pruned_macs: int) -> int:
@@ -106,7 +114,8 @@ class Harness:
 
     def __init__(self, protocol: Protocol, *, store: Path, protocol_sha256: str = "",
                  data_root: Path | None = None, device: str | None = None,
-                 progress: bool = True, log: Log | None = None) -> None:
+                 progress: bool = True, log: Log | None = None, compiled: bool = False,
+                 plugins: tuple[str, ...] = (), executor: Executor | None = None) -> None:
         load_builtin_methods()
         self.protocol = protocol
         self.suite: Suite = load_suites().get(protocol.suite)
@@ -116,14 +125,48 @@ class Harness:
         self.store_root = Path(store)
         self.protocol_sha256 = protocol_sha256
         self.data_root = data_root
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        # channels_last is an execution setting (the recipe is unchanged): faster with cuDNN,
-        # measured slower than NCHW for the default suite's small CNN on CPU
-        self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        self.set_device(device)
+        self.compiled = compiled  # torch.compile: an execution setting, not part of any run's spec
+        self.plugins = tuple(plugins)  # re-loaded by every process that trains (Ray workers)
+        self.executor = executor  # None: runs one after another in this process
         self.progress = progress
-        self.log: Log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.log: Log = log or _stderr
+        self.files = RunFiles(self.store_root)
         self._data: tuple[Split, Split] | None = None
         self._fingerprint = ""
+        self._plans: dict[tuple, PruningPlan] = {}
+        self._records: list[tuple] | None = None  # a worker's index writes, for the driver to apply
+        self.grid_progress: GridProgress | None = None
+
+    def set_device(self, device: str | torch.device | None) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # execution settings (the recipe is unchanged): channels_last is faster with cuDNN, and
+        # measured slower than NCHW for the default suite's small CNN on CPU; cuDNN picks the
+        # fastest convolution algorithms for the (fixed) shapes once
+        self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self._data = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What travels to a Ray worker: the protocol and settings, not the data, the index or
+        the driver's caches (a worker loads its own data and never opens the SQLite index)."""
+        state = dict(self.__dict__)
+        for local in ("_data", "store", "_plans", "log", "grid_progress"):
+            state.pop(local, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._data, self._plans, self.log, self.grid_progress = None, {}, _stderr, None
+
+    def _index(self, spec: RunSpec, status: str, metrics: dict[str, Any] | None = None,
+               violation: str | None = None) -> None:
+        """Record a run's state in the SQLite index; in a worker, kept for the driver to record."""
+        if self._records is not None:
+            self._records.append((spec, status, metrics, violation))
+        else:
+            self.store.index(spec, status, metrics, violation=violation)
 
     @cached_property
     def store(self) -> Store:
@@ -299,12 +342,17 @@ class Harness:
         return self.choices(method, mspec).retrain or self.protocol.retrain
 
     def _grid(self, methods: list[str], seeds: list[int], ratio: float | None, config: str | None,
-              live: bool, borrow: Borrowed | None = None) -> Iterator[Planned]:
+              live: bool, borrow: Borrowed | None = None,
+              ready: Callable[[str], bool] | None = None) -> Iterator[Planned]:
         """The runs of a grid, lazily. When `live`, each yielded run is trained before the
         generator goes on, so pruned architectures are planned on the trained base, and a scratch
         baseline takes the architecture its source pipeline actually cut. `borrow` maps a method
         (as given) to (lender, recipe): that method retrains with the lender's recipe instead of
-        its own, and its scratch baseline is not repeated (recipe cross-validation)."""
+        its own, and its scratch baseline is not repeated (recipe cross-validation).
+
+        With `ready` (a parallel executor), the generator does not wait: a run whose base (or,
+        for a scratch baseline, whose source run) is not `ready` yet is left out of this pass,
+        and the executor walks the grid again when runs finish."""
         resolved = [(text, *resolve_method(text)) for text in methods]
         targets = self.targets(ratio, config)
         seen: set[str] = set()
@@ -336,8 +384,9 @@ class Harness:
                                         f"{base.phases[0][1].epochs} epochs (set rewind_epoch between 0 and "
                                         f"{base.phases[0][1].epochs}).")
                     yield from once(self._base_job(base))
-                    model = self._load_base(base.run_id) if live else self._fresh(seed)
-                    plan = self._plan(source, source_spec, model, seed)
+                    if live and ready is not None and not ready(base.run_id):
+                        continue
+                    plan = self._plan_on(source, source_spec, seed, base.run_id if live else None)
                     macs = self._macs_of(plan)
                     chosen = self._fit_budget(chosen, macs)
                     spec = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender)
@@ -348,8 +397,10 @@ class Harness:
                         yield from once(Planned(spec, spec.row, target, macs, self.budget(macs),
                                                 start=partial(self._start_pruned, spec, source,
                                                               self.base_spec(seed, shared).run_id)))
+                        if live and ready is not None and not ready(spec.run_id):
+                            continue
                         if live:  # the architecture the pipeline actually cut
-                            plan = PruningPlan.load(self.store.run_dir(spec.run_id)) or plan
+                            plan = PruningPlan.load(self.files.run_dir(spec.run_id)) or plan
                             macs = self._macs_of(plan)
                     if (method.from_scratch or self.protocol.scratch_variant) and lender is None:
                         scratch = self.scratch_spec(source_spec, seed, plan, macs)
@@ -383,6 +434,15 @@ class Harness:
         return PruneContext(self.arch, self.input_shape, torch.Generator().manual_seed(seed), data=data,
                             batch_size=self.protocol.retrain.batch_size)
 
+    def _plan_on(self, method: Method, mspec: MethodSpec, seed: int, base_id: str | None) -> PruningPlan:
+        """The method's plan on the trained base `base_id` (None: a fresh model of the seed), made
+        once per (method, seed, base) however often the grid is walked."""
+        key = (canonical(mspec), seed, base_id)
+        if key not in self._plans:
+            model = self._load_base(base_id) if base_id else self._fresh(seed)
+            self._plans[key] = self._plan(method, mspec, model, seed)
+        return self._plans[key]
+
     def _plan(self, method: Method, mspec: MethodSpec, model: nn.Module, seed: int) -> PruningPlan:
         """The method's plan for `model` (scored on a copy, so the model itself stays verified)."""
         target = Target(ratio=mspec.ratio, config=mspec.config)
@@ -408,30 +468,51 @@ class Harness:
     def run(self, methods: list[str], seeds: list[int], ratio: float | None = None,
             config: str | None = None, borrow: Borrowed | None = None) -> list[dict[str, Any]]:
         """Execute the grid (cache hits for completed runs) and return the summary rows."""
+        planned = self.plan(methods, seeds, ratio, config, borrow)  # user mistakes surface before anything trains
+        self.grid_progress = GridProgress(len(planned), self.log)
+        if self.executor is not None:
+            results = self.executor.run(self, methods, seeds, ratio, config, borrow)
+        else:
+            results = [(job, self._execute(job.spec, job.start, job.budget))  # type: ignore[arg-type]
+                       for job in self._grid(methods, seeds, ratio, config, live=True, borrow=borrow)]
         done: dict[str, list[tuple[str, dict]]] = {}  # row key -> [(run id, metrics)]
-        self.plan(methods, seeds, ratio, config, borrow)  # every user mistake surfaces before anything trains
-        for job in self._grid(methods, seeds, ratio, config, live=True, borrow=borrow):
-            assert job.start is not None
-            metrics = self._execute(job.spec, job.start, job.budget)
+        for job, metrics in results:
             key = f"{job.row}|{job.target.label()}" if job.target else job.row
             done.setdefault(key, []).append((job.spec.run_id, metrics))
         return summarise(done)
 
+    def label(self, spec: RunSpec) -> str:
+        return f"{spec.row} seed {spec.seed}" + (f" at {spec.method.target}" if spec.method else "")
+
     def _execute(self, spec: RunSpec, start: Callable[[Path], Start], budget: float | None = None) -> dict[str, Any]:
         """Run `spec` unless the store has it: `start` gives the model, the trace of anything
-        already trained for this run (a pruning phase) and the phases left to train."""
-        run_id = spec.run_id
-        cached = self.store.metrics(run_id)
-        if cached is not None:
-            self.store.index(spec, "done", cached)
-            return cached
-        if (v := self.store.violation(run_id)) is not None:
+        already trained for this run (a pruning phase) and the phases left to train. The run
+        trains under its lock; a run another process is training is waited for, not repeated."""
+        run_id, progress = spec.run_id, self.grid_progress or GridProgress(1, self.log)
+        label = self.label(spec)
+        cached = self.files.metrics(run_id)
+        if cached is None:
+            if (v := self.files.violation(run_id)) is not None:
+                raise ProtocolViolation(v["setup"], v["rule"], v["expected"], v["actual"])
+            with self.files.claim(
+                run_id, waiting=lambda who: self.log(f"{label} (run {run_id[:12]}) is being trained by {who}; waiting"),
+                stale=lambda who: self.log(f"{label} (run {run_id[:12]}): the lock of {who} is stale (that process "
+                                           "was killed); taking the run over"),
+            ):
+                cached = self.files.metrics(run_id)  # trained by another process while we waited
+                if cached is None:
+                    return self._train_run(spec, start, budget, label, progress)
+        self._index(spec, "done", cached)
+        progress.finish(run_id)
+        return cached
+
+    def _train_run(self, spec: RunSpec, start: Callable[[Path], Start], budget: float | None, label: str,
+                   progress: GridProgress) -> dict[str, Any]:
+        if (v := self.files.violation(spec.run_id)) is not None:
             raise ProtocolViolation(v["setup"], v["rule"], v["expected"], v["actual"])
-        directory = self.store.prepare(spec)
-        label = f"{spec.kind} seed {spec.seed}" + (f" {spec.method.name}" if spec.method else "")
-        resumed = any(directory.glob("checkpoint*.pt"))
-        self.log(f"{'resuming' if resumed else 'training'} {label} (run {run_id[:12]})")
-        self.store.index(spec, "running")
+        directory = self.files.prepare(spec)
+        progress.start(spec.run_id, label, resumed=any(directory.glob("checkpoint*.pt")))
+        self._index(spec, "running")
         train, _ = self.data()
         started = time.perf_counter()
         try:
@@ -448,9 +529,13 @@ class Harness:
         except ProtocolViolation as v:
             write_atomic(directory / "violation.json", json.dumps(
                 {"setup": v.setup, "rule": v.rule, "expected": str(v.expected), "actual": str(v.actual)}))
-            self.store.index(spec, "violated", violation=str(v))
+            self._index(spec, "violated", violation=str(v))
+            progress.finish(spec.run_id, f"{label}: protocol violation ({v.rule})")
             raise
-        return self._finish(spec, directory, model, trace, budget, started, begin.masks)
+        metrics = self._finish(spec, directory, model, trace, budget, started, begin.masks)
+        progress.finish(spec.run_id, f"done {label}: test acc {metrics['test_acc']:.2f}% after {trace.epochs} "
+                                     f"epochs ({metrics['seconds']:.0f} s)")
+        return metrics
 
     def _audit_budget(self, spec: RunSpec, trace: Trace, budget: float) -> None:
         """SX budgets cover the whole pipeline: a pruned run's base counts towards it."""
@@ -458,7 +543,7 @@ class Harness:
         kind = self.protocol.budget.kind
         used = float(trace.epochs if kind == "epochs" else trace.train_flops)
         if spec.kind == "pruned" and spec.base is not None:
-            base = self.store.metrics(spec.base) or {}
+            base = self.files.metrics(spec.base) or {}
             used += base.get("epochs" if kind == "epochs" else "train_flops", 0)
         audit.audit_budget(self.setup, kind, budget, used, self.protocol.budget.tolerance)
 
@@ -469,7 +554,7 @@ class Harness:
         write_atomic(directory / "trace.csv", trace.to_csv())
         write_atomic(directory / "trace.json", trace.model_dump_json(indent=1))
         last = trace.rows[-1] if trace.rows else None
-        base = self.store.metrics(spec.base) if spec.base else None
+        base = self.files.metrics(spec.base) if spec.base else None
         metrics = {
             "run_id": spec.run_id,
             "seed": spec.seed,
@@ -498,9 +583,7 @@ class Harness:
         write_atomic(directory / "metrics.json", json.dumps(metrics, indent=2))
         for checkpoint in directory.glob("checkpoint*.pt"):
             checkpoint.unlink()
-        self.store.index(spec, "done", metrics)
-        self.log(f"  done: test acc {metrics['test_acc']:.2f}% after {trace.epochs} epochs "
-                 f"({metrics['seconds']:.0f} s)")
+        self._index(spec, "done", metrics)
         return metrics
 
     def _train(self, model: nn.Module, spec: RunSpec, directory: Path, phases: list[tuple[str, Recipe]],
@@ -511,19 +594,21 @@ class Harness:
             if spec.kind == "pruned" and phase in ("prune", "retrain"):
                 audit.audit_phase(self.setup, phase, audit.expected_recipe(self.protocol, phase), rows, len(train))
 
+        label, progress = self.label(spec), self.grid_progress
         trace = train_phases(
             model, list(phases), train, test, seed=spec.seed, input_shape=self.input_shape,
             checkpoint=directory / checkpoint, regularizer=regularizer, on_phase_end=check,
-            label=f"seed {spec.seed}", progress=self.progress, masks=masks,
+            label=f"seed {spec.seed}", progress=self.progress, masks=masks, compiled=self.compiled,
+            on_epoch=(lambda row, epochs: progress.epoch(label, row, epochs)) if progress and self.progress else None,
         )
         return Trace(rows=(prior.rows if prior else ()) + trace.rows)
 
     def _load_base(self, run_id: str) -> nn.Module:
         """A trained base model, its file checked against the sha256 recorded when it was trained."""
-        metrics = self.store.metrics(run_id)
+        metrics = self.files.metrics(run_id)
         if metrics is None:
             raise UserError(f"base model run {run_id[:12]} is not trained yet.")
-        path = self.store.run_dir(run_id) / "model.pt"
+        path = self.files.run_dir(run_id) / "model.pt"
         actual = sha256_file(path)
         if actual != metrics["model_sha256"]:
             raise ProtocolViolation(self.setup, "base checkpoint sha256", metrics["model_sha256"], actual)
@@ -537,8 +622,8 @@ class Harness:
         this seed and target must start from (S2 on)."""
         assert spec.method is not None and spec.base is not None
         if fixes(self.setup, "base") and spec.base != shared:
-            want = (self.store.metrics(shared) or {}).get("model_sha256", f"run {shared[:12]}")
-            got = (self.store.metrics(spec.base) or {}).get("model_sha256", f"run {spec.base[:12]}")
+            want = (self.files.metrics(shared) or {}).get("model_sha256", f"run {shared[:12]}")
+            got = (self.files.metrics(spec.base) or {}).get("model_sha256", f"run {spec.base[:12]}")
             raise ProtocolViolation(self.setup, "same base checkpoint (sha256)", want, got)
         settings = method.settings(spec.method.settings)
         target = Target(ratio=spec.method.ratio, config=spec.method.config)
@@ -573,7 +658,7 @@ class Harness:
         `epoch` epochs replayed from that init with the same seeded data order (bit-identical on
         CPU; a checkpoint in `directory` makes the replay resumable). Not part of the run's trace:
         it reconstructs the base's own training rather than adding to it."""
-        base = self.store.spec(base_id)
+        base = self.files.spec(base_id)
         recipe = base.phases[0][1]
         assert 0 <= epoch <= recipe.epochs, "the grid checks rewind epochs before anything trains"
         model = self._fresh(base.seed).to(self.device, memory_format=self.memory_format)
@@ -581,7 +666,8 @@ class Harness:
             train, test = self.data()
             train_phases(model, [(base.phases[0][0], recipe)], train, test, seed=base.seed,
                          input_shape=self.input_shape, checkpoint=directory / "checkpoint-rewind.pt",
-                         label=f"seed {base.seed} rewind", progress=self.progress, stop_after=epoch)
+                         label=f"seed {base.seed} rewind", progress=self.progress, stop_after=epoch,
+                         compiled=self.compiled)
         return model
 
     def _start_scratch(self, spec: RunSpec, plan: PruningPlan, directory: Path) -> Start:

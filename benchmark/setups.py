@@ -11,7 +11,7 @@ schedules are left to the method there.
 from __future__ import annotations
 
 # One rule per line: "<what>" ; phase rules read "<phase>.<part>", part in epochs, lr, hparams
-# (batch size, samples per epoch, momentum, weight decay, nesterov, augmentation).
+# (batch size, samples per epoch, momentum, weight decay, nesterov, augmentation, precision).
 LADDER = ("S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2")
 RULES: dict[str, tuple[str, ...]] = {
     "S1": (),
@@ -28,10 +28,12 @@ WORDS = {
     "base": "the base checkpoint (the suite's base model of each seed, sha256 checked)",
     "retrain.epochs": "retraining epochs",
     "retrain.lr": "retraining LR schedule",
-    "retrain.hparams": "retraining batch size, samples per epoch, momentum, weight decay, nesterov, augmentation",
+    "retrain.hparams": "retraining batch size, samples per epoch, momentum, weight decay, nesterov, augmentation, "
+                       "precision",
     "prune.epochs": "pruning-phase epochs",
     "prune.lr": "pruning-phase LR schedule",
-    "prune.hparams": "pruning-phase batch size, samples per epoch, momentum, weight decay, nesterov, augmentation",
+    "prune.hparams": "pruning-phase batch size, samples per epoch, momentum, weight decay, nesterov, "
+                     "augmentation, precision",
     "total.epochs": "total epochs of pretrain + prune + retrain (Scratch-E trains them all)",
     "total.flops": "total training FLOPs of pretrain + prune + retrain (Scratch-B: K1*F1/F2 + K2 epochs)",
 }
@@ -50,7 +52,8 @@ def free(setup: str) -> list[str]:
 def _hparams(recipe) -> str:
     samples = recipe.samples_per_epoch or "one pass"
     return (f"batch {recipe.batch_size}, samples/epoch {samples}, momentum {recipe.momentum}, "
-            f"weight decay {recipe.weight_decay}, nesterov {recipe.nesterov}, augment {recipe.augment}")
+            f"weight decay {recipe.weight_decay}, nesterov {recipe.nesterov}, augment {recipe.augment}, "
+            f"precision {recipe.precision}")
 
 
 def rule_value(rule: str, protocol, base_epochs: int) -> str:

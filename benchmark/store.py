@@ -3,17 +3,26 @@
 A run directory holds `spec.json` (the resolved config), `plan.json` (pruned runs),
 `checkpoint.pt` (latest epoch), and on completion `model.pt`, `trace.csv`, `trace.json` and
 `metrics.json`, all written atomically; `metrics.json` appears last, so its presence means the
-run is complete. Only the driver process writes the index.
+run is complete. Only the driver process writes the index; the processes that train (Ray
+workers) touch run directories alone (`RunFiles`).
+
+A run trains under its lock (`runs/<id>/lock`, an `flock`): a second `bench run` on the same
+store waits for the run instead of training it twice. The kernel drops the lock when its holder
+dies, and the holder's name left in the file tells that the last holder was killed mid-run.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import time
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,33 +110,12 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-class Store:
+class RunFiles:
+    """The run directories of a store: everything a training process reads and writes."""
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         paths.runs_dir(self.root).mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(paths.db_path(self.root), timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-            self._migrate()
-        self._db.executescript(SCHEMA)
-
-    def _migrate(self) -> None:
-        """Rebuild an index written by an older prunebench from the run directories, in one
-        transaction: another process opening the store waits, and then finds it rebuilt."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # re-read under the lock
-                self._db.execute("DROP TABLE IF EXISTS runs")
-                self._db.execute("DROP TABLE IF EXISTS epochs")
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self.reindex(commit=False)
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     def run_dir(self, run_id: str) -> Path:
         return paths.run_dir(self.root, run_id)
@@ -156,6 +144,69 @@ class Store:
     def trace(self, run_id: str) -> Trace | None:
         path = self.run_dir(run_id) / "trace.json"
         return Trace.model_validate_json(path.read_text()) if path.exists() else None
+
+    @contextmanager
+    def claim(self, run_id: str, waiting: Callable[[str], None] | None = None,
+              stale: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Hold the run's lock while the body trains it. If another process holds it, `waiting`
+        hears who, and the call blocks until that process finishes or dies; `stale` hears of a
+        lock whose holder died without releasing it (a killed run, which then resumes here)."""
+        directory = self.run_dir(run_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if waiting is not None:
+                    waiting(_holder(fd))
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            left = _holder(fd)
+            if left and stale is not None:  # a clean release empties the file
+                stale(left)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}".encode(), 0)
+            os.fsync(fd)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # releases the flock
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 256, 0).decode(errors="replace").strip()
+
+
+class Store(RunFiles):
+    """Run directories plus the SQLite index (opened by the driver process only)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self._db = sqlite3.connect(paths.db_path(self.root), timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            self._migrate()
+        self._db.executescript(SCHEMA)
+
+    def _migrate(self) -> None:
+        """Rebuild an index written by an older prunebench from the run directories, in one
+        transaction: another process opening the store waits, and then finds it rebuilt."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # re-read under the lock
+                self._db.execute("DROP TABLE IF EXISTS runs")
+                self._db.execute("DROP TABLE IF EXISTS epochs")
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self.reindex(commit=False)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def index(self, spec: RunSpec, status: str, metrics: dict[str, Any] | None = None,
               violation: str | None = None, commit: bool = True, updated: float | None = None) -> None:

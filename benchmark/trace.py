@@ -23,6 +23,7 @@ class TraceRow(BaseModel):
     weight_decay: float = Field(description="optimizer weight decay, read from the optimizer")
     nesterov: bool = Field(description="optimizer nesterov flag, read from the optimizer")
     augment: str = Field(description="augmentation the loop applied")
+    precision: str = Field("fp32", description="arithmetic the loop ran forward and backward in (fp32, bf16)")
     macs: int = Field(description="forward MACs of the model trained in this epoch")
     train_loss: float
     train_acc: float

@@ -6,6 +6,10 @@ and a checkpoint (model, optimizer, position, trace, RNG states) is written atom
 killed run resumes exactly where it stopped. Hooks: a regulariser added to the loss in the
 pruning phase (called with the phase's step count), and weight masks re-applied after every
 optimizer step, so unstructured pruning stays pruned while it retrains.
+
+The recipe's `precision` is part of what a run computes (bf16 runs forward and backward under
+autocast; weights, optimizer state and the loss's reduction stay fp32). `compiled` (torch.compile
+of the forward) is an execution setting: the same recipe, the same run id.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from benchmark.trace import Trace, TraceRow
 # (model, step within the pruning phase) -> a term added to the loss, or None
 Regularizer = Callable[[nn.Module, int], "torch.Tensor | None"]
 PhaseEnd = Callable[[str, Recipe, list[TraceRow]], None]
+EpochEnd = Callable[[TraceRow, int], None]  # (the epoch's row, the phase's epochs), once it is saved
 
 
 PHASE_CODES = {"pretrain": 0, "prune": 1, "retrain": 2, "scratch": 3}
@@ -43,14 +48,22 @@ def epoch_seed(seed: int, phase: str, epoch: int) -> int:
     return seed * 1_000_003 + PHASE_CODES[phase] * 10_007 + epoch
 
 
-def evaluate(model: nn.Module, data: Split, batch_size: int = 1000) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (in %) on a split."""
+def autocast(precision: str, device: torch.device) -> torch.autocast:
+    """The autocast context of a recipe's precision (a no-op context for fp32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def evaluate(model: nn.Module, data: Split, batch_size: int = 1000, precision: str = "fp32",
+             forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (in %) on a split, in the training recipe's precision."""
     model.eval()
+    forward = forward or model
     loss, correct, n = 0.0, 0, 0
     with torch.no_grad():
         for x, y in data.batches(batch_size):
-            out = model(x)
-            loss += F.cross_entropy(out, y, reduction="sum").item()
+            with autocast(precision, x.device):
+                out = forward(x)
+            loss += F.cross_entropy(out.float(), y, reduction="sum").item()
             correct += (out.argmax(1) == y).sum().item()
             n += len(y)
     return loss / n, 100.0 * correct / n
@@ -92,11 +105,15 @@ def train_phases(
     progress: bool = True,
     masks: Masks | None = None,
     stop_after: int | None = None,
+    compiled: bool = False,
+    on_epoch: EpochEnd | None = None,
 ) -> Trace:
     """Train `model` through `phases` in order, resuming from `checkpoint` if it exists.
 
     `masks` (parameter name -> kept) hold pruned weights at zero throughout; `stop_after` ends
-    the first phase after that many epochs (replaying the start of a stored run)."""
+    the first phase after that many epochs (replaying the start of a stored run); `compiled`
+    runs the forward through `torch.compile` (the model's own weights, so checkpoints are the
+    same); `on_epoch` hears of every epoch once its checkpoint is written."""
     trace, start_phase, start_epoch, opt_state = Trace(), 0, 0, None
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
@@ -105,6 +122,7 @@ def train_phases(
         start_phase, start_epoch, opt_state = saved["phase_index"], saved["epoch"], saved["optimizer"]
         _set_rng_state(saved["rng"])
     show = progress and sys.stderr.isatty()
+    forward = torch.compile(model) if compiled else model
 
     for pi, (phase, recipe) in enumerate(phases):
         if pi < start_phase:  # finished before a restart; audit again in case the kill came first
@@ -127,7 +145,7 @@ def train_phases(
         macs = effective_macs(model, input_shape) if masks else forward_macs(model, input_shape)
         last = recipe.epochs if stop_after is None else min(recipe.epochs, stop_after)
         for epoch in range(first, last):
-            row = _train_epoch(model, optimizer, phase, recipe, epoch, train, test, macs,
+            row = _train_epoch(model, forward, optimizer, phase, recipe, epoch, train, test, macs,
                                torch.Generator().manual_seed(epoch_seed(seed, phase, epoch)),
                                regularizer if phase == "prune" else None,
                                f"{label} {phase} {epoch + 1}/{recipe.epochs}", show, masks)
@@ -138,6 +156,8 @@ def train_phases(
                 "phase_index": pi + 1 if done_phase else pi, "epoch": 0 if done_phase else epoch + 1,
                 "trace": trace.model_dump(), "rng": _rng_state(),
             }, checkpoint)
+            if on_epoch is not None:
+                on_epoch(row, recipe.epochs)
         if stop_after is not None:
             return trace
         if on_phase_end is not None:
@@ -145,7 +165,8 @@ def train_phases(
     return trace
 
 
-def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, phase: str, recipe: Recipe,
+def _train_epoch(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
+                 optimizer: torch.optim.Optimizer, phase: str, recipe: Recipe,
                  epoch: int, train: Split, test: Split, macs: int, generator: torch.Generator,
                  regularizer: Regularizer | None, desc: str, show: bool, masks: Masks | None) -> TraceRow:
     lr = recipe.lr.lr_at(epoch, recipe.epochs)
@@ -159,8 +180,9 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, phase: str,
                             samples=recipe.samples_per_epoch)
     total = -(-(recipe.samples_per_epoch or len(train)) // recipe.batch_size)
     for i, (x, y) in enumerate(tqdm(batches, total=total, desc=desc.strip(), leave=False, disable=not show)):
-        out = model(x)
-        loss = F.cross_entropy(out, y)
+        with autocast(recipe.precision, x.device):
+            out = forward(x)
+        loss = F.cross_entropy(out.float(), y)
         objective = loss
         if regularizer is not None:
             extra = regularizer(model, epoch * total + i)
@@ -178,13 +200,14 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, phase: str,
         steps += 1
         largest = max(largest, len(y))
     group = optimizer.param_groups[0]
-    test_loss, test_acc = evaluate(model, test)
+    test_loss, test_acc = evaluate(model, test, precision=recipe.precision, forward=forward)
     return TraceRow(
         phase=phase, epoch=epoch,
         # more than one LR within an epoch is recorded as the one furthest from the schedule
         lr=max(seen_lrs, key=lambda v: abs(v - lr)) if seen_lrs else lr,
         samples=samples, steps=steps, batch_size=largest, momentum=group["momentum"],
-        weight_decay=group["weight_decay"], nesterov=group["nesterov"], augment=recipe.augment, macs=macs,
+        weight_decay=group["weight_decay"], nesterov=group["nesterov"], augment=recipe.augment,
+        precision=recipe.precision, macs=macs,
         train_loss=loss_sum / max(samples, 1), train_acc=100.0 * correct / max(samples, 1),
         test_loss=test_loss, test_acc=test_acc, seconds=time.perf_counter() - started,
     )
