@@ -256,7 +256,7 @@ def _harness(args: argparse.Namespace):
     if args.suite and protocol.suite != args.suite:
         raise UserError(f"{path} is a protocol of suite {protocol.suite!r}, not {args.suite!r}.")
     harness = Harness(protocol, store=args.store or paths.default_store(), protocol_sha256=sha,
-                      data_root=args.data_root, device=args.device, progress=not args.json,
+                      data_root=args.data_root, device=args.device,
                       compiled=args.compile, plugins=plugins, executor=_executor(args))
     return harness, path
 
