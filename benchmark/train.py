@@ -57,7 +57,7 @@ def evaluate(model: nn.Module, data: Split, batch_size: int = 1000, precision: s
              forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[float, float]:
     """Mean cross-entropy and accuracy (in %) on a split, in the training recipe's precision."""
     model.eval()
-    forward = forward or model
+    forward = model if forward is None else forward
     loss, correct, n = 0.0, 0, 0
     with torch.no_grad():
         for x, y in data.batches(batch_size):

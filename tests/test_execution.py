@@ -1,0 +1,110 @@
+"""Precision is part of the recipe (and audited); torch.compile is not; FLOPs are traced once per
+architecture."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from benchmark import flops
+from benchmark.config import Recipe
+from benchmark.errors import ProtocolViolation
+from benchmark.method import METHODS, Choices, Method, MethodSettings, register_method
+from benchmark.models import ARCHS
+from benchmark.protocols import load_protocol
+from benchmark.runner import Harness
+from tests.conftest import RETRAIN, write_yaml
+
+
+def harness(setup: str, store, **kw) -> Harness:
+    protocol, _, sha = load_protocol(setup, "synth-small")
+    return Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None, **kw)
+
+
+class Fp32Settings(MethodSettings):
+    pass
+
+
+@register_method
+class Fp32Retrain(Method):
+    """Retrains in fp32 whatever the protocol says: breaks a bf16 protocol's fixed precision."""
+
+    name = "test-fp32"
+    Settings = Fp32Settings
+
+    def plan(self, model, target, settings, ctx):
+        return METHODS.get("l1norm").plan(model, target, METHODS.get("l1norm").settings({}), ctx)
+
+    def choices(self, protocol, settings):
+        return Choices(retrain=protocol.retrain.model_copy(update={"precision": "fp32"}))
+
+
+@pytest.fixture
+def bf16_protocol(user_protocols):
+    """S3.1 of the synthetic suite with bf16 retraining, as a protocol file."""
+    return write_yaml(user_protocols / "synth-small" / "S3.1-bf16.yaml",
+                      {"setup": "S3.1", "suite": "synth-small", "ratios": [0.5],
+                       "retrain": {**RETRAIN, "precision": "bf16"}})
+
+
+def test_bf16_is_a_recipe_field_that_trains_under_autocast_and_is_audited(bf16_protocol, tmp_path):
+    assert Recipe(epochs=1, lr="0:0.1").precision == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        Recipe(epochs=1, lr="0:0.1", precision="fp16")
+    store = tmp_path / "store"
+    fp32, bf16 = harness("S3.1", store), harness(str(bf16_protocol), store)
+    [s32] = [p.spec for p in fp32.plan(["l1norm"], [0]) if p.spec.kind == "pruned"]
+    [s16] = [p.spec for p in bf16.plan(["l1norm"], [0]) if p.spec.kind == "pruned"]
+    assert s32.base == s16.base and s32.run_id != s16.run_id  # the same base; a different run
+    fp32.run(["l1norm"], [0])
+    bf16.run(["l1norm"], [0])
+    t32, t16 = fp32.files.trace(s32.run_id), bf16.files.trace(s16.run_id)
+    assert {r.precision for r in t32.rows} == {"fp32"} and {r.precision for r in t16.rows} == {"bf16"}
+    # autocast really ran: the same data order, the same start, different arithmetic
+    assert t16.rows[0].train_loss != t32.rows[0].train_loss
+    assert t16.rows[0].train_loss == pytest.approx(t32.rows[0].train_loss, rel=0.05)
+    # a method that trains in another precision than the protocol fixes is a violation
+    with pytest.raises(ProtocolViolation, match="precision"):
+        bf16.run(["test-fp32"], [0])
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="torch.compile (inductor) needs a C compiler on CPU")
+def test_compile_is_an_execution_setting_with_the_same_runs_and_results(user_protocols, tmp_path):
+    plain = harness("S2", tmp_path / "plain").run(["l1norm"], [0])
+    compiled_harness = harness("S2", tmp_path / "compiled", compiled=True)
+    compiled = compiled_harness.run(["l1norm"], [0])
+    assert [r["run_ids"] for r in compiled] == [r["run_ids"] for r in plain]
+    for a, b in zip(compiled, plain):
+        assert a["mean"] == pytest.approx(b["mean"], abs=1.0)  # fused kernels may round differently
+    # checkpoints hold the model's own weights (no torch.compile wrapper in the names)
+    [rid] = compiled[1]["run_ids"]
+    state = torch.load(tmp_path / "compiled" / "runs" / rid / "model.pt")
+    assert not any(k.startswith("_orig_mod") for k in state)
+
+
+def test_flops_are_traced_once_per_architecture(monkeypatch):
+    traced = []
+
+    class Counting(flops.FlopCounterMode):
+        def __enter__(self):
+            traced.append(1)
+            return super().__enter__()
+
+    monkeypatch.setattr(flops, "FlopCounterMode", Counting)
+    monkeypatch.setattr(flops, "_COUNTS", type(flops._COUNTS)())
+    arch = ARCHS.get("smallcnn")
+    a, b = arch.build(10, 1), arch.build(10, 1)
+    dense = flops.forward_macs(a, (1, 16, 16))
+    assert flops.forward_macs(b, (1, 16, 16)) == dense and flops.effective_macs(a, (1, 16, 16)) == dense
+    assert len(traced) == 1  # one architecture, three questions
+    # masked weights: the same architecture (no new trace), fewer effective MACs
+    conv = next(m for m in a.modules() if isinstance(m, torch.nn.Conv2d))
+    with torch.no_grad():
+        conv.weight[: conv.out_channels // 2] = 0
+    assert flops.effective_macs(a, (1, 16, 16)) < dense and len(traced) == 1
+    # another input size or another width is another architecture
+    assert flops.forward_macs(a, (1, 28, 28)) > dense and len(traced) == 2
+    wide = arch.build(10, 3)
+    assert flops.forward_macs(wide, (3, 16, 16)) > dense and len(traced) == 3
