@@ -71,11 +71,11 @@ def load(name: str, data_root: Path | None, samples: int, test_samples: int) -> 
 
 
 def fresh_model(arch: str, name: str, seed: int, device: torch.device) -> nn.Module:
-    """The model both sides start from, placed as the Harness places it (channels_last on CUDA)."""
+    """The model both sides start from, placed as the Harness places it (channels_last)."""
     dataset = DATASETS.get(name)
     torch.manual_seed(seed)
     model = ARCHS.get(arch).build(dataset.num_classes, dataset.input_shape[0])
-    return model.to(device, memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format)
+    return model.to(device, memory_format=torch.channels_last)
 
 
 def sync(device: torch.device) -> None:

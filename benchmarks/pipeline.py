@@ -6,8 +6,8 @@ dataset (uint8 HWC numpy array, one `PIL.Image.fromarray` per item, then `Random
 padding=4)`, `RandomHorizontalFlip()`, `ToTensor()`, `Normalize`), a `DataLoader(batch_size=128,
 shuffle=True, num_workers=2)`, fp32 NCHW and a plain SGD loop that reads the loss and the number
 correct every step. The harness side is `benchmark.train.train_phases` with the CIFAR-10 training
-images held on the device as a `TensorData` (batched pad-crop and flip there), channels_last and
-cuDNN autotuning on CUDA as the Harness sets them, in fp32 and bf16 (and compiled with --compile).
+images held on the device as a `TensorData` (batched pad-crop and flip there), channels_last (and
+cuDNN autotuning on CUDA) as the Harness sets them, in fp32 and bf16 (and compiled with --compile).
 Both sides train the same architecture on the same 50,000 images.
 
 Images/s are measured over `--steps` optimizer steps after `--warmup` steps, evaluation
@@ -159,7 +159,7 @@ def harness(job: Job, variant: Variant, train: TensorData, test: TensorData) -> 
     torch.backends.cudnn.benchmark = cuda  # as Harness.set_device
     recipe = Recipe(epochs=1, lr="0:0.1", batch_size=job.batch_size, augment="crop+flip", pad=4,
                     samples_per_epoch=(job.warmup + job.steps + 1) * job.batch_size, precision=variant.precision)
-    model = build(job.arch, job.seed).to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
+    model = build(job.arch, job.seed).to(device, memory_format=torch.channels_last)
     clock = StepClock(job.warmup, job.steps, device)
     with tempfile.TemporaryDirectory() as tmp:
         train_phases(model, [("prune", recipe)], train, test, seed=job.seed, input_shape=SHAPE,
