@@ -33,7 +33,7 @@ def bench(*args: str) -> list[str]:
 def finished(store: Path) -> dict[str, tuple[str, float, int]]:
     """run id -> (model sha256, test accuracy, epochs trained) of every finished run."""
     out = {}
-    for run in (store / "runs").iterdir():
+    for run in (store / "runs").glob("*"):
         if (run / "metrics.json").exists():
             m = json.loads((run / "metrics.json").read_text())
             out[run.name] = (sha256_file(run / "model.pt"), m["test_acc"], m["epochs"])
@@ -166,3 +166,31 @@ def test_run_lock_waits_for_a_live_holder_and_detects_a_killed_one(tmp_path):
                      stale=lambda who: heard.setdefault("stale", who)):
         pass
     assert set(heard) == {"stale"} and f"pid {victim.pid} on " in heard["stale"]
+
+
+def test_ray_driver_killed_mid_grid_then_rerun_finishes_with_the_same_models(user_protocols, tmp_path):
+    pytest.importorskip("ray")
+    store = tmp_path / "store"
+    cmd = bench(*GRID, "--store", str(store), "--executor", "ray")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.time() + 240
+    while time.time() < deadline and not (len(finished(store)) >= 3 and any(store.glob("runs/*/checkpoint.pt"))):
+        assert proc.poll() is None, "the grid finished before the kill"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # the driver; its local Ray instance and tasks go with it
+    proc.wait()
+    assert 3 <= len(finished(store)) < 10
+    again = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    assert again.returncode == 0, again.stderr
+
+    protocol, _, sha = load_protocol("SX-B", "synth-small")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a Ray task trains
+    try:
+        Harness(protocol, store=tmp_path / "seq", protocol_sha256=sha, device="cpu", progress=False,
+                log=lambda m: None).run(["l1norm", "random"], seeds=[0, 1])
+    finally:
+        torch.set_num_threads(threads)
+    assert finished(store) == finished(tmp_path / "seq")  # nothing lost, every model as if never killed
+    db = sqlite3.connect(store / "index.sqlite")
+    assert db.execute("SELECT count(*), min(status), max(status) FROM runs").fetchone() == (10, "done", "done")
