@@ -269,7 +269,8 @@ def _executor(args: argparse.Namespace):
                 if value is not None]
     if args.executor == "sequential":
         if ray_only:
-            raise UserError(f"{' and '.join(ray_only)} only apply with --executor ray.")
+            raise UserError(f"{' and '.join(ray_only)} {'apply' if len(ray_only) > 1 else 'applies'} only with "
+                            "--executor ray.")
         return None
     gpus = args.gpus_per_run
     if gpus is None:
