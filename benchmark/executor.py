@@ -109,8 +109,8 @@ class RayExecutor(Executor):
                 results[rid] = (job, metrics)
                 progress.finish(rid)
                 continue
-            if (v := harness.files.violation(rid)) is not None:
-                return ProtocolViolation(v["setup"], v["rule"], v["expected"], v["actual"])
+            if (violation := harness.files.violation(rid)) is not None:
+                return violation
             pending[train.remote(_dumps(harness, job), list(harness.plugins), self.gpus_per_run > 0)] = job
             started.add(rid)
             progress.start(rid, harness.label(job.spec))

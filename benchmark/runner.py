@@ -493,8 +493,6 @@ class Harness:
         label = self.label(spec)
         cached = self.files.metrics(run_id)
         if cached is None:
-            if (v := self.files.violation(run_id)) is not None:
-                raise ProtocolViolation(v["setup"], v["rule"], v["expected"], v["actual"])
             with self.files.claim(
                 run_id, waiting=lambda who: self.log(f"{label} (run {run_id[:12]}) is being trained by {who}; waiting"),
                 stale=lambda who: self.log(f"{label} (run {run_id[:12]}): the lock of {who} is stale (that process "
@@ -509,8 +507,8 @@ class Harness:
 
     def _train_run(self, spec: RunSpec, start: Callable[[Path], Start], budget: float | None, label: str,
                    progress: GridProgress) -> dict[str, Any]:
-        if (v := self.files.violation(spec.run_id)) is not None:
-            raise ProtocolViolation(v["setup"], v["rule"], v["expected"], v["actual"])
+        if (violation := self.files.violation(spec.run_id)) is not None:  # stopped before, maybe by another process
+            raise violation
         directory = self.files.prepare(spec)
         progress.start(spec.run_id, label, resumed=any(directory.glob("checkpoint*.pt")))
         self._index(spec, "running")

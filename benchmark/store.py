@@ -137,9 +137,10 @@ class RunFiles:
         path = self.run_dir(run_id) / "metrics.json"
         return json.loads(path.read_text()) if path.exists() else None
 
-    def violation(self, run_id: str) -> dict[str, Any] | None:
+    def violation(self, run_id: str) -> ProtocolViolation | None:
+        """The protocol violation a run was stopped by, or None."""
         path = self.run_dir(run_id) / "violation.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return ProtocolViolation(**json.loads(path.read_text())) if path.exists() else None
 
     def trace(self, run_id: str) -> Trace | None:
         path = self.run_dir(run_id) / "trace.json"
@@ -261,7 +262,7 @@ class Store(RunFiles):
                 if (metrics := self.metrics(directory.name)) is not None:
                     self.index(spec, "done", metrics, commit=commit, updated=when)
                 elif (v := self.violation(directory.name)) is not None:
-                    self.index(spec, "violated", violation=str(ProtocolViolation(**v)), commit=commit, updated=when)
+                    self.index(spec, "violated", violation=str(v), commit=commit, updated=when)
                 else:
                     self.index(spec, "running", commit=commit, updated=when)
             except (OSError, ValueError, TypeError, KeyError) as e:  # pydantic's errors are ValueErrors
