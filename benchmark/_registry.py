@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import difflib
+
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from benchmark.errors import UserError
+from prunebench.errors import UserError
 
 T = TypeVar("T")
+
+
+def did_you_mean(given: str, valid: list[str]) -> str:
+    """' Did you mean 'x'?' for the closest valid name (case-insensitive), else ''."""
+    folded = {v.casefold(): v for v in valid}
+    close = difflib.get_close_matches(given.casefold(), list(folded), n=1, cutoff=0.6)
+    return f" Did you mean {folded[close[0]]!r}?" if close else ""
 
 
 class Registry(Generic[T]):
@@ -33,7 +42,8 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             raise UserError(
-                f"unknown {self.kind} {name!r}. Valid names: {', '.join(self.names()) or '(none)'}."
+                f"unknown {self.kind} {name!r}.{did_you_mean(name, self.names())} "
+                f"Valid names: {', '.join(self.names()) or '(none)'}."
             ) from None
 
     def names(self) -> list[str]:

@@ -1,5 +1,5 @@
 """Audit: after every phase, and once more at the end of a run, check what the loop did against
-what the protocol's setup fixes (`benchmark.setups`).
+what the protocol's setup fixes (`prunebench.setups`).
 
 The audit reads the trace the loop recorded (LRs and hyper-parameters read back from the
 optimizer, samples and steps counted by the loop), never what a method says it did.
@@ -7,10 +7,10 @@ optimizer, samples and steps counted by the loop), never what a method says it d
 
 from __future__ import annotations
 
-from benchmark.config import Protocol, Recipe
-from benchmark.errors import ProtocolViolation
-from benchmark.setups import fixes
-from benchmark.trace import Trace, TraceRow
+from prunebench.config import Protocol, Recipe
+from prunebench.errors import ProtocolViolation
+from prunebench.setups import fixes
+from prunebench.trace import Trace, TraceRow
 
 HPARAMS = ("momentum", "weight_decay", "nesterov", "augment", "precision")
 

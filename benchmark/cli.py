@@ -14,8 +14,8 @@ os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(128 * 1024 * 1024))
 
 from tabulate import tabulate  # noqa: E402
 
-from benchmark import paths  # noqa: E402
-from benchmark.errors import ProtocolViolation, UserError  # noqa: E402
+from prunebench import paths  # noqa: E402
+from prunebench.errors import ProtocolViolation, UserError  # noqa: E402
 
 LIST_KINDS = ("archs", "datasets", "suites", "methods", "protocols")
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_rules(protocol, base_epochs: int) -> None:
-    from benchmark.setups import describe
+    from prunebench.setups import describe
 
     fixed, left = describe(protocol, base_epochs)
     print(f"Fixed by {protocol.setup} (Wang et al. Tab. 2):")
@@ -131,7 +131,7 @@ def _print_rules(protocol, base_epochs: int) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from benchmark.protocols import load_protocol, load_suites
+    from prunebench.protocol_files import load_protocol, load_suites
 
     if not args.file.exists():
         raise UserError(f"protocol file {args.file} does not exist.")
@@ -148,7 +148,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from benchmark.compare import compare_ids
+    from prunebench.compare import compare_ids
 
     result = compare_ids(args.store or paths.default_store(), args.run_a, args.run_b)
     if args.json:
@@ -172,21 +172,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from benchmark.data import DATASETS
-    from benchmark.method import load_builtin_methods, load_plugin
-    from benchmark.models import ARCHS
-    from benchmark.protocols import list_protocols, load_suites
+    # each kind imports only what it lists: suites and protocols are YAML files (no torch)
+    from prunebench.protocol_files import list_protocols, load_suites
 
     if args.kind == "archs":
+        from prunebench.models import ARCHS
+
         rows = [(n, ARCHS.get(n).description, ", ".join(sorted(ARCHS.get(n).configs)) or "-") for n in ARCHS]
         print(tabulate(rows, headers=["architecture", "description", "named configs"]))
     elif args.kind == "datasets":
+        from prunebench.data import DATASETS
+
         print(tabulate([(n, DATASETS.get(n).description) for n in DATASETS], headers=["dataset", "description"]))
     elif args.kind == "suites":
         suites = load_suites()
         rows = [(n, suites.get(n).dataset, suites.get(n).arch, suites.get(n).description) for n in suites]
         print(tabulate(rows, headers=["suite", "dataset", "arch", "description"]))
     elif args.kind == "methods":
+        from prunebench.method import load_builtin_methods, load_plugin
+
         methods = load_builtin_methods()
         for plugin in args.plugins:
             load_plugin(plugin)
@@ -208,10 +212,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_flops(args: argparse.Namespace) -> int:
     import copy
 
-    from benchmark.flops import MACS_NOTE, forward_macs, param_count
-    from benchmark.method import Target
-    from benchmark.models import ARCHS
-    from benchmark.pruning import PruningPlan, apply_plan
+    from prunebench.flops import MACS_NOTE, forward_macs, param_count
+    from prunebench.method import Target
+    from prunebench.models import ARCHS
+    from prunebench.pruning import PruningPlan, apply_plan
 
     arch = ARCHS.get(args.arch)
     model = arch.build(arch.num_classes, arch.input_shape[0])
@@ -243,9 +247,9 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
 def _harness(args: argparse.Namespace):
     """The harness of `run` and `crossval`: plug-ins loaded, the protocol resolved, the ratio checked."""
-    from benchmark.method import load_plugin
-    from benchmark.protocols import DEFAULT_SUITE, load_protocol
-    from benchmark.runner import Harness
+    from prunebench.method import load_plugin
+    from prunebench.protocol_files import DEFAULT_SUITE, load_protocol
+    from prunebench.runner import Harness
 
     plugins = tuple(str(Path(p).resolve()) if p.endswith(".py") or Path(p).exists() else p for p in args.plugins)
     for plugin in plugins:
@@ -263,7 +267,7 @@ def _harness(args: argparse.Namespace):
 
 def _executor(args: argparse.Namespace):
     """The executor `--executor` names, its options checked (None: sequential)."""
-    from benchmark.executor import RayExecutor
+    from prunebench.executor import RayExecutor
 
     ray_only = [flag for flag, value in (("--ray-address", args.ray_address), ("--gpus-per-run", args.gpus_per_run))
                 if value is not None]
@@ -298,7 +302,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_crossval(args: argparse.Namespace) -> int:
-    from benchmark.crossval import crossval
+    from prunebench.crossval import crossval
 
     if len(args.method) != 2:
         raise UserError(f"crossval takes exactly two methods (--method A --method B), got {len(args.method)}.")
@@ -340,8 +344,8 @@ def cmd_crossval(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmark.report import build, to_json, write_report
-    from benchmark.store import Store
+    from prunebench.report import build, to_json, write_report
+    from prunebench.store import Store
 
     root = args.store or paths.default_store()
     if not paths.db_path(root).exists():
@@ -358,7 +362,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) -> int:
-    from benchmark.flops import MACS_NOTE
+    from prunebench.flops import MACS_NOTE
 
     planned = harness.plan(args.method, seeds, args.ratio, args.config)
     n = harness.dataset.train_size
@@ -393,7 +397,7 @@ def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) ->
 
 
 def _print_table(harness, rows: list[dict], path: Path) -> None:
-    from benchmark.flops import MACS_NOTE
+    from prunebench.flops import MACS_NOTE
 
     table = []
     masked = any(r.get("effective_macs", r["macs"]) != r["macs"] for r in rows)

@@ -11,10 +11,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.config import RunSpec
-from benchmark.errors import UserError
-from benchmark.setups import LADDER, RULES, WORDS
-from benchmark.store import Store
+from prunebench import paths
+from prunebench.config import RunSpec
+from prunebench.errors import UserError
+from prunebench.setups import LADDER, RULES, WORDS
+from prunebench.store import RunFiles
 
 FLOPS_TOLERANCE = 0.01
 
@@ -51,12 +52,18 @@ class StoredRun:
                 recipe.nesterov, recipe.augment, recipe.pad)
 
 
-def load_run(store: Store, run: str) -> StoredRun:
+def load_run(store: RunFiles, run: str) -> StoredRun:
     """A stored run by id or unique id prefix."""
-    matches = [p for p in (store.root / "runs").glob(f"{run}*") if p.is_dir()]
-    if len(matches) != 1:
-        raise UserError(f"{'no' if not matches else 'more than one'} run matches {run!r} in store {store.root}; "
-                        "give more characters of the run id (see the 'runs' column of `bench run`).")
+    runs = paths.runs_dir(store.root)
+    matches = sorted(p for p in runs.iterdir() if p.is_dir() and p.name.startswith(run)) if run else []
+    if not matches:
+        raise UserError(f"no run in store {store.root} has an id starting with {run!r}: copy an id from the "
+                        "'runs' column of `bench run` (or `bench report`), and pass --store DIR if the runs are in "
+                        "another store.")
+    if len(matches) > 1:
+        raise UserError(f"{len(matches)} runs of store {store.root} start with {run!r} "
+                        f"({', '.join(p.name[:12] for p in matches[:5])}{', ...' if len(matches) > 5 else ''}); "
+                        "give more characters of the run id.")
     directory = matches[0]
     metrics = store.metrics(directory.name)
     if metrics is None:
@@ -103,5 +110,10 @@ def compare(a: StoredRun, b: StoredRun) -> dict:
 
 
 def compare_ids(store_root: Path, run_a: str, run_b: str) -> dict:
-    store = Store(store_root)
+    """Compare two runs of the store at `store_root`, which must exist (it only reads run
+    directories: neither the index nor torch is needed)."""
+    if not paths.runs_dir(Path(store_root)).is_dir():
+        raise UserError(f"no run store at {store_root} (no runs/ folder); pass --store DIR of a store that "
+                        "`bench run` wrote.")
+    store = RunFiles(Path(store_root))
     return compare(load_run(store, run_a), load_run(store, run_b))

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmark import stats
-from benchmark.config import Recipe
-from benchmark.errors import UserError
-from benchmark.method import resolve_method
-from benchmark.runner import Harness
-from benchmark.setups import fixes
+from prunebench import stats
+from prunebench.config import Recipe
+from prunebench.errors import UserError
+from prunebench.method import resolve_method
+from prunebench.runner import Harness
+from prunebench.setups import fixes
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,9 +23,9 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from benchmark import paths
-from benchmark._registry import Registry
-from benchmark.errors import DatasetNotFound
+from prunebench import paths
+from prunebench._registry import Registry
+from prunebench.errors import DatasetNotFound
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -37,6 +38,7 @@ class TensorData:
         if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
             raise ValueError("TensorData wants uint8 images (N, C, H, W) and N labels")
         self.images, self.labels = images, labels.long()
+        self.source = ""  # where the split was read from (recorded with every run)
         self.channels_last = True  # batches in the models' memory format (see Harness.set_device)
         c = images.shape[1]
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1) * 255
@@ -49,7 +51,7 @@ class TensorData:
         out = TensorData.__new__(TensorData)
         out.images, out.labels = self.images.to(device), self.labels.to(device)
         out._mean, out._std = self._mean.to(device), self._std.to(device)
-        out.channels_last = self.channels_last
+        out.channels_last, out.source = self.channels_last, self.source
         return out
 
     def fingerprint(self) -> str:
@@ -104,6 +106,7 @@ class LoaderData:
         self.eval_transform = t.Compose([t.Resize(256), t.CenterCrop(224), t.ToTensor(), norm])
         self.dataset = torchvision.datasets.ImageFolder(str(folder))
         self.workers = workers
+        self.source = str(folder)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -139,16 +142,28 @@ class Dataset:
     train_size: int
     description: str
     how_to_get: str
-    # (data root, cache root) -> (train split, test split); raises DatasetNotFound
-    load: Callable[[Path, Path], tuple[Split, Split]]
+    # (data root, cache root, whether the user named the root) -> (train split, test split), each
+    # with its `source` set; raises DatasetNotFound. System copies (Debian's) are looked at only
+    # when the user named no root.
+    load: Callable[[Path, Path, bool], tuple[Split, Split]]
 
 
 DATASETS: Registry[Dataset] = Registry("dataset")
 
 
 def load_dataset(name: str, data_root: Path | None = None, cache: Path | None = None) -> tuple[Split, Split]:
+    """The train and test splits of dataset `name` from `data_root` (else $PRUNEBENCH_DATA, else
+    the user cache). A root the user names must exist and hold the dataset: nothing else is
+    looked at then."""
     dataset = DATASETS.get(name)
-    return dataset.load(Path(data_root or paths.default_data_root()), Path(cache or paths.cache_home()))
+    given = data_root is not None or bool(os.environ.get(paths.DATA_ENV))
+    root = Path(data_root).expanduser() if data_root is not None else paths.default_data_root()
+    if given and not root.is_dir():
+        named = "--data-root" if data_root is not None else f"${paths.DATA_ENV}"
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise DatasetNotFound(f"the data root {root} ({named}) {what}. Name the folder that holds {name!r}, or "
+                              f"name none to use the default. {dataset.how_to_get}")
+    return dataset.load(root, Path(cache or paths.cache_home()), given)
 
 
 def _missing(name: str, looked: list[Path]) -> DatasetNotFound:
@@ -157,6 +172,12 @@ def _missing(name: str, looked: list[Path]) -> DatasetNotFound:
         f"dataset {name!r} not found. Looked in: {where}. {DATASETS.get(name).how_to_get} Point the harness at your copy "
         f"with --data-root DIR or ${paths.DATA_ENV}."
     )
+
+
+def _sourced(splits: tuple[Split, Split], source: str) -> tuple[Split, Split]:
+    for split in splits:
+        split.source = source
+    return splits
 
 
 # --- CIFAR -----------------------------------------------------------------------------------
@@ -193,20 +214,20 @@ def _image_folder_tensors(folder: Path, cache: Path) -> tuple[torch.Tensor, torc
 def _cifar_loader(name: str, klass: type, folder_name: str):
     mean, std = CIFAR_STATS[name]
 
-    def load(root: Path, cache: Path) -> tuple[Split, Split]:
+    def load(root: Path, cache: Path, given: bool) -> tuple[Split, Split]:
         if (root / folder_name).is_dir():  # torchvision's own format
             splits = [klass(str(root), train=t, download=False) for t in (True, False)]
-            return tuple(  # type: ignore[return-value]
+            return _sourced(tuple(  # type: ignore[arg-type]
                 TensorData(torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous(),
                            torch.tensor(s.targets), mean, std)
                 for s in splits
-            )
+            ), str(root / folder_name))
         for base in (root / name, root):  # ImageFolder layout: train/<class>/..., test/<class>/...
             if (base / "train").is_dir() and (base / "test").is_dir():
-                return tuple(  # type: ignore[return-value]
+                return _sourced(tuple(  # type: ignore[arg-type]
                     TensorData(*_image_folder_tensors(base / split, cache), mean, std)
                     for split in ("train", "test")
-                )
+                ), str(base))
         raise _missing(name, [root / folder_name, root / name / "train", root / "train"])
 
     return load
@@ -230,36 +251,36 @@ DATASETS.register("cifar100", Dataset(
 FMNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 FMNIST_HOW = ("On Debian/Ubuntu: `apt-get install dataset-fashion-mnist` (files in "
-              f"{paths.DEBIAN_FASHION_MNIST}); or put the four IDX files (gzipped or not) "
-              "into DIR/FashionMNIST/raw/.")
+              f"{paths.DEBIAN_FASHION_MNIST}, used when no data root is named); or put the four IDX "
+              "files (gzipped or not) into DIR/FashionMNIST/raw/.")
 
 
-def _fmnist_raw(root: Path, cache: Path) -> Path | None:
-    """A folder holding the decompressed IDX files where torchvision expects them."""
-    for raw in (root / "FashionMNIST" / "raw", cache / "FashionMNIST" / "raw"):
-        if all((raw / f).exists() for f in FMNIST_FILES):
-            return raw.parent.parent
-    for source in (root / "FashionMNIST" / "raw", root, paths.DEBIAN_FASHION_MNIST):
-        if all((source / f"{f}.gz").exists() for f in FMNIST_FILES):
-            raw = cache / "FashionMNIST" / "raw"
+def _load_fmnist(root: Path, cache: Path, given: bool) -> tuple[Split, Split]:
+    """From `root` (decompressed or gzipped IDX files in root/FashionMNIST/raw, or gzipped in
+    root), else, when the user named no root, from Debian's package. Gzipped files are
+    decompressed once into root/FashionMNIST/raw, where torchvision reads them."""
+    raw = root / "FashionMNIST" / "raw"
+    sources = [raw, root] + ([] if given else [paths.DEBIAN_FASHION_MNIST])
+    if all((raw / f).is_file() for f in FMNIST_FILES):
+        source = raw
+    else:
+        source = next((s for s in sources if all((s / f"{f}.gz").is_file() for f in FMNIST_FILES)), None)
+        if source is None:
+            raise _missing("fashion-mnist", sources)
+        try:
             raw.mkdir(parents=True, exist_ok=True)
             for f in FMNIST_FILES:
                 tmp = raw / f"{f}.tmp"
                 with gzip.open(source / f"{f}.gz", "rb") as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst)
                 tmp.replace(raw / f)
-            return cache
-    return None
-
-
-def _load_fmnist(root: Path, cache: Path) -> tuple[Split, Split]:
-    found = _fmnist_raw(root, cache)
-    if found is None:
-        raise _missing("fashion-mnist", [root / "FashionMNIST" / "raw", root, paths.DEBIAN_FASHION_MNIST])
-    splits = [torchvision.datasets.FashionMNIST(str(found), train=t, download=False) for t in (True, False)]
-    return tuple(  # type: ignore[return-value]
+        except OSError as e:
+            raise DatasetNotFound(f"cannot decompress Fashion-MNIST from {source} into {raw}: {e.strerror}. "
+                                  f"Make {root} writable, or pass --data-root DIR of a writable folder.") from None
+    splits = [torchvision.datasets.FashionMNIST(str(root), train=t, download=False) for t in (True, False)]
+    return _sourced(tuple(  # type: ignore[arg-type]
         TensorData(s.data.unsqueeze(1).contiguous(), s.targets, (0.2860,), (0.3530,)) for s in splits
-    )
+    ), str(source))
 
 
 DATASETS.register("fashion-mnist", Dataset(
@@ -270,7 +291,7 @@ DATASETS.register("fashion-mnist", Dataset(
 # --- ImageNet --------------------------------------------------------------------------------
 
 
-def _load_imagenet(root: Path, cache: Path) -> tuple[Split, Split]:
+def _load_imagenet(root: Path, cache: Path, given: bool) -> tuple[Split, Split]:
     for base in (root / "imagenet", root):
         if (base / "train").is_dir() and (base / "val").is_dir():
             return LoaderData(base / "train", train=True), LoaderData(base / "val", train=False)
@@ -303,5 +324,5 @@ def synthetic(n_train: int = 640, n_test: int = 200, shape: tuple[int, int, int]
 
 DATASETS.register("synthetic", Dataset(
     "synthetic", 10, (1, 16, 16), 640, "toy data for tests: class templates plus noise (never a fallback)",
-    "It is generated; nothing to get.", lambda root, cache: synthetic(),
+    "It is generated; nothing to get.", lambda root, cache, given: _sourced(synthetic(), "synthetic (generated)"),
 ))

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmark.errors import ProtocolViolation, UserError
+from prunebench.errors import ProtocolViolation, UserError
 
 if TYPE_CHECKING:
-    from benchmark.runner import Borrowed, Harness, Planned
+    from prunebench.runner import Borrowed, Harness, Planned
 
 POLL_SECONDS = 30.0  # a progress line at least this often while runs train
 
@@ -158,8 +158,8 @@ def _train_job(payload: bytes, plugins: list[str], gpu: bool) -> tuple[str, Any,
     import torch
     from ray import cloudpickle
 
-    from benchmark.method import load_builtin_methods, load_plugin
-    from benchmark.progress import GridProgress
+    from prunebench.method import load_builtin_methods, load_plugin
+    from prunebench.progress import GridProgress
 
     load_builtin_methods()
     for plugin in plugins:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch is imported where a model is counted, so that the store, `compare` and the trace, which
+# need only `training_flops`, load without it
 
 MACS_NOTE = "MACs (multiply-adds, the literature's 'FLOPs'; counted FLOPs / 2)"
 
@@ -27,6 +30,9 @@ def effective_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Density-weighted MACs: each conv and linear layer's MACs times the fraction of its weights
     that are non-zero. Equal to `forward_macs` for a dense model; for an unstructured-pruned
     (masked) model, the MACs a sparse kernel would need, which dense hardware does not save."""
+    import torch
+    from torch import nn
+
     total, per_module = _count(model, input_shape)
     saved = 0.0
     for name, module in model.named_modules():
@@ -52,6 +58,9 @@ def architecture_key(model: nn.Module, input_shape: tuple[int, ...]) -> str:
 
 
 def _count(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
     key = architecture_key(model, input_shape)
     if key in _COUNTS:
         _COUNTS.move_to_end(key)

@@ -28,14 +28,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from benchmark._registry import Registry
-from benchmark.config import MethodSpec, Protocol, Recipe, target_label
-from benchmark.data import Split
-from benchmark.errors import UserError
-from benchmark.models import Arch
-from benchmark.pruning import PruningPlan
-from benchmark.schedule import LRSchedule
-from benchmark.setups import fixes
+from prunebench._registry import Registry
+from prunebench.config import MethodSpec, Protocol, Recipe, target_label
+from prunebench.data import Split
+from prunebench.errors import UserError
+from prunebench.models import Arch
+from prunebench.pruning import PruningPlan
+from prunebench.schedule import LRSchedule
+from prunebench.setups import fixes
 
 
 class MethodSettings(BaseModel):
@@ -237,10 +237,10 @@ ENTRY_POINTS = "prunebench.methods"
 def load_builtin_methods() -> Registry[Method]:
     """Import every module of the `methods` package and every installed plug-in of the
     `prunebench.methods` entry-point group (registration happens on import)."""
-    import methods
+    import prunebench.methods as methods
 
     for info in pkgutil.iter_modules(methods.__path__):
-        importlib.import_module(f"methods.{info.name}")
+        importlib.import_module(f"prunebench.methods.{info.name}")
     for entry in entry_points(group=ENTRY_POINTS):
         if entry.value not in _loaded_plugins:
             _loaded_plugins.add(entry.value)
@@ -294,7 +294,7 @@ def method_code(method: Method) -> str:
     """sha256 (16 hex digits) of the method's code, part of a run's identity so an edited method
     never reuses runs of its old code: for a built-in, every module of the `methods` package
     (they import each other); for a plug-in, the file that defines it."""
-    import methods
+    import prunebench.methods as methods
 
     source = inspect.getsourcefile(type(method))
     package = Path(methods.__file__).parent

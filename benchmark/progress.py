@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from benchmark.trace import TraceRow
+from prunebench.trace import TraceRow
 
 Log = Callable[[str], None]
 

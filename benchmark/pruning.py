@@ -20,7 +20,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from benchmark.errors import UserError
+from prunebench.errors import UserError
 
 Masks = dict[str, torch.Tensor]  # parameter name -> bool tensor of its shape, True = kept
 

@@ -26,10 +26,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from benchmark import stats  # noqa: E402
-from benchmark.config import MethodSpec  # noqa: E402
-from benchmark.errors import UserError  # noqa: E402
-from benchmark.store import Store  # noqa: E402
+from prunebench import stats  # noqa: E402
+from prunebench.config import MethodSpec  # noqa: E402
+from prunebench.errors import UserError  # noqa: E402
+from prunebench.store import Store  # noqa: E402
 
 DENSE = "dense"
 

@@ -26,26 +26,26 @@ import numpy as np
 import torch
 from torch import nn
 
-import benchmark
-from benchmark import audit, stats
-from benchmark.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical
-from benchmark.data import DATASETS, Split, TensorData, load_dataset
-from benchmark.errors import ProtocolViolation, UserError
-from benchmark.flops import effective_macs, forward_macs, param_count, training_flops
-from benchmark.method import (
+import prunebench
+from prunebench import audit, stats
+from prunebench.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical
+from prunebench.data import DATASETS, Split, TensorData, load_dataset
+from prunebench.errors import ProtocolViolation, UserError
+from prunebench.flops import effective_macs, forward_macs, param_count, training_flops
+from prunebench.method import (
     METHODS, Choices, Method, PruneContext, Target, load_builtin_methods, method_code, resolve_method,
 )
-from benchmark.models import ARCHS, reinitialise
-from benchmark.progress import GridProgress
-from benchmark.protocols import load_suites
-from benchmark.pruning import Masks, PruningPlan, apply_plan
-from benchmark.setups import fixes
-from benchmark.store import RunFiles, Store, sha256_file, trainability, write_atomic
-from benchmark.trace import Trace
-from benchmark.train import train_phases
+from prunebench.models import ARCHS, reinitialise
+from prunebench.progress import GridProgress
+from prunebench.protocol_files import load_suites
+from prunebench.pruning import Masks, PruningPlan, apply_plan
+from prunebench.setups import fixes
+from prunebench.store import RunFiles, Store, sha256_file, trainability, write_atomic
+from prunebench.trace import Trace
+from prunebench.train import train_phases
 
 if TYPE_CHECKING:
-    from benchmark.executor import Executor
+    from prunebench.executor import Executor
 
 Log = Callable[[str], None]
 
@@ -91,7 +91,7 @@ class Planned:
 def _code_version() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(benchmark.__file__).parent, timeout=5).stdout.strip()
+                                cwd=Path(prunebench.__file__).parent, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return f"prunebench {_version()}" + (f" ({commit})" if commit else "")
@@ -461,6 +461,7 @@ class Harness:
         if self._data is None:
             train, test = load_dataset(self.suite.dataset, self.data_root)
             self._fingerprint = train.fingerprint()[:16] + test.fingerprint()[:16]
+            self.log(f"{self.suite.dataset} read from {train.source} ({len(train):,} + {len(test):,} test images)")
             if isinstance(train, TensorData) and isinstance(test, TensorData):
                 train, test = train.to(self.device), test.to(self.device)
             self._data = (train, test)
@@ -476,10 +477,19 @@ class Harness:
         else:
             results = [(job, self._execute(job.spec, job.start, job.budget))  # type: ignore[arg-type]
                        for job in self._grid(methods, seeds, ratio, config, live=True, borrow=borrow)]
+        # the same order whatever the executor (Ray returns runs as they finish): rows in the
+        # grid's order, each row's runs by seed
+        def row_key(job: Planned) -> str:
+            return f"{job.row}|{job.target.label()}" if job.target else job.row
+
+        position: dict[str, int] = {}
+        for job in planned:
+            position.setdefault(row_key(job), len(position))
+        results = sorted(results, key=lambda r: (position.get(row_key(r[0]), len(position)), row_key(r[0]),
+                                                 r[0].spec.seed, r[0].spec.run_id))
         done: dict[str, list[tuple[str, dict]]] = {}  # row key -> [(run id, metrics)]
         for job, metrics in results:
-            key = f"{job.row}|{job.target.label()}" if job.target else job.row
-            done.setdefault(key, []).append((job.spec.run_id, metrics))
+            done.setdefault(row_key(job), []).append((job.spec.run_id, metrics))
         return summarise(done)
 
     def label(self, spec: RunSpec) -> str:
@@ -493,6 +503,7 @@ class Harness:
         label = self.label(spec)
         cached = self.files.metrics(run_id)
         if cached is None:
+            self.data()  # a dataset that cannot be read fails here, before the run's directory exists
             with self.files.claim(
                 run_id, waiting=lambda who: self.log(f"{label} (run {run_id[:12]}) is being trained by {who}; waiting"),
                 stale=lambda who: self.log(f"{label} (run {run_id[:12]}): the lock of {who} is stale (that process "
@@ -573,6 +584,7 @@ class Harness:
             "seconds": round(time.perf_counter() - started, 2),
             "model_sha256": sha256_file(directory / "model.pt"),
             "data_fingerprint": self._fingerprint,
+            "data_source": self.data()[0].source,
             "protocol_sha256": self.protocol_sha256,
             "code": _code_version(),
             "budget": {"kind": self.protocol.budget.kind, "amount": budget,

@@ -26,10 +26,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmark import paths, stats
-from benchmark.config import RunSpec, canonical
-from benchmark.errors import ProtocolViolation
-from benchmark.trace import Trace
+from prunebench import paths, stats
+from prunebench.config import RunSpec, canonical
+from prunebench.errors import ProtocolViolation
+from prunebench.trace import Trace
 
 SCHEMA_VERSION = 3  # PRAGMA user_version; an older index is rebuilt from the run directories
 SCHEMA = """
@@ -172,6 +172,10 @@ class RunFiles:
                 yield
             finally:
                 os.ftruncate(fd, 0)
+                if (directory / "metrics.json").exists():
+                    # a finished run needs no lock: whoever waits on this one, or comes later,
+                    # finds the metrics once it holds a lock, and never trains the run again
+                    (directory / "lock").unlink(missing_ok=True)
         finally:
             os.close(fd)  # releases the flock
 

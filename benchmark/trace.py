@@ -7,7 +7,7 @@ import io
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from benchmark.flops import training_flops
+from prunebench.flops import training_flops
 
 
 class TraceRow(BaseModel):

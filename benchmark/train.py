@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from benchmark.config import Recipe
-from benchmark.data import Split
-from benchmark.flops import effective_macs, forward_macs
-from benchmark.pruning import Masks, apply_masks
-from benchmark.trace import Trace, TraceRow
+from prunebench.config import Recipe
+from prunebench.data import Split
+from prunebench.flops import effective_macs, forward_macs
+from prunebench.pruning import Masks, apply_masks
+from prunebench.trace import Trace, TraceRow
 
 # (model, step within the pruning phase) -> a term added to the loss, or None
 Regularizer = Callable[[nn.Module, int], "torch.Tensor | None"]

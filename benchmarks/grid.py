@@ -1,7 +1,7 @@
 """Training the harness saves on a grid by sharing base models, against one script per run.
 
 For M methods x R ratios x S seeds under a protocol, counts the epochs (and training FLOPs:
-samples x 3 x 2 x forward MACs, `benchmark.flops.training_flops`) the harness trains, as
+samples x 3 x 2 x forward MACs, `prunebench.flops.training_flops`) the harness trains, as
 `Harness.plan` lays the grid out for each ratio, runs deduplicated by run id (a seed's base is
 trained once and shared by every method and ratio), against what a script-per-run approach
 trains: every pruned run trains its own base from scratch, then its own pruning and
@@ -22,9 +22,9 @@ from pathlib import Path
 from _common import machine, report
 from tabulate import tabulate
 
-from benchmark.flops import training_flops
-from benchmark.protocols import load_protocol
-from benchmark.runner import Harness, Planned
+from prunebench.flops import training_flops
+from prunebench.protocol_files import load_protocol
+from prunebench.runner import Harness, Planned
 
 KINDS = ("base", "pruned", "scratch")
 

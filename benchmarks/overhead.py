@@ -1,11 +1,11 @@
 """Overhead of the harness's training loop against a bare PyTorch loop doing the same work.
 
-Measures training images/s of `benchmark.train.train_phases` (one phase of N epochs: a trace row,
+Measures training images/s of `prunebench.train.train_phases` (one phase of N epochs: a trace row,
 a checkpoint written per epoch, per-step loss and accuracy bookkeeping) and of a bare loop with
 the same model init, the same batches (`TensorData.batches` with the same per-epoch generator
 seeds), the same SGD settings and the same number of steps, without checkpoint or trace. The
 harness evaluates on the test split inside every epoch, so the bare loop makes the same
-`benchmark.train.evaluate` call per epoch; the test split is cut to `--test-samples` images so
+`prunebench.train.evaluate` call per epoch; the test split is cut to `--test-samples` images so
 evaluation stays a small share of both. Both sides run alternately `--repeats` times after an
 untimed warm-up of each, and the medians are compared, so drift on a shared machine biases
 neither. In fp32 on CPU the two end with identical weights, which the output checks.
@@ -33,11 +33,11 @@ from _common import machine, report
 from tabulate import tabulate
 from torch import nn
 
-from benchmark.config import Recipe
-from benchmark.data import DATASETS, TensorData, load_dataset, synthetic
-from benchmark.errors import DatasetNotFound
-from benchmark.models import ARCHS
-from benchmark.train import autocast, epoch_seed, evaluate, train_phases
+from prunebench.config import Recipe
+from prunebench.data import DATASETS, TensorData, load_dataset, synthetic
+from prunebench.errors import DatasetNotFound
+from prunebench.models import ARCHS
+from prunebench.train import autocast, epoch_seed, evaluate, train_phases
 
 GOAL = 0.95
 

@@ -5,7 +5,7 @@ rethinking-network-pruning (`cifar/l1-norm-pruning/main.py`): a torchvision CIFA
 dataset (uint8 HWC numpy array, one `PIL.Image.fromarray` per item, then `RandomCrop(32,
 padding=4)`, `RandomHorizontalFlip()`, `ToTensor()`, `Normalize`), a `DataLoader(batch_size=128,
 shuffle=True, num_workers=2)`, fp32 NCHW and a plain SGD loop that reads the loss and the number
-correct every step. The harness side is `benchmark.train.train_phases` with the CIFAR-10 training
+correct every step. The harness side is `prunebench.train.train_phases` with the CIFAR-10 training
 images held on the device as a `TensorData` (batched pad-crop and flip there), channels_last (and
 cuDNN autotuning on CUDA) as the Harness sets them, in fp32 and bf16 (and compiled with --compile).
 Both sides train the same architecture on the same 50,000 images.
@@ -46,10 +46,10 @@ from PIL import Image
 from tabulate import tabulate
 from torch import nn
 
-from benchmark.config import Recipe
-from benchmark.data import CIFAR_STATS, TensorData, load_dataset
-from benchmark.models import ARCHS
-from benchmark.train import train_phases
+from prunebench.config import Recipe
+from prunebench.data import CIFAR_STATS, TensorData, load_dataset
+from prunebench.models import ARCHS
+from prunebench.train import train_phases
 
 EPOCH = 50_000  # CIFAR-10 training images
 SHAPE = (3, 32, 32)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from benchmark.errors import UserError
-from benchmark.method import PruneContext, Target
-from benchmark.pruning import PruningPlan
+from prunebench.errors import UserError
+from prunebench.method import PruneContext, Target
+from prunebench.pruning import PruningPlan
 
 
 def top_k(scores: torch.Tensor, k: int) -> tuple[int, ...]:

@@ -16,9 +16,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from benchmark.method import Method, PhaseSettings, PruneContext, Target, register_method
-from benchmark.pruning import PruningPlan
-from methods.l1norm import L1Norm, L1Settings
+from prunebench.method import Method, PhaseSettings, PruneContext, Target, register_method
+from prunebench.pruning import PruningPlan
+from prunebench.methods.l1norm import L1Norm, L1Settings
 
 
 class GRegSettings(PhaseSettings):

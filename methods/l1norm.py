@@ -16,10 +16,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from benchmark.errors import UserError
-from benchmark.method import Method, MethodSettings, PruneContext, Target, register_method
-from benchmark.pruning import PruningPlan
-from methods._common import layer_plan, prunable_convs, top_k
+from prunebench.errors import UserError
+from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
+from prunebench.pruning import PruningPlan
+from prunebench.methods._common import layer_plan, prunable_convs, top_k
 
 
 class L1Settings(MethodSettings):

@@ -14,10 +14,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from benchmark.method import Method, MethodSettings, PruneContext, Target, register_method
-from benchmark.pruning import PruningPlan
-from methods._common import ratio_of
-from methods.magnitude import magnitude_masks, weights
+from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
+from prunebench.pruning import PruningPlan
+from prunebench.methods._common import ratio_of
+from prunebench.methods.magnitude import magnitude_masks, weights
 
 
 class LotterySettings(MethodSettings):

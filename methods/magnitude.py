@@ -15,9 +15,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from benchmark.method import Method, MethodSettings, PruneContext, Target, register_method
-from benchmark.pruning import Masks, PruningPlan
-from methods._common import ratio_of
+from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
+from prunebench.pruning import Masks, PruningPlan
+from prunebench.methods._common import ratio_of
 
 
 class MagnitudeSettings(MethodSettings):

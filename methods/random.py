@@ -11,9 +11,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from benchmark.method import Method, MethodSettings, PruneContext, Target, register_method
-from benchmark.pruning import PruningPlan
-from methods._common import prunable_convs
+from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
+from prunebench.pruning import PruningPlan
+from prunebench.methods._common import prunable_convs
 
 
 class RandomSettings(MethodSettings):

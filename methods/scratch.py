@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from benchmark.method import METHODS, Method, PruneContext, Target, register_method
-from benchmark.pruning import PruningPlan
+from prunebench.method import METHODS, Method, PruneContext, Target, register_method
+from prunebench.pruning import PruningPlan
 
 
 class ScratchSettings(BaseModel):

@@ -17,10 +17,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from benchmark.errors import UserError
-from benchmark.method import Method, PhaseSettings, PruneContext, Target, register_method
-from benchmark.pruning import PruningPlan, bn_after
-from methods._common import global_plan, ratio_of
+from prunebench.errors import UserError
+from prunebench.method import Method, PhaseSettings, PruneContext, Target, register_method
+from prunebench.pruning import PruningPlan, bn_after
+from prunebench.methods._common import global_plan, ratio_of
 
 
 class SlimmingSettings(PhaseSettings):

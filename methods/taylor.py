@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from benchmark.errors import UserError
-from benchmark.method import Method, MethodSettings, PruneContext, Target, register_method
-from benchmark.pruning import PruningPlan, bn_after
-from methods._common import global_plan, layer_plan, prunable_convs, ratio_of
+from prunebench.errors import UserError
+from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
+from prunebench.pruning import PruningPlan, bn_after
+from prunebench.methods._common import global_plan, layer_plan, prunable_convs, ratio_of
 
 
 class TaylorSettings(MethodSettings):

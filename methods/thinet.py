@@ -19,9 +19,9 @@ import torch_pruning as tp
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from benchmark.errors import UserError
-from benchmark.method import Method, MethodSettings, PruneContext, Target, register_method
-from benchmark.pruning import PruningPlan
+from prunebench.errors import UserError
+from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
+from prunebench.pruning import PruningPlan
 
 
 class ThiNetSettings(MethodSettings):

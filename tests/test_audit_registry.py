@@ -1,10 +1,10 @@
 import pytest
 
-from benchmark._registry import Registry
-from benchmark.audit import audit_budget, audit_phase
-from benchmark.config import Recipe
-from benchmark.errors import ProtocolViolation, UserError
-from benchmark.trace import Trace, TraceRow
+from prunebench._registry import Registry
+from prunebench.audit import audit_budget, audit_phase
+from prunebench.config import Recipe
+from prunebench.errors import ProtocolViolation, UserError
+from prunebench.trace import Trace, TraceRow
 
 RECIPE = Recipe(epochs=2, lr="0:0.1,1:0.01", batch_size=32, momentum=0.9, weight_decay=1e-4)
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from benchmark.cli import main
+from prunebench.cli import main
 from tests.conftest import write_yaml
 
 
@@ -85,6 +85,6 @@ def test_dry_run_prints_phases_and_budget(capsys, user_protocols, tmp_path):
 
 
 def test_console_script_exit_code_without_traceback():
-    proc = subprocess.run([sys.executable, "-m", "benchmark.cli", "flops", "--arch", "nosuch"],
+    proc = subprocess.run([sys.executable, "-m", "prunebench.cli", "flops", "--arch", "nosuch"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "unknown architecture" in proc.stderr

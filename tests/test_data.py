@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.data import TensorData, _augment, load_dataset, synthetic
-from benchmark.errors import DatasetNotFound
+from prunebench.data import TensorData, _augment, load_dataset, synthetic
+from prunebench.errors import DatasetNotFound
 
 
 def test_batched_pad_crop_is_a_shifted_window_of_the_padded_image():
@@ -72,8 +72,8 @@ def test_cifar_image_folder_layout(tmp_path):
 
 
 def test_missing_dataset_is_an_error_never_a_synthetic_fallback(tmp_path, monkeypatch):
-    monkeypatch.setattr("benchmark.paths.DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
-    import benchmark.data as data
+    monkeypatch.setattr("prunebench.paths.DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    import prunebench.data as data
 
     monkeypatch.setattr(data.paths, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
     with pytest.raises(DatasetNotFound, match="apt-get install dataset-fashion-mnist"):

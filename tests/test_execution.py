@@ -8,13 +8,13 @@ import shutil
 import pytest
 import torch
 
-from benchmark import flops
-from benchmark.config import Recipe
-from benchmark.errors import ProtocolViolation
-from benchmark.method import METHODS, Choices, Method, MethodSettings, register_method
-from benchmark.models import ARCHS
-from benchmark.protocols import load_protocol
-from benchmark.runner import Harness
+from prunebench import flops
+from prunebench.config import Recipe
+from prunebench.errors import ProtocolViolation
+from prunebench.method import METHODS, Choices, Method, MethodSettings, register_method
+from prunebench.models import ARCHS
+from prunebench.protocol_files import load_protocol
+from prunebench.runner import Harness
 from tests.conftest import RETRAIN, write_yaml
 
 
@@ -87,12 +87,14 @@ def test_compile_is_an_execution_setting_with_the_same_runs_and_results(user_pro
 def test_flops_are_traced_once_per_architecture(monkeypatch):
     traced = []
 
-    class Counting(flops.FlopCounterMode):
+    from torch.utils import flop_counter
+
+    class Counting(flop_counter.FlopCounterMode):
         def __enter__(self):
             traced.append(1)
             return super().__enter__()
 
-    monkeypatch.setattr(flops, "FlopCounterMode", Counting)
+    monkeypatch.setattr(flop_counter, "FlopCounterMode", Counting)
     monkeypatch.setattr(flops, "_COUNTS", type(flops._COUNTS)())
     arch = ARCHS.get("smallcnn")
     a, b = arch.build(10, 1), arch.build(10, 1)

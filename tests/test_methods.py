@@ -7,14 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.data import load_dataset
-from benchmark.method import METHODS, PruneContext, Target, kept, load_builtin_methods
-from benchmark.models import ARCHS, Arch, conv_layers
-from benchmark.pruning import PruningPlan, apply_masks
-from benchmark.train import train_phases
-from methods.greg import GRegSettings, penalty
-from methods.magnitude import magnitude_masks
-from methods.thinet import contributions, greedy_remove
+from prunebench.data import load_dataset
+from prunebench.method import METHODS, PruneContext, Target, kept, load_builtin_methods
+from prunebench.models import ARCHS, Arch, conv_layers
+from prunebench.pruning import PruningPlan, apply_masks
+from prunebench.train import train_phases
+from prunebench.methods.greg import GRegSettings, penalty
+from prunebench.methods.magnitude import magnitude_masks
+from prunebench.methods.thinet import contributions, greedy_remove
 
 load_builtin_methods()
 
@@ -71,7 +71,7 @@ def test_l1norm_stage_ratios_of_wang_et_al_on_resnet50():
 
 
 def test_stage_ratios_need_one_entry_per_stage():
-    from benchmark.errors import UserError
+    from prunebench.errors import UserError
 
     arch = ARCHS.get("resnet20")
     with pytest.raises(UserError, match="needs 5"):
@@ -128,7 +128,7 @@ def test_taylor_matches_a_hand_computation_on_a_two_filter_layer():
     p0, p1 = torch.softmax(torch.tensor([a * x, b * x]), 0).tolist()
     # dL/dw0 = (p0 - 1)·x, dL/dw1 = p1·x; importance (g·w)^2
     want = [((p0 - 1) * x * a) ** 2, (p1 * x * b) ** 2]
-    from methods.taylor import taylor_scores
+    from prunebench.methods.taylor import taylor_scores
 
     data = [(torch.tensor([[[[x]]]]), torch.tensor([0]))] * 3  # averaged over 3 equal batches
     scores = taylor_scores(model, ["0"], data, "weight", (1, 1, 1))
@@ -220,7 +220,7 @@ def test_masks_survive_optimizer_steps_in_the_training_loop(tmp_path):
     masks = plan("magnitude", model, 0.7, ctx).masks
     apply_masks(model, masks)
     train, test = load_dataset("synthetic")
-    from benchmark.config import Recipe
+    from prunebench.config import Recipe
 
     recipe = Recipe(epochs=1, lr="0:0.1", batch_size=64, weight_decay=5e-4, samples_per_epoch=128)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -235,8 +235,8 @@ def test_masks_survive_optimizer_steps_in_the_training_loop(tmp_path):
 # --- through the harness: rewinding, budgets, plug-ins ------------------------------------
 
 def harness(setup, store):
-    from benchmark.protocols import load_protocol
-    from benchmark.runner import Harness
+    from prunebench.protocol_files import load_protocol
+    from prunebench.runner import Harness
 
     protocol, _, sha = load_protocol(setup, "synth-small")
     return Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None)
@@ -266,7 +266,7 @@ def test_lottery_rewinds_the_kept_weights_bit_for_bit(user_protocols, store, epo
 
 
 def test_rewinding_past_the_base_training_is_refused(user_protocols, store):
-    from benchmark.errors import UserError
+    from prunebench.errors import UserError
 
     with pytest.raises(UserError, match="rewind_epoch between 0 and 3"):
         harness("S2", store).run(["lottery:rewind_epoch=4"], seeds=[0])
@@ -282,7 +282,7 @@ def test_an_own_pruning_phase_comes_out_of_the_sx_a_retraining(user_protocols, s
 
 
 def test_an_own_pruning_phase_that_cannot_fit_the_sx_b_budget_is_explained(user_protocols, store):
-    from benchmark.errors import UserError
+    from prunebench.errors import UserError
 
     with pytest.raises(UserError, match="leave no retraining epoch"):
         harness("SX-B", store).plan(["slimming"], seeds=[0])
@@ -296,15 +296,15 @@ def test_method_settings_reach_the_method_and_the_run_id(user_protocols, store):
     # a default written out is the same computation: the same run
     b = {p.row: p.spec.run_id for p in h.plan(["magnitude:scope=layer"], seeds=[0])}
     assert b["magnitude"] == a["magnitude"]
-    from benchmark.errors import UserError
+    from prunebench.errors import UserError
 
     with pytest.raises(UserError, match="scope"):
         h.plan(["magnitude:scope=everywhere"], seeds=[0])
 
 
 PLUGIN = '''
-from benchmark.method import Method, register_method
-from benchmark.pruning import PruningPlan
+from prunebench.method import Method, register_method
+from prunebench.pruning import PruningPlan
 
 
 @register_method
@@ -318,7 +318,7 @@ class KeepFirst(Method):
 
 
 def test_a_plugin_file_registers_a_method_the_cli_can_run(user_protocols, store, tmp_path, capsys):
-    from benchmark.cli import main
+    from prunebench.cli import main
 
     path = tmp_path / "my_methods.py"
     path.write_text(PLUGIN)
@@ -339,7 +339,7 @@ def test_a_plugin_file_registers_a_method_the_cli_can_run(user_protocols, store,
 def test_an_entry_point_plugin_is_loaded_with_the_builtins(tmp_path, monkeypatch):
     from importlib.metadata import EntryPoint
 
-    import benchmark.method as bm
+    import prunebench.method as bm
 
     (tmp_path / "ep_methods.py").write_text(PLUGIN.replace('"keepfirst"', '"keepfirst-ep"'))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -355,7 +355,7 @@ def test_scratch_and_the_pipeline_share_one_scratch_run(user_protocols, store):
 
 
 def test_user_mistakes_stop_the_grid_before_anything_trains(user_protocols, store):
-    from benchmark.errors import UserError
+    from prunebench.errors import UserError
 
     h = harness("S2", store)
     with pytest.raises(UserError, match="stage_ratios needs an architecture with stages"):
@@ -364,7 +364,7 @@ def test_user_mistakes_stop_the_grid_before_anything_trains(user_protocols, stor
 
 
 def test_slimming_refuses_a_network_without_a_bn_per_conv_output():
-    from benchmark.errors import UserError
+    from prunebench.errors import UserError
 
     arch = ARCHS.get("densenet40")
     model = arch.build(10, 3)
@@ -373,8 +373,8 @@ def test_slimming_refuses_a_network_without_a_bn_per_conv_output():
 
 
 def test_without_a_pruning_phase_under_s4_an_own_phase_is_not_added(user_protocols, store, tmp_path):
-    from benchmark.protocols import load_protocol
-    from benchmark.runner import Harness
+    from prunebench.protocol_files import load_protocol
+    from prunebench.runner import Harness
     from tests.conftest import LADDER, write_yaml
 
     path = write_yaml(tmp_path / "s41.yaml", {k: v for k, v in LADDER["S4.1"].items() if k != "prune"})

@@ -10,18 +10,18 @@ import json
 import pytest
 import torch
 
-from benchmark.data import load_dataset
-from benchmark.flops import effective_macs, forward_macs, param_count
-from benchmark.method import METHODS, PruneContext, Target, load_builtin_methods
-from benchmark.models import ARCHS
-from benchmark.protocols import load_protocol
-from benchmark.pruning import PruningPlan, apply_plan
-from benchmark.runner import Harness
+from prunebench.data import load_dataset
+from prunebench.flops import effective_macs, forward_macs, param_count
+from prunebench.method import METHODS, PruneContext, Target, load_builtin_methods
+from prunebench.models import ARCHS
+from prunebench.protocol_files import load_protocol
+from prunebench.pruning import PruningPlan, apply_plan
+from prunebench.runner import Harness
 from tests.conftest import write_yaml
 
 load_builtin_methods()
 # the built-in methods; test plug-ins other modules register (and which break rules on purpose) are left out
-BUILTIN = [n for n in METHODS.names() if type(METHODS.get(n)).__module__.startswith("methods.")]
+BUILTIN = [n for n in METHODS.names() if type(METHODS.get(n)).__module__.startswith("prunebench.methods.")]
 ARCH = ARCHS.get("smallcnn")
 SHAPE = (1, 16, 16)
 

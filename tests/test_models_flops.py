@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.cli import main
-from benchmark.flops import forward_macs, param_count
-from benchmark.method import Target
-from benchmark.models import ARCHS, conv_layers
-from benchmark.pruning import PruningPlan, apply_plan
+from prunebench.cli import main
+from prunebench.flops import forward_macs, param_count
+from prunebench.method import Target
+from prunebench.models import ARCHS, conv_layers
+from prunebench.pruning import PruningPlan, apply_plan
 
 
 @functools.cache  # building VGG-16 (ImageNet) takes a second

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.protocols import load_protocol
-from benchmark.runner import Harness
-from benchmark.store import RunFiles, sha256_file
+from prunebench.protocol_files import load_protocol
+from prunebench.runner import Harness
+from prunebench.store import RunFiles, sha256_file
 
 GRID = ["run", "--protocol", "SX-B", "--suite", "synth-small", "--method", "l1norm", "--method", "random",
         "--seeds", "0", "1"]
@@ -27,7 +27,7 @@ EPOCH_LINE = re.compile(r"^  (?P<run>.+): (?P<phase>\w+) epoch (?P<epoch>\d+)/\d
 
 
 def bench(*args: str) -> list[str]:
-    return [sys.executable, "-m", "benchmark.cli", *args]
+    return [sys.executable, "-m", "prunebench.cli", *args]
 
 
 def finished(store: Path) -> dict[str, tuple[str, float, int]]:
@@ -47,7 +47,7 @@ def epochs_logged(*logs: str) -> collections.Counter:
 
 def test_ray_executor_gives_the_sequential_results(user_protocols, tmp_path):
     ray = pytest.importorskip("ray")
-    from benchmark.executor import RayExecutor
+    from prunebench.executor import RayExecutor
 
     protocol, _, sha = load_protocol("SX-B", "synth-small")
     lines: list[str] = []
@@ -70,8 +70,11 @@ def test_ray_executor_gives_the_sequential_results(user_protocols, tmp_path):
 
     assert finished(tmp_path / "ray") == finished(tmp_path / "seq")  # bit-identical models
     assert len(finished(tmp_path / "ray")) == 2 + 2 * 2 * 2  # bases, pruned and Scratch-B runs
-    key = {r["row"]: [(s["seed"], s["run_id"], s["test_acc"]) for s in r["per_seed"]] for r in rows_seq}
-    assert {r["row"]: [(s["seed"], s["run_id"], s["test_acc"]) for s in r["per_seed"]] for r in rows_ray} == key
+    # the same rows in the same order, each row's runs by seed, whatever order Ray finished them in
+    key = [(r["row"], [(s["seed"], s["run_id"], s["test_acc"]) for s in r["per_seed"]]) for r in rows_seq]
+    assert [(r["row"], [(s["seed"], s["run_id"], s["test_acc"]) for s in r["per_seed"]]) for r in rows_ray] == key
+    assert all([s["seed"] for s in r["per_seed"]] == [0, 1] for r in rows_ray)
+    assert json.dumps(rows_ray) == json.dumps(rows_seq)
     # bases were started first, and every run was started before it was reported done
     started = [line for line in lines if " training " in line]
     assert [("dense" in line) for line in started] == [True] * 2 + [False] * 8
@@ -137,7 +140,7 @@ def test_two_processes_on_one_store_train_each_run_once(user_protocols, tmp_path
 
 HOLD = """
 import sys, time
-from benchmark.store import RunFiles
+from prunebench.store import RunFiles
 with RunFiles(sys.argv[1]).claim("r1"):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))

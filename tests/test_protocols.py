@@ -5,11 +5,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmark.cli import main
-from benchmark.config import Protocol
-from benchmark.errors import UserError
-from benchmark.protocols import list_protocols, load_protocol, validate_data
-from benchmark.schedule import LRSchedule, parse_pf
+from prunebench.cli import main
+from prunebench.config import Protocol
+from prunebench.errors import UserError
+from prunebench.protocol_files import list_protocols, load_protocol, validate_data
+from prunebench.schedule import LRSchedule, parse_pf
 from tests.conftest import write_yaml
 
 

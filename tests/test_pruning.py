@@ -2,10 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.method import PruneContext, Target, load_builtin_methods
-from benchmark.models import ARCHS, reinitialise
-from benchmark.pruning import PruningPlan, apply_plan
-from methods.l1norm import l1_keep
+from prunebench.method import PruneContext, Target, load_builtin_methods
+from prunebench.models import ARCHS, reinitialise
+from prunebench.pruning import PruningPlan, apply_plan
+from prunebench.methods.l1norm import l1_keep
 
 load_builtin_methods()
 
@@ -25,7 +25,7 @@ def test_l1norm_keeps_int_c_times_one_minus_p_and_the_original_weights():
     torch.manual_seed(0)
     model = arch.build(10, 1)
     original = {n: m.weight.detach().clone() for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-    from benchmark.method import METHODS
+    from prunebench.method import METHODS
 
     method = METHODS.get("l1norm")
     plan = method.plan(model, Target(ratio=0.3), method.settings({}), PruneContext(arch, (1, 28, 28), torch.Generator()))

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from benchmark import stats
-from benchmark.cli import main
-from benchmark.crossval import CrossVal, Duel, Pairing, crossval
-from benchmark.errors import ProtocolViolation, UserError
-from benchmark.method import METHODS, Choices, Method, MethodSettings, register_method
-from benchmark.protocols import load_protocol
-from benchmark.report import build, write_report
-from benchmark.runner import Harness
-from benchmark.store import Store
+from prunebench import stats
+from prunebench.cli import main
+from prunebench.crossval import CrossVal, Duel, Pairing, crossval
+from prunebench.errors import ProtocolViolation, UserError
+from prunebench.method import METHODS, Choices, Method, MethodSettings, register_method
+from prunebench.protocol_files import load_protocol
+from prunebench.report import build, write_report
+from prunebench.runner import Harness
+from prunebench.store import Store
 from tests.conftest import write_yaml
 
 FAST = {"epochs": 2, "lr": "0:0.05,1:0.005", "batch_size": 32, "augment": "flip", "samples_per_epoch": 128}

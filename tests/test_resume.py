@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-CMD = [sys.executable, "-m", "benchmark.cli", "run", "--protocol", "SX-B", "--suite", "synth-small",
+CMD = [sys.executable, "-m", "prunebench.cli", "run", "--protocol", "SX-B", "--suite", "synth-small",
        "--method", "l1norm", "--seeds", "0", "--json"]
 
 

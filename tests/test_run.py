@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from benchmark.errors import ProtocolViolation
-from benchmark.protocols import load_protocol
-from benchmark.runner import Harness, scratch_epochs
+from prunebench.errors import ProtocolViolation
+from prunebench.protocol_files import load_protocol
+from prunebench.runner import Harness, scratch_epochs
 
 
 def harness(store, setup="SX-B"):

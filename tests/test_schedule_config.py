@@ -1,8 +1,8 @@
 import pytest
 from pydantic import ValidationError
 
-from benchmark.config import MethodSpec, Protocol, Recipe, RunSpec, run_id
-from benchmark.schedule import LRSchedule
+from prunebench.config import MethodSpec, Protocol, Recipe, RunSpec, run_id
+from prunebench.schedule import LRSchedule
 
 
 def test_parses_the_papers_piecewise_notation():

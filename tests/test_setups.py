@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from benchmark.errors import ProtocolViolation
-from benchmark.method import Choices, Method, register_method
-from benchmark.protocols import load_protocol
-from benchmark.runner import Harness
-from methods.l1norm import L1Norm
+from prunebench.errors import ProtocolViolation
+from prunebench.method import Choices, Method, register_method
+from prunebench.protocol_files import load_protocol
+from prunebench.runner import Harness
+from prunebench.methods.l1norm import L1Norm
 
 
 class Unfair(Method):
@@ -39,7 +39,7 @@ MORE_SAMPLES = _method("unfair-more-samples", _retrain(samples_per_epoch=2 * 640
 
 
 def _own_base(p):
-    from benchmark.protocols import load_suites
+    from prunebench.protocol_files import load_suites
 
     base = load_suites().get(p.suite).base
     return Choices(base=base.model_copy(update={"epochs": base.epochs + 1}))
@@ -128,8 +128,8 @@ def _pruned_id(rows, method):
 
 
 def test_compare_names_the_strictest_setup_and_the_first_broken_rule(user_protocols, tmp_path, capsys):
-    from benchmark.cli import main
-    from benchmark.compare import compare_ids
+    from prunebench.cli import main
+    from prunebench.compare import compare_ids
 
     _, rows = run("S3.2", "l1norm", tmp_path)
     fair = _pruned_id(rows, "l1norm")
@@ -159,7 +159,13 @@ def test_compare_names_the_strictest_setup_and_the_first_broken_rule(user_protoc
     out = capsys.readouterr().out
     assert "comparable under S3.1" in out and "S3.2 breaks on retrain.lr" in out
     assert main(["compare", "zzz", fair, "--store", str(tmp_path)]) == 2
-    assert "no run matches 'zzz'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no run in store" in err and "starting with 'zzz'" in err and "more characters" not in err
+    assert main(["compare", "", fair, "--store", str(tmp_path)]) == 2  # an empty prefix matches nothing
+    assert main(["compare", "*", fair, "--store", str(tmp_path)]) == 2  # not a glob
+    assert "starting with '*'" in capsys.readouterr().err
+    assert main(["compare", fair, higher, "--store", str(tmp_path / "nowhere")]) == 2
+    assert "no run store at" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()
 
 
 def test_drop_is_measured_from_the_methods_own_base_under_s1(user_protocols, tmp_path):
@@ -191,7 +197,7 @@ def test_sx_b_with_a_pf_schedule_squeezes_the_pruning_epoch(user_protocols, tmp_
 
 
 def test_dry_run_prints_scratch_b_epochs_of_the_named_l1_configs(capsys):
-    from benchmark.cli import main
+    from prunebench.cli import main
 
     def scratch_epochs_of(suite):
         assert main(["run", "--protocol", "SX-B", "--suite", suite, "--method", "l1norm", "--seeds", "0",

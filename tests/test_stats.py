@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from benchmark import stats
+from prunebench import stats
 
 
 def test_summary_is_the_t_interval_by_hand():

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from benchmark._registry import Registry
+from prunebench._registry import Registry
 
 # A named layer-wise config maps a built model to {conv layer name: filters kept}.
 NamedConfig = Callable[[nn.Module], dict[str, int]]

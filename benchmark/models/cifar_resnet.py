@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.models._arch import ARCHS, Arch, ResNetStages, conv_layers
+from prunebench.models._arch import ARCHS, Arch, ResNetStages, conv_layers
 
 
 class ShortcutA(nn.Module):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.models._arch import ARCHS, Arch, conv_layers
+from prunebench.models._arch import ARCHS, Arch, conv_layers
 
 
 class DenseLayer(nn.Module):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from benchmark.models._arch import ARCHS, Arch, ResNetStages, block_inner_convs, conv_layers
+from prunebench.models._arch import ARCHS, Arch, ResNetStages, block_inner_convs, conv_layers
 
 
 def _stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.models._arch import ARCHS, Arch, ResNetStages, block_inner_convs
+from prunebench.models._arch import ARCHS, Arch, ResNetStages, block_inner_convs
 
 EXPANSION = 4
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from benchmark.models._arch import ARCHS, Arch, conv_layers
+from prunebench.models._arch import ARCHS, Arch, conv_layers
 
 
 class SmallCNN(nn.Module):

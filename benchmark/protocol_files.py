@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from importlib import resources
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from benchmark._registry import Registry
-from benchmark.config import Protocol, Suite
-from benchmark.errors import UserError
+from prunebench._registry import Registry, did_you_mean
+from prunebench.config import Protocol, Suite
+from prunebench.errors import UserError
 
 DEFAULT_SUITE = "fmnist-smallcnn"
 PROTOCOLS_ENV = "PRUNEBENCH_PROTOCOLS"
@@ -25,21 +26,37 @@ PROTOCOLS_ENV = "PRUNEBENCH_PROTOCOLS"
 
 def protocols_roots() -> list[Path]:
     """The shipped protocols folder, then the user's folders from $PRUNEBENCH_PROTOCOLS."""
-    import protocols
-
     extra = [Path(p) for p in os.environ.get(PROTOCOLS_ENV, "").split(os.pathsep) if p]
-    return [Path(protocols.__file__).parent, *extra]
+    return [Path(str(resources.files("prunebench.protocols"))), *extra]
 
 
 def read_model(path: Path, model: type[BaseModel]) -> BaseModel:
     """Load a YAML file into a config model; errors name the file, the field and what was expected."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_text()
+        data = yaml.safe_load(text)
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}.") from None
     except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {e}".replace("\n", " ")) from None
+        raise UserError(yaml_error(path, text, e)) from None
     return validate_data(data, model, str(path))
+
+
+def yaml_error(path: Path, text: str, error: yaml.YAMLError) -> str:
+    """A YAML syntax error as a compiler would print it: file:line:column, what is wrong, and the
+    offending line with a caret under the column."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    context, start = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context and start is not None:
+        context += f" that starts at line {start.line + 1}, column {start.column + 1}"
+    what = f"{problem}" + (f" ({context})" if context else "")
+    if mark is None:
+        return f"{path}: not valid YAML: {what}. Fix the file and run again."
+    lines = text.splitlines()
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    return (f"{path}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {what}.\n"
+            f"    {line}\n    {' ' * mark.column}^\nFix the file and run again.")
 
 
 def validate_data(data: object, model: type[BaseModel], source: str) -> BaseModel:
@@ -94,8 +111,8 @@ def protocol_path(name: str, suite: str) -> Path:
         return found[0]
     valid = [s for su, s, _ in list_protocols() if su == suite]
     raise UserError(
-        f"unknown protocol {name!r} for suite {suite!r}. Valid names: {', '.join(valid) or '(none)'}; "
-        "or pass a protocol file by path."
+        f"unknown protocol {name!r} for suite {suite!r}.{did_you_mean(name, valid)} "
+        f"Valid names: {', '.join(valid) or '(none)'}; or pass a protocol file by path."
     )
 
 
