@@ -295,7 +295,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(harness, args, seeds, path)
     rows = harness.run(args.method, seeds, args.ratio, args.config)
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps(_rounded(rows), indent=1))
     else:
         _print_table(harness, rows, path)
     return 0
@@ -361,6 +361,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rounded(value, digits: int = 4):
+    """JSON output without floating-point noise (1.7799999999999965 -> 1.78)."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
 def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) -> int:
     from prunebench.flops import MACS_NOTE
 
@@ -396,32 +407,67 @@ def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) ->
     return 0
 
 
+def _epochs(r: dict) -> str:
+    """Total epochs of a row, split as base+phase+phase when it has a shared base (`14 (6+3+5)`)."""
+    total, own = r["epochs"], r["epochs_own"]
+    if not isinstance(total, int) or not isinstance(own, int):
+        return str(total)  # seeds differ (automatic architectures): the list of totals
+    phases = list((r.get("phase_epochs") or {}).values()) or [own]
+    if total == own and len(phases) == 1:
+        return str(total)
+    return f"{total} ({'+'.join(str(n) for n in [total - own, *phases] if n or len(phases) == 1)})"
+
+
+def _phases_note(rows: list[dict]) -> str:
+    """Which phases the epochs column's parts are, e.g. 'base+prune+retrain'."""
+    names = {tuple(r["phase_epochs"]) for r in rows if r.get("phase_epochs") and r["epochs"] != r["epochs_own"]}
+    return ", ".join("base+" + "+".join(n) for n in sorted(names))
+
+
 def _print_table(harness, rows: list[dict], path: Path) -> None:
     from prunebench.flops import MACS_NOTE
 
-    table = []
     masked = any(r.get("effective_macs", r["macs"]) != r["macs"] for r in rows)
+    budgeted = any(r.get("budget_kind") for r in rows)
+    kind = next((r["budget_kind"] for r in rows if r.get("budget_kind")), None)
+    table = []
     for r in rows:
-        epochs = str(r["epochs"])
-        if r["epochs"] != r["epochs_own"] and isinstance(r["epochs"], int):
-            epochs += f" ({r['epochs'] - r['epochs_own']}+{r['epochs_own']})"
-        acc = f"{r['mean']:.2f} ± {r['std']:.2f}" if r["std"] is not None else f"{r['mean']:.2f}"
+        used = "-"
+        if r.get("budget_used") is not None and r.get("budget"):
+            used = f"{r['budget_used']:.3g} ({r['budget_used'] / r['budget']:.1%})"
         table.append([
-            r["row"], r["target"] or "-", acc, r["n"],
+            r["row"], r["target"] or "-", f"{r['mean']:.2f}", f"± {r['std']:.2f}" if r["std"] is not None else "",
+            r["n"],
             f"{r['drop']:+.2f}" if r["drop"] is not None else "-",
             f"{r['macs']:,}", *([f"{r['effective_macs']:,}"] if masked else []), f"{r['params']:,}",
-            f"{r['speedup']:.2f}x", epochs, " ".join(i[:8] for i in r["run_ids"]),
+            f"{r['speedup']:.2f}x", _epochs(r), *([used] if budgeted else []), " ".join(i[:8] for i in r["run_ids"]),
         ])
     pr = harness.protocol
+    headers = ["", "ratio", "test acc %", "std", "n", "drop (pts)", "MACs/image",
+               *(["effective MACs/image"] if masked else []), "params", "speedup", "epochs",
+               *([f"{'epochs' if kind == 'epochs' else 'train FLOPs'} (of budget)"] if budgeted else []), "runs"]
+    align = ["left", "left", "right", "left", "right", "right", "right", *(["right"] if masked else []), "right", "right",
+             "left", *(["right"] if budgeted else []), "left"]
     print(f"\n{pr.suite} under {pr.setup} ({path})")
-    print(tabulate(table, headers=["", "ratio", "test acc % (mean ± std)", "n", "drop", "MACs",
-                                   *(["effective MACs"] if masked else []), "params", "speedup", "epochs",
-                                   "runs"]))
+    print(tabulate(table, headers=headers, colalign=align, disable_numparse=True))
     if masked:
         print("\nUnstructured (masked) rows keep the dense shapes: MACs are dense hardware's; effective MACs "
               "weight each layer by its density, and their speedup is a sparse kernel's.")
-    print(f"\nMACs: {MACS_NOTE}. Accuracy: last epoch on the test set. Drop: from the base model of "
-          f"the same seed. Epochs: total trained, pretraining included (pretrain+retrain). Store: {harness.store_root}")
+    parts = _phases_note(rows)
+    notes = [
+        "Accuracy: last epoch on the test set, mean ± sample std over the n seeds.",
+        "Drop: accuracy points lost against the base model of the same seed (+1.50 = 1.5 points below it; "
+        "negative: above it).",
+        f"MACs/image: one forward pass of one image; {MACS_NOTE}.",
+        "Epochs: total trained, the shared base's included" + (f" ({parts})." if parts else "."),
+    ]
+    if budgeted:
+        b = pr.budget
+        unit = ("total epochs of base + pruning + retraining" if kind == "epochs" else
+                "training FLOPs of base + pruning + retraining (samples x 3 x 2 x MACs)")
+        notes.append(f"Budget ({pr.setup}): {unit} of each pipeline, which its scratch baseline must not exceed; "
+                     f"the column shows what each row used and its share of the budget (tolerance {b.tolerance:g}).")
+    print("\n" + "\n".join(notes) + f"\nStore: {harness.store_root}")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ class Table:
     cells: list[Cell]  # complete cells, ranked by mean accuracy
     incomplete: list[Cell]
     pairs: list[tuple[str, str, stats.Comparison, float | None]]  # all pairs, BH-adjusted p
+    reference_note: str = ""  # how the reference row was chosen, where the default one is missing
 
     @property
     def name(self) -> str:
@@ -216,23 +217,43 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
                 c.speedup = dense_macs / c.effective_macs if dense_macs and c.effective_macs else None
             complete = sorted([c for c in cells if c.complete], key=lambda c: -c.summary.mean)  # type: ignore[union-attr]
             incomplete = [c for c in cells if not c.complete]
-            _test_against_reference(complete, setup, reference, scratch_of)
+            note = _test_against_reference(complete, setup, reference, scratch_of)
             tables.append(Table(suite_name, setup, str(target), seeds, dense, complete, incomplete,
-                                _all_pairs(complete)))
+                                _all_pairs(complete), note))
     if reference is not None and not any(c.row == reference for t in tables for c in t.cells):
         rows = sorted({c.row for t in tables for c in t.cells})
         raise UserError(f"--reference {reference!r} is not a row of any leaderboard here; rows: {', '.join(rows)}.")
     return tables
 
 
+def _stand_in(cells: list[Cell], wanted: str) -> str | None:
+    """A reference that exists in a table without the `wanted` row: the best-ranked row of the
+    same method with other settings (`l1norm(retrain_lr=0.01)`; its own recipe before a borrowed
+    one), else the best-ranked method row."""
+    rows = [c.row for c in cells if c.row != DENSE and not c.row.startswith("Scratch")]  # cells are ranked
+    same = [r for r in rows if re.split(r"[( ]", r, maxsplit=1)[0] == wanted]
+    own = [r for r in same if " with the recipe of " not in r]  # not a cross-validation's borrowed recipe
+    return (own or same or rows or [None])[0]
+
+
 def _test_against_reference(cells: list[Cell], setup: str, reference: str | None,
-                            scratch_of: dict[str, str | None]) -> None:
+                            scratch_of: dict[str, str | None]) -> str:
     """Each cell against its reference (paired through the shared base when the seeds agree);
-    Holm across the cells of the table."""
+    Holm across the cells of the table. Returns a note where the default reference (l1norm,
+    outside SX) is not in the table and another row stands in for it."""
     by_row = {c.row: c for c in cells}
     tested = []
+    note, stand_in = "", None
+    if reference is None and setup not in ("SX-A", "SX-B") and "l1norm" not in by_row:
+        stand_in = _stand_in(cells, "l1norm")
+        if stand_in is not None:
+            note = (f"This table has no plain l1norm row, the default reference: rows are tested against "
+                    f"{stand_in!r} instead. Add one with `bench run --protocol {setup} --method l1norm` (same "
+                    "seeds and target), or choose with `bench report --reference ROW`.")
     for c in cells:
         ref = reference if reference is not None else default_reference(setup, c.row, scratch_of.get(c.row))
+        if ref == "l1norm" and stand_in is not None:
+            ref = stand_in
         if ref is None or ref == c.row:
             continue
         c.reference = ref
@@ -245,6 +266,7 @@ def _test_against_reference(cells: list[Cell], setup: str, reference: str | None
     for c, p in zip(tested, adjusted):
         c.p_adjusted = p
         c.verdict = stats.verdict(c.comparison, p)  # type: ignore[arg-type]
+    return note
 
 
 def _all_pairs(cells: list[Cell]) -> list[tuple[str, str, stats.Comparison, float | None]]:
@@ -336,6 +358,8 @@ def markdown(t: Table, images: list[str]) -> str:
     if missing := missing_rows(t):
         out += ["**Not in the leaderboard** (a seed is missing; nothing is averaged over fewer seeds):", "",
                 tabulate(missing, headers=["row", "seeds done", "missing", "runs done"], tablefmt="github"), ""]
+    if t.reference_note:
+        out += [t.reference_note, ""]
     if superseded := superseded_line(t):
         out += [superseded, ""]
     if t.pairs:
@@ -372,6 +396,8 @@ def html_page(tables: list[Table], images: dict[str, list[Path]]) -> str:
         if missing := missing_rows(t):
             body.append("<p><b>Not in the leaderboard</b> (a seed is missing):</p>")
             body.append(_table_html(missing, ["row", "seeds done", "missing", "runs done"], "missing"))
+        if t.reference_note:
+            body.append(f"<p>{html.escape(t.reference_note)}</p>")
         if superseded := superseded_line(t):
             body.append(f"<p>{html.escape(superseded)}</p>")
         if t.pairs:
@@ -537,4 +563,5 @@ def to_json(tables: list[Table]) -> list[dict]:
                 "missing": {str(k): v for k, v in c.missing.items()}}
     return [{"suite": t.suite, "setup": t.setup, "target": t.target, "seeds": t.seeds,
              "dense": cell(t.dense) if t.dense else None, "cells": [cell(c) for c in t.cells],
-             "incomplete": [cell(c) for c in t.incomplete]} for t in tables]
+             "incomplete": [cell(c) for c in t.incomplete], "reference_note": t.reference_note or None}
+            for t in tables]

@@ -488,9 +488,11 @@ class Harness:
         results = sorted(results, key=lambda r: (position.get(row_key(r[0]), len(position)), row_key(r[0]),
                                                  r[0].spec.seed, r[0].spec.run_id))
         done: dict[str, list[tuple[str, dict]]] = {}  # row key -> [(run id, metrics)]
+        targets: dict[str, Target | None] = {}
         for job, metrics in results:
             done.setdefault(row_key(job), []).append((job.spec.run_id, metrics))
-        return summarise(done)
+            targets[row_key(job)] = job.target
+        return summarise(done, targets)
 
     def label(self, spec: RunSpec) -> str:
         return f"{spec.row} seed {spec.seed}" + (f" at {spec.method.target}" if spec.method else "")
@@ -578,9 +580,14 @@ class Harness:
             "density": (sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
                         if masks else None),
             "epochs": trace.epochs,
+            # epochs per phase, in training order (e.g. prune then retrain)
+            "phase_epochs": {phase: sum(1 for r in trace.rows if r.phase == phase)
+                             for phase in dict.fromkeys(r.phase for r in trace.rows)},
             "total_epochs": (base["epochs"] if base else 0) + trace.epochs,
             "base_test_acc": base["test_acc"] if base else None,
             "train_flops": trace.train_flops,
+            # the whole pipeline's, the shared base's training included (what an SX-B budget counts)
+            "total_train_flops": (base["train_flops"] if base else 0) + trace.train_flops,
             "seconds": round(time.perf_counter() - started, 2),
             "model_sha256": sha256_file(directory / "model.pt"),
             "data_fingerprint": self._fingerprint,
@@ -700,10 +707,16 @@ def _mean_int(values: list[int]) -> int:
     return int(round(float(np.mean(values))))
 
 
-def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:
+def _mean_or_none(values: list) -> float | None:
+    return None if not values or any(v is None for v in values) else float(np.mean(values))
+
+
+def summarise(done: dict[str, list[tuple[str, dict]]],
+              targets: dict[str, Target | None] | None = None) -> list[dict[str, Any]]:
     """One row per (method, target): mean and std of final test accuracy over seeds, with n, and
     the mean accuracy drop from the base model of the same seed (paired): the run's own base
-    where it has one (a method's own base under S1), else the shared base of that seed."""
+    where it has one (a method's own base under S1), else the shared base of that seed. Under an
+    SX budget, the budget and what the rows' pipelines used of it (means over seeds)."""
     dense = done.get("dense", [])
     base_acc = {m["seed"]: m["test_acc"] for _, m in dense}
     dense_macs = dense[0][1]["macs"] if dense else None
@@ -717,8 +730,14 @@ def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:
         effective = _mean_int([m.get("effective_macs", m["macs"]) for m in metrics])
         epochs = sorted({m["total_epochs"] for _, m in runs})
         own = sorted({m["epochs"] for _, m in runs})
+        t = (targets or {}).get(key)
+        budget = [m.get("budget") for m in metrics]
+        kind = budget[0]["kind"] if budget[0] else None
+        used = [m.get("total_epochs") if kind == "epochs" else m.get("total_train_flops") for m in metrics]
+        phases = [tuple((m.get("phase_epochs") or {}).items()) for m in metrics]
         row: dict[str, Any] = {
             "row": name, "target": target or None, "n": len(runs),
+            "ratio": t.ratio if t else None, "config": t.config if t else None,
             "mean": acc.mean, "std": acc.std,
             "drop": None, "macs": macs, "effective_macs": effective,
             "params": _mean_int([m["params"] for m in metrics]),
@@ -727,6 +746,11 @@ def summarise(done: dict[str, list[tuple[str, dict]]]) -> list[dict[str, Any]]:
             "speedup": dense_macs / effective if dense_macs else None,
             "epochs": epochs[0] if len(epochs) == 1 else epochs,
             "epochs_own": own[0] if len(own) == 1 else own,
+            # epochs of each phase the row trained itself, where every seed trained the same
+            "phase_epochs": dict(phases[0]) if phases[0] and len(set(phases)) == 1 else None,
+            "budget_kind": kind,
+            "budget": _mean_or_none([b["amount"] for b in budget]) if kind else None,
+            "budget_used": _mean_or_none(used) if kind else None,
             "run_ids": [rid for rid, _ in runs],
             "per_seed": [{"seed": m["seed"], "run_id": rid, "test_acc": m["test_acc"]} for rid, m in runs],
         }

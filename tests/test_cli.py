@@ -1,6 +1,7 @@
 """The CLI: listings, FLOPs, and one-paragraph errors (exit code != 0, no traceback)."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -37,10 +38,16 @@ def test_list_everything(capsys, user_protocols):
     (["run", "--protocol", "SX-B", "--method", "nosuch", "--dry-run"], "unknown method 'nosuch'. Valid names: greg, "),
     (["run", "--protocol", "S9", "--method", "l1norm"], "unknown protocol 'S9' for suite 'fmnist-smallcnn'. Valid names: S1, S2, S3.1, S3.2, S4.1, S4.2, SX-A, SX-B"),
     (["run", "--protocol", "SX-B", "--suite", "nosuch", "--method", "l1norm"], "unknown suite 'nosuch'. Valid names:"),
-    (["flops", "--arch", "resnet57"], "unknown architecture 'resnet57'. Valid names: densenet40, preresnet164, resnet110"),
+    (["flops", "--arch", "resnet57"], "unknown architecture 'resnet57'. Did you mean 'resnet56'? Valid names: densenet40, preresnet164, resnet110"),
     (["flops", "--arch", "resnet20", "--config", "A"], "has no named config 'A'"),
     (["run", "--protocol", "SX-B", "--method", "l1norm", "--ratio", "1.0"], "outside [0, 1)"),
     (["run", "--protocol", "SX-B", "--method", "l1norm", "--ratio", "-0.1"], "outside [0, 1)"),
+    (["run", "--protocol", "SX-B", "--method", "l1nrom", "--dry-run"], "unknown method 'l1nrom'. Did you mean 'l1norm'?"),
+    (["run", "--protocol", "sx-b", "--method", "l1norm"], "unknown protocol 'sx-b' for suite 'fmnist-smallcnn'. Did you "
+                                                          "mean 'SX-B'?"),
+    (["flops", "--arch", "resnet5"], "Did you mean 'resnet56'?"),
+    (["run", "--protocol", "SX-B", "--method", "l1norm", "--data-root", "/does/not/exist", "--seeds", "0"],
+     "the data root /does/not/exist (--data-root) does not exist"),
 ])
 def test_user_errors_are_one_paragraph(capsys, argv, needle):
     code, out, err = run_cli(capsys, *argv)
@@ -61,6 +68,7 @@ def test_malformed_protocol_names_file_and_field(capsys, tmp_path):
 
 def test_missing_dataset_says_where_it_looked(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("PRUNEBENCH_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "empty").mkdir()
     code, _, err = run_cli(capsys, "run", "--protocol", "SX-B", "--suite", "cifar10-resnet56", "--method",
                            "l1norm", "--seeds", "0", "--store", str(tmp_path / "s"),
                            "--data-root", str(tmp_path / "empty"))
@@ -88,3 +96,55 @@ def test_console_script_exit_code_without_traceback():
     proc = subprocess.run([sys.executable, "-m", "prunebench.cli", "flops", "--arch", "nosuch"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "unknown architecture" in proc.stderr
+
+
+def test_yaml_syntax_error_points_at_file_line_and_column(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("setup: SX-B\nsuite: fmnist-smallcnn\nretrain:\n  epochs: 2\n   lr: 0.1\n")
+    code, _, err = run_cli(capsys, "validate", str(bad))
+    assert code == 2 and "Traceback" not in err
+    first, line, caret, *_ = err.splitlines()
+    assert first.startswith(f"bench: error: {bad}:5:6: not valid YAML: mapping values are not allowed here")
+    assert line == "       lr: 0.1" and caret.index("^") == line.index(":")  # the caret under the offending colon
+
+
+def test_run_table_says_what_its_numbers_mean(capsys, user_protocols, tmp_path):
+    """SX-A with a method that trains its own pruning phase: the epochs split base+prune+retrain,
+    the budget column, drop explained in points, MACs per image, and JSON numbers as numbers."""
+    argv = ["run", "--protocol", "SX-A", "--suite", "synth-small", "--method", "slimming", "--seeds", "0",
+            "--store", str(tmp_path / "s")]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    lines = out.splitlines()
+    header = next(line for line in lines if "test acc %" in line)
+    for column in ("drop (pts)", "MACs/image", "epochs (of budget)"):
+        assert column in header
+    slimming = next(line for line in lines if line.startswith("slimming "))
+    assert " 5 (3+1+1) " in slimming and "5 (100.0%)" in slimming  # 3 base + 1 pruning + 1 retraining epochs
+    scratch = next(line for line in lines if line.startswith("Scratch-E of slimming"))
+    assert " 5 (100.0%) " in scratch
+    assert "Epochs: total trained, the shared base's included (base+prune+retrain)." in out
+    assert "Drop: accuracy points lost against the base model of the same seed" in out
+    assert "MACs/image: one forward pass of one image" in out and "MACs: MACs" not in out
+    # the accuracy column lines up whatever n is: means right-aligned, the std in a column of its own
+    body = lines[lines.index(header) + 2:]
+    body = body[:body.index("")]
+    end = header.index("test acc %") + len("test acc %")
+    assert len(body) == 3 and all(re.fullmatch(r" \d+\.\d\d", line[end - 6:end]) for line in body)
+    code, out, _ = run_cli(capsys, *argv, "--json")
+    rows = json.loads(out)
+
+    def floats(x):
+        if isinstance(x, float):
+            yield x
+        elif isinstance(x, dict):
+            for v in x.values():
+                yield from floats(v)
+        elif isinstance(x, list):
+            for v in x:
+                yield from floats(v)
+
+    assert all(round(f, 4) == f for f in floats(rows))  # no 1.7799999999999965
+    slim = next(r for r in rows if r["row"] == "slimming")
+    assert slim["ratio"] == 0.5 and slim["config"] is None and slim["phase_epochs"] == {"prune": 1, "retrain": 1}
+    assert slim["budget_kind"] == "epochs" and slim["budget"] == slim["budget_used"] == 5

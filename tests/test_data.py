@@ -44,16 +44,57 @@ def _idx(path, magic, dims, payload: bytes):
         f.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in dims) + payload)
 
 
-def test_fashion_mnist_from_gzipped_idx_files_is_decompressed_into_the_cache(tmp_path):
+def _fmnist_gz(folder, n_train=6, n_test=4):
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        _idx(folder / f"{prefix}-images-idx3-ubyte.gz", 2051, (n, 28, 28), bytes(range(n)) * 784)
+        _idx(folder / f"{prefix}-labels-idx1-ubyte.gz", 2049, (n,), bytes(i % 10 for i in range(n)))
+
+
+def test_fashion_mnist_from_gzipped_idx_files_is_decompressed_under_the_data_root(tmp_path):
     raw = tmp_path / "root" / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    for prefix, n in (("train", 6), ("t10k", 4)):
-        _idx(raw / f"{prefix}-images-idx3-ubyte.gz", 2051, (n, 28, 28), bytes(range(n)) * 784)
-        _idx(raw / f"{prefix}-labels-idx1-ubyte.gz", 2049, (n,), bytes(i % 10 for i in range(n)))
+    _fmnist_gz(raw)
     train, test = load_dataset("fashion-mnist", tmp_path / "root", tmp_path / "cache")
     assert train.images.shape == (6, 1, 28, 28) and len(test) == 4
     assert train.labels.tolist() == [0, 1, 2, 3, 4, 5]
-    assert (tmp_path / "cache" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists()
+    assert (raw / "train-images-idx3-ubyte").exists() and not (tmp_path / "cache").exists()
+    assert train.source == str(raw)
+
+
+@pytest.fixture
+def debian_copy(tmp_path, monkeypatch):
+    """A Debian-style copy of Fashion-MNIST (gzipped IDX files), and no data root in the environment."""
+    debian = tmp_path / "usr-share-datasets-fashion-mnist"
+    _fmnist_gz(debian, n_train=5, n_test=3)
+    monkeypatch.setattr("prunebench.paths.DEBIAN_FASHION_MNIST", debian)
+    monkeypatch.delenv("PRUNEBENCH_DATA", raising=False)
+    monkeypatch.setenv("PRUNEBENCH_CACHE", str(tmp_path / "cache-home"))
+    return debian
+
+
+def test_debians_copy_is_read_only_when_no_data_root_is_named(debian_copy, tmp_path):
+    train, test = load_dataset("fashion-mnist")
+    assert len(train) == 5 and len(test) == 3 and train.source == str(debian_copy)
+    # decompressed under the documented default data root, not beside it
+    assert (tmp_path / "cache-home" / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+    assert {p.name for p in (tmp_path / "cache-home").iterdir()} == {"data"}
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_a_named_data_root_must_exist(debian_copy, tmp_path, monkeypatch, how):
+    missing = tmp_path / "does" / "not" / "exist"
+    if how == "environment":
+        monkeypatch.setenv("PRUNEBENCH_DATA", str(missing))
+    with pytest.raises(DatasetNotFound, match=f"data root {missing} .{'--data-root' if how == 'argument' else '.PRUNEBENCH_DATA'}. does not exist"):
+        load_dataset("fashion-mnist", missing if how == "argument" else None)
+    assert not missing.exists()
+
+
+def test_a_named_data_root_without_the_dataset_is_an_error_not_debians_copy(debian_copy, tmp_path):
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DatasetNotFound, match="not found. Looked in: .*mine/FashionMNIST/raw") as e:
+        load_dataset("fashion-mnist", tmp_path / "mine")
+    assert str(debian_copy) not in str(e.value)  # not looked at: the user named a root
 
 
 def test_cifar_image_folder_layout(tmp_path):

@@ -11,6 +11,7 @@ import torch
 from prunebench import flops
 from prunebench.config import Recipe
 from prunebench.errors import ProtocolViolation
+from prunebench.executor import Executor
 from prunebench.method import METHODS, Choices, Method, MethodSettings, register_method
 from prunebench.models import ARCHS
 from prunebench.protocol_files import load_protocol
@@ -110,3 +111,22 @@ def test_flops_are_traced_once_per_architecture(monkeypatch):
     assert flops.forward_macs(a, (1, 28, 28)) > dense and len(traced) == 2
     wide = arch.build(10, 3)
     assert flops.forward_macs(wide, (3, 16, 16)) > dense and len(traced) == 3
+
+
+class LastFinishedFirst(Executor):
+    """Trains the grid one run at a time, then hands the results back in reverse, as a parallel
+    executor may (Ray returns runs in the order they finish)."""
+
+    def run(self, harness, methods, seeds, ratio, config, borrow):
+        done = [(job, harness._execute(job.spec, job.start, job.budget))
+                for job in harness._grid(methods, seeds, ratio, config, live=True, borrow=borrow)]
+        return done[::-1]
+
+
+def test_rows_come_in_grid_order_and_seed_order_whatever_order_runs_finish(user_protocols, store):
+    sequential = harness("SX-B", store).run(["l1norm", "random"], seeds=[1, 0])
+    reversed_ = harness("SX-B", store, executor=LastFinishedFirst()).run(["l1norm", "random"], seeds=[1, 0])
+    assert reversed_ == sequential
+    assert [r["row"] for r in sequential] == ["dense", "l1norm", "Scratch-B of l1norm", "random",
+                                              "Scratch-B of random"]
+    assert all([s["seed"] for s in r["per_seed"]] == [0, 1] for r in sequential)  # by seed, not as given

@@ -291,6 +291,13 @@ def test_crossval_runs_four_pairings_and_names_the_verdict(fast_suite, store, ca
     rows = {c.row for t in build(s, protocol="S3.1") for c in t.cells}
     assert f"l1norm with the recipe of {la}" not in rows  # its own retrain_lr did not train there
     assert "l1norm with the recipe of random" in rows and f"random with the recipe of {la}" in rows
+    # no plain l1norm row (the default reference): the l1norm variant with its own recipe stands in, says so,
+    # and every other row is tested against it
+    (table,) = build(s, protocol="S3.1")
+    assert "l1norm" not in rows and f"tested against {la!r} instead" in table.reference_note
+    others = [c for c in table.cells if c.row != la]
+    assert {c.reference for c in others} == {la} and all(c.comparison is not None for c in others)
+    assert build(s, protocol="S3.1", reference="random")[0].reference_note == ""  # the user chose
 
 
 def duel(owner, leader, p):

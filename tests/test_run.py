@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from prunebench.errors import ProtocolViolation
+from prunebench.errors import DatasetNotFound, ProtocolViolation
 from prunebench.protocol_files import load_protocol
 from prunebench.runner import Harness, scratch_epochs
 
@@ -49,6 +49,31 @@ def test_sx_b_grid_end_to_end(user_protocols, store):
     db = h.store.query("SELECT id, status, test_acc FROM runs WHERE kind='pruned' ORDER BY seed")
     assert [r["id"] for r in db] == pruned["run_ids"]
     assert all(r["status"] == "done" for r in db)
+    # finished runs keep no lock file; each records where its data came from
+    assert not list((store / "runs").glob("*/lock"))
+    assert {json.loads(p.read_text())["data_source"] for p in (store / "runs").glob("*/metrics.json")} == {
+        "synthetic (generated)"}
+    # the budget each row's pipeline spent (base included), beside the budget itself
+    assert pruned["ratio"] == scratch["ratio"] == 0.5 and pruned["budget_kind"] == "flops"
+    assert dense["budget"] is None and pruned["budget"] == scratch["budget"]
+    def flops(ids):
+        return [json.loads((store / "runs" / i / "metrics.json").read_text())["train_flops"] for i in ids]
+
+    assert pruned["budget_used"] == pytest.approx((sum(flops(pruned["run_ids"])) + sum(flops(dense["run_ids"]))) / 2)
+    assert pruned["budget_used"] == pytest.approx(pruned["budget"])  # the pipeline defines the budget
+    assert scratch["budget_used"] == pytest.approx(sum(flops(scratch["run_ids"])) / 2)
+    assert scratch["budget_used"] <= scratch["budget"]
+    assert pruned["phase_epochs"] == {"retrain": 2} and scratch["phase_epochs"] == {"scratch": scratch["epochs"]}
+
+
+def test_a_dataset_that_cannot_be_read_leaves_no_run_behind(store, tmp_path):
+    protocol, _, sha = load_protocol("SX-B", "fmnist-smallcnn")
+    (tmp_path / "empty").mkdir()
+    h = Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None,
+                data_root=tmp_path / "empty")
+    with pytest.raises(DatasetNotFound, match="fashion-mnist"):
+        h.run(["l1norm"], seeds=[0])
+    assert list((store / "runs").iterdir()) == []  # no directory with only spec.json and a lock
 
 
 def test_second_identical_run_is_a_cache_hit(user_protocols, store):
