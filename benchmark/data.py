@@ -262,7 +262,8 @@ def _load_fmnist(root: Path, cache: Path, given: bool) -> tuple[Split, Split]:
     raw = root / "FashionMNIST" / "raw"
     sources = [raw, root] + ([] if given else [paths.DEBIAN_FASHION_MNIST])
     if all((raw / f).is_file() for f in FMNIST_FILES):
-        source = raw
+        origin = raw / "SOURCE"  # written when the harness decompressed them
+        source = f"{raw} (decompressed from {origin.read_text().strip()})" if origin.is_file() else str(raw)
     else:
         source = next((s for s in sources if all((s / f"{f}.gz").is_file() for f in FMNIST_FILES)), None)
         if source is None:
@@ -274,6 +275,7 @@ def _load_fmnist(root: Path, cache: Path, given: bool) -> tuple[Split, Split]:
                 with gzip.open(source / f"{f}.gz", "rb") as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst)
                 tmp.replace(raw / f)
+            (raw / "SOURCE").write_text(f"{source}\n")
         except OSError as e:
             raise DatasetNotFound(f"cannot decompress Fashion-MNIST from {source} into {raw}: {e.strerror}. "
                                   f"Make {root} writable, or pass --data-root DIR of a writable folder.") from None

@@ -78,6 +78,9 @@ def test_debians_copy_is_read_only_when_no_data_root_is_named(debian_copy, tmp_p
     # decompressed under the documented default data root, not beside it
     assert (tmp_path / "cache-home" / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
     assert {p.name for p in (tmp_path / "cache-home").iterdir()} == {"data"}
+    again, _ = load_dataset("fashion-mnist")  # the decompressed copy, which still names its origin
+    raw = tmp_path / "cache-home" / "data" / "FashionMNIST" / "raw"
+    assert again.source == f"{raw} (decompressed from {debian_copy})" and torch.equal(again.images, train.images)
 
 
 @pytest.mark.parametrize("how", ["argument", "environment"])
