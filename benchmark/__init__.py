@@ -43,7 +43,18 @@ if TYPE_CHECKING:
     from prunebench.schedule import LRSchedule
 
 
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("prunebench")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        return _package_version()
     if name not in _PUBLIC:
         raise AttributeError(f"module 'prunebench' has no attribute {name!r}")
     value = getattr(importlib.import_module(f"prunebench.{_PUBLIC[name]}"), name)
@@ -52,4 +63,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_PUBLIC])
+    return sorted(_PUBLIC)

@@ -14,6 +14,7 @@ os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(128 * 1024 * 1024))
 
 from tabulate import tabulate  # noqa: E402
 
+import prunebench  # noqa: E402
 from prunebench import paths  # noqa: E402
 from prunebench.errors import ProtocolViolation, UserError  # noqa: E402
 
@@ -51,6 +52,7 @@ def _grid_arguments(p: argparse.ArgumentParser, protocol: str, method: str) -> N
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="prunebench: comparable pruning results.")
+    p.add_argument("--version", action="version", version=f"prunebench {prunebench.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a protocol for one or more methods and print the results")
@@ -401,9 +403,12 @@ def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) ->
                           ph["lr"], f"{ph['samples']:,}", f"{o['macs']:,}",
                           f"{o['budget']:.4g}" if o["budget"] is not None else "-"])
     print(tabulate(table, headers=["run", "row", "seed", "target", "phase", "epochs", "LR schedule",
-                                   "samples", "MACs", "budget"]))
-    print(f"\nMACs: {MACS_NOTE}. Budget: total epochs (SX-A) or training FLOPs (SX-B) of pretrain + "
-          "prune + retrain that the scratch run must not exceed.")
+                                   "samples (all epochs)", "MACs/image", "budget"]))
+    print(f"\nMACs/image: {MACS_NOTE}, of one forward pass of one image. Budget: total epochs (SX-A) or "
+          "training FLOPs (SX-B) of pretrain + prune + retrain that the scratch run must not exceed.\n"
+          "Planned on an untrained model: exact for fixed layer-wise ratios and named configs; where a method "
+          "chooses the architecture from trained weights or data (a global threshold, a pruning phase), the "
+          "run decides it on the trained base, and its MACs, scratch epochs and budget follow from that.")
     return 0
 
 
@@ -455,10 +460,13 @@ def _print_table(harness, rows: list[dict], path: Path) -> None:
               "weight each layer by its density, and their speedup is a sparse kernel's.")
     parts = _phases_note(rows)
     notes = [
+        "Ratio: the pruning ratio each method applies in its own way (per layer, or globally); rows at one ratio "
+        "do not cost the same, so read MACs and speedup beside accuracy.",
         "Accuracy: last epoch on the test set, mean ± sample std over the n seeds.",
         "Drop: accuracy points lost against the base model of the same seed (+1.50 = 1.5 points below it; "
         "negative: above it).",
-        f"MACs/image: one forward pass of one image; {MACS_NOTE}.",
+        f"MACs/image: one forward pass of one image; {MACS_NOTE}. Speedup: the dense model's MACs / the "
+        "row's. Params: parameters of the pruned model.",
         "Epochs: total trained, the shared base's included" + (f" ({parts})." if parts else "."),
     ]
     if budgeted:

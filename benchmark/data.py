@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import os
 import shutil
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,14 +157,22 @@ def load_dataset(name: str, data_root: Path | None = None, cache: Path | None = 
     the user cache). A root the user names must exist and hold the dataset: nothing else is
     looked at then."""
     dataset = DATASETS.get(name)
+    root, given = check_data_root(data_root, dataset)
+    return dataset.load(root, Path(cache or paths.cache_home()), given)
+
+
+def check_data_root(data_root: Path | None, dataset: Dataset | None = None) -> tuple[Path, bool]:
+    """The data root in use and whether the user named it (`--data-root`, else $PRUNEBENCH_DATA);
+    a named root must be an existing folder."""
     given = data_root is not None or bool(os.environ.get(paths.DATA_ENV))
     root = Path(data_root).expanduser() if data_root is not None else paths.default_data_root()
     if given and not root.is_dir():
         named = "--data-root" if data_root is not None else f"${paths.DATA_ENV}"
         what = "is not a folder" if root.exists() else "does not exist"
-        raise DatasetNotFound(f"the data root {root} ({named}) {what}. Name the folder that holds {name!r}, or "
-                              f"name none to use the default. {dataset.how_to_get}")
-    return dataset.load(root, Path(cache or paths.cache_home()), given)
+        holds = f"{dataset.name!r}" if dataset else "your datasets"
+        raise DatasetNotFound(f"the data root {root} ({named}) {what}. Name the folder that holds {holds}, or "
+                              f"name none to use the default.{' ' + dataset.how_to_get if dataset else ''}")
+    return root, given
 
 
 def _missing(name: str, looked: list[Path]) -> DatasetNotFound:
@@ -270,15 +279,22 @@ def _load_fmnist(root: Path, cache: Path, given: bool) -> tuple[Split, Split]:
             raise _missing("fashion-mnist", sources)
         try:
             raw.mkdir(parents=True, exist_ok=True)
-            for f in FMNIST_FILES:
-                tmp = raw / f"{f}.tmp"
-                with gzip.open(source / f"{f}.gz", "rb") as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                tmp.replace(raw / f)
-            (raw / "SOURCE").write_text(f"{source}\n")
         except OSError as e:
             raise DatasetNotFound(f"cannot decompress Fashion-MNIST from {source} into {raw}: {e.strerror}. "
                                   f"Make {root} writable, or pass --data-root DIR of a writable folder.") from None
+        for f in FMNIST_FILES:
+            tmp = raw / f"{f}.tmp"
+            try:
+                with gzip.open(source / f"{f}.gz", "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                tmp.replace(raw / f)
+            except (OSError, EOFError, zlib.error) as e:
+                tmp.unlink(missing_ok=True)
+                why = getattr(e, "strerror", None) or str(e) or type(e).__name__
+                raise DatasetNotFound(f"cannot decompress {source / (f + '.gz')} into {raw}: {why}. Replace the "
+                                      "file with a complete copy (or make the folder writable).") from None
+        (raw / "SOURCE").write_text(f"{source}\n")
+        source = f"{raw} (decompressed from {source})"
     splits = [torchvision.datasets.FashionMNIST(str(root), train=t, download=False) for t in (True, False)]
     return _sourced(tuple(  # type: ignore[arg-type]
         TensorData(s.data.unsqueeze(1).contiguous(), s.targets, (0.2860,), (0.3530,)) for s in splits

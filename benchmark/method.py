@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from prunebench._registry import Registry
+from prunebench._registry import Registry, did_you_mean
 from prunebench.config import MethodSpec, Protocol, Recipe, target_label
 from prunebench.data import Split
 from prunebench.errors import UserError
@@ -174,13 +174,23 @@ class Method:
     from_scratch: ClassVar[bool] = False
 
     def settings(self, raw: dict) -> BaseModel:
+        """The validated settings. Unknown keys and non-finite numbers are refused whatever the
+        Settings model itself allows (a plug-in's plain `BaseModel` ignores unknown keys)."""
+        fields = ", ".join(self.Settings.model_fields) or "(none)"
+        unknown = [k for k in raw if k not in self.Settings.model_fields]
+        if unknown:
+            close = "".join(did_you_mean(k, list(self.Settings.model_fields)) for k in unknown[:1])
+            raise UserError(f"method {self.name!r} has no setting {', '.join(map(repr, unknown))}.{close} "
+                            f"Its settings: {fields}.")
         try:
-            return self.Settings(**raw)
+            settings = self.Settings(**raw)
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}"
                                  for err in e.errors())
-            fields = ", ".join(self.Settings.model_fields) or "(none)"
             raise UserError(f"method {self.name!r}: bad settings ({problems}). Its settings: {fields}.") from None
+        if (bad := _non_finite(settings.model_dump())) is not None:
+            raise UserError(f"method {self.name!r}: setting {bad[0]!r} is {bad[1]}; give a finite number.")
+        return settings
 
     def plan(self, model: nn.Module, target: Target, settings: BaseModel, ctx: PruneContext) -> PruningPlan:
         raise NotImplementedError
@@ -227,8 +237,30 @@ METHODS: Registry[Method] = Registry("method")
 
 
 def register_method(cls: type[Method]) -> type[Method]:
+    """Register a method class (a decorator). A method must at least plan."""
+    if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+        raise UserError(f"method class {cls.__qualname__} has no `name`: give it e.g. name = 'mymethod'.")
+    if cls.plan is Method.plan:
+        raise UserError(f"method {cls.name!r} ({cls.__qualname__}) does not define plan(model, target, settings, "
+                        "ctx): every method returns a PruningPlan from it.")
     METHODS.register(cls.name, cls())
     return cls
+
+
+def _non_finite(value: object, where: str = "") -> tuple[str, float] | None:
+    """The first NaN or infinite number in a settings dump, as (path, value), else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "value", value
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if (found := _non_finite(item, f"{where}.{key}" if where else str(key))) is not None:
+            return found
+    return None
 
 
 ENTRY_POINTS = "prunebench.methods"
@@ -332,11 +364,13 @@ def parse_method(text: str) -> tuple[str, dict]:
             key, eq, value = part.partition("=")
             if not eq or not key.strip():
                 raise UserError(f"cannot read method settings {rest!r} of {name!r}: write "
-                                f"'{name}:KEY=VALUE[,KEY=VALUE...]', e.g. 'magnitude:scope=global'")
+                                f"'{name}:KEY=VALUE[,KEY=VALUE...]', e.g. 'magnitude:scope=global'; quote a "
+                                "value that holds commas, e.g. 'l1norm:retrain_lr=\"0:0.1,2:0.01\"'")
             try:
                 settings[key.strip()] = yaml.safe_load(value)
             except yaml.YAMLError:
-                raise UserError(f"cannot read the value {value!r} of setting {key.strip()!r} of {name!r}") from None
+                raise UserError(f"cannot read the value {value!r} of setting {key.strip()!r} of {name!r}: values "
+                                "are read as YAML (a number, [a, list], or a 'quoted string')") from None
     return name.strip(), settings
 
 

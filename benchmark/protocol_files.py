@@ -26,7 +26,11 @@ PROTOCOLS_ENV = "PRUNEBENCH_PROTOCOLS"
 
 def protocols_roots() -> list[Path]:
     """The shipped protocols folder, then the user's folders from $PRUNEBENCH_PROTOCOLS."""
-    extra = [Path(p) for p in os.environ.get(PROTOCOLS_ENV, "").split(os.pathsep) if p]
+    extra = [Path(p).expanduser() for p in os.environ.get(PROTOCOLS_ENV, "").split(os.pathsep) if p]
+    for folder in extra:
+        if not folder.is_dir():
+            raise UserError(f"${PROTOCOLS_ENV} names {folder}, which is not a folder: name folders that hold "
+                            "<suite>/suite.yaml and <suite>/<setup>.yaml files, separated by ':'.")
     return [Path(str(resources.files("prunebench.protocols"))), *extra]
 
 
@@ -121,5 +125,13 @@ def load_protocol(name: str, suite: str = DEFAULT_SUITE) -> tuple[Protocol, Path
     path = protocol_path(name, suite)
     protocol = read_model(path, Protocol)
     assert isinstance(protocol, Protocol)
-    load_suites().get(protocol.suite)
+    suites = load_suites()
+    if protocol.suite not in suites and (path.parent / "suite.yaml").is_file():
+        raise UserError(f"{path}: suite {protocol.suite!r} is not known, though {path.parent / 'suite.yaml'} is "
+                        f"beside the file: add its parent folder to ${PROTOCOLS_ENV} "
+                        f"(export {PROTOCOLS_ENV}={path.parent.parent.resolve()}).")
+    suite = suites.get(protocol.suite)
+    if protocol.pf_epochs and protocol.pf_epochs[0] > suite.base.epochs:
+        raise UserError(f"{path}: field 'pf': {protocol.pf} prunes at epoch {protocol.pf_epochs[0]}, but suite "
+                        f"{suite.name!r} trains its base {suite.base.epochs} epochs; give P <= {suite.base.epochs}.")
     return protocol, path, hashlib.sha256(path.read_bytes()).hexdigest()

@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 import prunebench
 from prunebench import audit, stats
 from prunebench.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical
-from prunebench.data import DATASETS, Split, TensorData, load_dataset
+from prunebench.data import DATASETS, Split, TensorData, check_data_root, load_dataset
 from prunebench.errors import ProtocolViolation, UserError
 from prunebench.flops import effective_macs, forward_macs, param_count, training_flops
 from prunebench.method import (
@@ -94,16 +95,7 @@ def _code_version() -> str:
                                 cwd=Path(prunebench.__file__).parent, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
-    return f"prunebench {_version()}" + (f" ({commit})" if commit else "")
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("prunebench")
-    except PackageNotFoundError:
-        return "unknown"
+    return f"prunebench {prunebench.__version__}" + (f" ({commit})" if commit else "")
 
 
 Borrowed = dict[str, tuple[str, Recipe]]  # method (as given) -> (lender's label, retraining recipe)
@@ -125,6 +117,7 @@ class Harness:
         self.store_root = Path(store)
         self.protocol_sha256 = protocol_sha256
         self.data_root = data_root
+        check_data_root(data_root)  # a named root that does not exist is an error, even if every run is cached
         self.set_device(device)
         self.compiled = compiled  # torch.compile: an execution setting, not part of any run's spec
         self.plugins = tuple(plugins)  # re-loaded by every process that trains (Ray workers)
@@ -139,7 +132,13 @@ class Harness:
         self.grid_progress: GridProgress | None = None
 
     def set_device(self, device: str | torch.device | None) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        try:
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        except RuntimeError:
+            raise UserError(f"--device {device!r} is not a torch device: use e.g. cpu, cuda or cuda:1.") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"--device {device}: PyTorch sees no CUDA GPU on this machine (torch "
+                            f"{torch.__version__}); use --device cpu, or leave --device out.")
         # execution settings (the recipe is unchanged): channels_last is faster with cuDNN and,
         # with oneDNN, on CPU too (torch 2.14, 2 cores: ResNet-20 +14%, the small CNN +23% in a
         # bare training step); cuDNN picks the fastest convolution algorithms for the (fixed)
@@ -239,7 +238,12 @@ class Harness:
                                 f"({self.protocol.retrain.lr}); drop retrain_lr, or use a setup that leaves it "
                                 "free (S1, S2, S3.1, SX-A, SX-B).")
             retrain = chosen.retrain or self.protocol.retrain
-            chosen = chosen.model_copy(update={"retrain": retrain.model_copy(update={"lr": own_lr})})
+            try:  # validated: a schedule must fit the phase it schedules
+                retrain = Recipe.model_validate({**retrain.model_dump(), "lr": own_lr})
+            except ValidationError as e:
+                raise UserError(f"method {mspec.name!r}: its retrain_lr {own_lr} does not fit the retraining "
+                                f"recipe ({retrain.epochs} epochs): {e.errors()[0]['msg']}.") from None
+            chosen = chosen.model_copy(update={"retrain": retrain})
         return chosen
 
     def pruned_spec(self, mspec: MethodSpec, seed: int, chosen: Choices, base_recipe: Recipe | None = None,

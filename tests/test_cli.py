@@ -148,3 +148,51 @@ def test_run_table_says_what_its_numbers_mean(capsys, user_protocols, tmp_path):
     slim = next(r for r in rows if r["row"] == "slimming")
     assert slim["ratio"] == 0.5 and slim["config"] is None and slim["phase_epochs"] == {"prune": 1, "retrain": 1}
     assert slim["budget_kind"] == "epochs" and slim["budget"] == slim["budget_used"] == 5
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "--protocol", "S2", "--method", 'l1norm:retrain_lr="0:0.1,4:0.01"', "--seeds", "0", "--dry-run"],
+     "its retrain_lr 0:0.1,4:0.01 does not fit the retraining recipe (4 epochs)"),
+    (["run", "--protocol", "S2", "--method", "l1norm", "--device", "gpu", "--dry-run"], "is not a torch device"),
+    (["run", "--protocol", "S2", "--method", "l1norm:retrain_lr=0:0.1,2:0.01", "--dry-run"],
+     "quote a value that holds commas"),
+])
+def test_more_user_errors_are_one_paragraph(capsys, argv, needle):
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_cuda_device_without_a_gpu_is_a_user_error(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, _, err = run_cli(capsys, "run", "--protocol", "S2", "--method", "l1norm", "--device", "cuda", "--dry-run")
+    assert code == 2 and "PyTorch sees no CUDA GPU" in err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("prunebench ")
+
+
+def test_protocols_env_and_a_suite_beside_a_protocol_file(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNEBENCH_PROTOCOLS", str(tmp_path / "nowhere"))
+    code, _, err = run_cli(capsys, "list", "suites")
+    assert code == 2 and "PRUNEBENCH_PROTOCOLS names" in err and "not a folder" in err
+    monkeypatch.delenv("PRUNEBENCH_PROTOCOLS")
+    folder = tmp_path / "mine" / "tiny"
+    write_yaml(folder / "suite.yaml", {"name": "tiny", "dataset": "synthetic", "arch": "smallcnn",
+                                       "base": {"epochs": 2, "lr": 0.1}})
+    protocol = write_yaml(folder / "S2.yaml", {"setup": "S2", "suite": "tiny", "retrain": {"epochs": 1, "lr": 0.01}})
+    code, _, err = run_cli(capsys, "run", "--protocol", str(protocol), "--method", "l1norm", "--dry-run")
+    assert code == 2 and f"export PRUNEBENCH_PROTOCOLS={tmp_path / 'mine'}" in err
+
+
+def test_a_named_data_root_is_checked_even_when_every_run_is_cached(capsys, user_protocols, tmp_path):
+    argv = ["run", "--protocol", "S2", "--suite", "synth-small", "--method", "l1norm", "--seeds", "0",
+            "--store", str(tmp_path / "s")]
+    assert run_cli(capsys, *argv)[0] == 0
+    code, _, err = run_cli(capsys, *argv, "--data-root", str(tmp_path / "typo"))
+    assert code == 2 and "does not exist" in err

@@ -58,7 +58,7 @@ def test_fashion_mnist_from_gzipped_idx_files_is_decompressed_under_the_data_roo
     assert train.images.shape == (6, 1, 28, 28) and len(test) == 4
     assert train.labels.tolist() == [0, 1, 2, 3, 4, 5]
     assert (raw / "train-images-idx3-ubyte").exists() and not (tmp_path / "cache").exists()
-    assert train.source == str(raw)
+    assert train.source == f"{raw} (decompressed from {raw})"
 
 
 @pytest.fixture
@@ -74,13 +74,13 @@ def debian_copy(tmp_path, monkeypatch):
 
 def test_debians_copy_is_read_only_when_no_data_root_is_named(debian_copy, tmp_path):
     train, test = load_dataset("fashion-mnist")
-    assert len(train) == 5 and len(test) == 3 and train.source == str(debian_copy)
+    raw = tmp_path / "cache-home" / "data" / "FashionMNIST" / "raw"
+    assert len(train) == 5 and len(test) == 3 and train.source == f"{raw} (decompressed from {debian_copy})"
     # decompressed under the documented default data root, not beside it
     assert (tmp_path / "cache-home" / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
     assert {p.name for p in (tmp_path / "cache-home").iterdir()} == {"data"}
-    again, _ = load_dataset("fashion-mnist")  # the decompressed copy, which still names its origin
-    raw = tmp_path / "cache-home" / "data" / "FashionMNIST" / "raw"
-    assert again.source == f"{raw} (decompressed from {debian_copy})" and torch.equal(again.images, train.images)
+    again, _ = load_dataset("fashion-mnist")  # the decompressed copy: the same source, named the same way
+    assert again.source == train.source and torch.equal(again.images, train.images)
 
 
 @pytest.mark.parametrize("how", ["argument", "environment"])
@@ -147,3 +147,13 @@ def test_imagenet_folders_stream_through_a_dataloader(tmp_path):
     (x, y), = list(val.batches(6))
     assert x.shape == (6, 3, 224, 224) and y.tolist() == [0, 0, 0, 1, 1, 1]
     assert len(list(train.batches(4, generator=g, augment="flip", samples=10))[-1][1]) == 2
+
+
+def test_a_truncated_gzip_names_the_file_and_leaves_no_partial_copy(tmp_path):
+    raw = tmp_path / "root" / "FashionMNIST" / "raw"
+    _fmnist_gz(raw)
+    damaged = raw / "train-images-idx3-ubyte.gz"
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    with pytest.raises(DatasetNotFound, match=f"cannot decompress {damaged}"):
+        load_dataset("fashion-mnist", tmp_path / "root")
+    assert not list(raw.glob("*.tmp")) and not (raw / "train-images-idx3-ubyte").exists()

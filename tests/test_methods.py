@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunebench.data import load_dataset
-from prunebench.method import METHODS, PruneContext, Target, kept, load_builtin_methods
+from prunebench.errors import UserError
+from prunebench.method import METHODS, Method, PruneContext, Target, kept, load_builtin_methods
 from prunebench.models import ARCHS, Arch, conv_layers
 from prunebench.pruning import PruningPlan, apply_masks
 from prunebench.train import train_phases
@@ -382,3 +383,61 @@ def test_without_a_pruning_phase_under_s4_an_own_phase_is_not_added(user_protoco
     h = Harness(protocol, store=store, device="cpu", progress=False, log=lambda m: None)
     spec = next(p.spec for p in h.plan(["greg"], seeds=[0]) if p.spec.kind == "pruned")
     assert [phase for phase, _ in spec.phases] == ["retrain"]
+
+
+def readme_plugin() -> str:
+    """The plug-in example of the README, as printed there."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = text.split("```python\n# my_methods.py\n", 1)[1].split("```", 1)[0]
+    return block
+
+
+def test_the_readme_plugin_runs_and_refuses_unknown_settings(user_protocols, store, tmp_path, capsys):
+    from prunebench.cli import main
+
+    path = tmp_path / "my_methods.py"
+    path.write_text(readme_plugin())
+    args = ["run", "--protocol", "S2", "--suite", "synth-small", "--plugins", str(path), "--seeds", "0",
+            "--store", str(store), "--dry-run"]
+    assert main([*args, "--method", "spread:power=1"]) == 0
+    assert "spread(power=1.0)" in capsys.readouterr().out
+    assert main([*args, "--method", "spread:powr=1"]) == 2  # a misspelt setting is not silently dropped
+    assert "has no setting 'powr'. Did you mean 'power'?" in capsys.readouterr().err
+
+
+def test_a_plain_pydantic_settings_model_still_refuses_unknown_and_non_finite_settings():
+    from pydantic import BaseModel
+
+    class Loose(BaseModel):  # ignores unknown keys on its own
+        power: float = 2.0
+
+    class Plain(Method):
+        name = "test-plain-settings"
+        Settings = Loose
+
+        def plan(self, model, target, settings, ctx):
+            return PruningPlan.first_k(target.keep_counts(ctx.arch, model))
+
+    with pytest.raises(UserError, match="has no setting 'retrain_lr'"):
+        Plain().settings({"retrain_lr": 0.1})
+    with pytest.raises(UserError, match="setting 'power' is nan"):
+        Plain().settings({"power": float("nan")})
+
+
+def test_a_method_without_plan_or_name_is_refused_when_registered():
+    from prunebench.method import register_method as register
+
+    class NoPlan(Method):
+        name = "test-noplan"
+
+    class NoName(Method):
+        def plan(self, model, target, settings, ctx):
+            return None
+
+    with pytest.raises(UserError, match="does not define plan"):
+        register(NoPlan)
+    with pytest.raises(UserError, match="has no `name`"):
+        register(NoName)
+    assert "test-noplan" not in METHODS

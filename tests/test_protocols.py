@@ -36,7 +36,7 @@ def test_halving_rule_reproduces_appendix_a(epochs, lr, expected):
 
 def test_halving_inside_a_protocol_file(tmp_path):
     path = write_yaml(tmp_path / "p.yaml", {
-        "setup": "S3.2", "suite": "fmnist-smallcnn", "pf": "P30F90",
+        "setup": "S3.2", "suite": "cifar10-resnet56", "pf": "P30F90",
         "retrain": {"epochs": 90, "lr": "halving:0.1"},
     })
     protocol, _, _ = load_protocol(str(path))
