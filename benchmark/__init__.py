@@ -34,13 +34,22 @@ _PUBLIC = {
 
 __all__ = sorted(_PUBLIC)
 
-if TYPE_CHECKING:
-    from prunebench.config import Protocol, Recipe, Suite
-    from prunebench.errors import ProtocolViolation, UserError
-    from prunebench.method import (METHODS, Choices, Method, MethodSettings, PhaseSettings, PruneContext, Target,
-                                   kept, register_method)
-    from prunebench.pruning import Masks, PruningPlan
-    from prunebench.schedule import LRSchedule
+if TYPE_CHECKING:  # the names above, for type checkers and IDEs
+    from prunebench.config import Protocol, Recipe, Suite  # noqa: F401
+    from prunebench.errors import ProtocolViolation, UserError  # noqa: F401
+    from prunebench.method import (  # noqa: F401
+        METHODS,
+        Choices,
+        Method,
+        MethodSettings,
+        PhaseSettings,
+        PruneContext,
+        Target,
+        kept,
+        register_method,
+    )
+    from prunebench.pruning import Masks, PruningPlan  # noqa: F401
+    from prunebench.schedule import LRSchedule  # noqa: F401
 
 
 def _package_version() -> str:

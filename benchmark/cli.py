@@ -12,11 +12,10 @@ from pathlib import Path
 os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(64 * 1024 * 1024))
 os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(128 * 1024 * 1024))
 
-from tabulate import tabulate  # noqa: E402
-
 import prunebench  # noqa: E402
 from prunebench import paths  # noqa: E402
 from prunebench.errors import ProtocolViolation, UserError  # noqa: E402
+from tabulate import tabulate  # noqa: E402
 
 LIST_KINDS = ("archs", "datasets", "suites", "methods", "protocols")
 
@@ -300,6 +299,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(_rounded(rows), indent=1))
     else:
         _print_table(harness, rows, path)
+    if harness.failures:
+        lines = [f"  {f.row} seed {f.seed}" + (f" at {f.target}" if f.target else "") + f" (run {f.run_id[:12]}): "
+                 f"{f.reason}" for f in harness.failures]
+        print("\nFailed runs (in no table):\n" + "\n".join(lines), file=sys.stderr if args.json else sys.stdout)
+        return 1
     return 0
 
 
@@ -451,8 +455,8 @@ def _print_table(harness, rows: list[dict], path: Path) -> None:
     headers = ["", "ratio", "test acc %", "std", "n", "drop (pts)", "MACs/image",
                *(["effective MACs/image"] if masked else []), "params", "speedup", "epochs",
                *([f"{'epochs' if kind == 'epochs' else 'train FLOPs'} (of budget)"] if budgeted else []), "runs"]
-    align = ["left", "left", "right", "left", "right", "right", "right", *(["right"] if masked else []), "right", "right",
-             "left", *(["right"] if budgeted else []), "left"]
+    align = ["left", "left", "right", "left", "right", "right", "right", *(["right"] if masked else []), "right",
+             "right", "left", *(["right"] if budgeted else []), "left"]
     print(f"\n{pr.suite} under {pr.setup} ({path})")
     print(tabulate(table, headers=headers, colalign=align, disable_numparse=True))
     if masked:

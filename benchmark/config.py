@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import math
+from typing import Annotated, Any, Literal
 
 from prunebench.schedule import LRSchedule, parse_pf
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SETUPS = ("S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2", "SX-A", "SX-B")
 Setup = Literal["S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2", "SX-A", "SX-B"]
@@ -20,24 +20,29 @@ Phase = Literal["pretrain", "prune", "retrain", "scratch"]
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # every number a config holds is finite: NaN passes `lr <= 0`-style checks, infinities overflow
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+MAX_EPOCHS = 100_000  # bounds that no real recipe reaches, so that arithmetic on them cannot overflow
 
 
 class Recipe(Frozen):
     """How one phase trains: SGD with momentum, a per-epoch LR schedule, batch and augmentation."""
 
-    epochs: int = Field(ge=0, description="number of epochs of this phase")
+    epochs: int = Field(ge=0, le=MAX_EPOCHS, description="number of epochs of this phase")
     lr: LRSchedule = Field(description="LR schedule, e.g. '0:0.1,80:0.01,120:0.001' or 'cosine:0.1'")
-    batch_size: int = Field(128, gt=0, description="mini-batch size")
+    batch_size: int = Field(128, gt=0, le=2**24, description="mini-batch size")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     nesterov: bool = Field(False, description="Nesterov momentum")
     weight_decay: float = Field(1e-4, ge=0, description="L2 weight decay (SGD's weight_decay)")
     augment: Literal["none", "flip", "crop+flip"] = Field(
         "crop+flip", description="training augmentation, done batched on the training device"
     )
-    pad: int = Field(4, ge=0, description="zero padding before the random crop (crop+flip)")
+    pad: int = Field(4, ge=0, le=1024, description="zero padding before the random crop (crop+flip)")
     samples_per_epoch: int | None = Field(
-        None, gt=0, description="samples drawn per epoch (reshuffled passes); default one pass over the data")
+        None, gt=0, le=2**40, description="samples drawn per epoch (reshuffled passes); default one pass over the "
+        "data")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="arithmetic of forward and backward: fp32, or bf16 autocast (weights, optimizer "
         "and loss stay fp32)")
@@ -52,9 +57,12 @@ class Recipe(Frozen):
                 values = [float(p) for p in parts[1:]]
                 if not 1 <= len(values) <= 2 or not isinstance(data.get("epochs"), int):
                     raise ValueError
+                if not all(math.isfinite(v) and v > 0 for v in values) or not 0 <= data["epochs"] <= MAX_EPOCHS:
+                    raise ValueError
             except ValueError:
                 raise ValueError(
-                    f"cannot read {data['lr']!r}: write 'halving:LR' or 'halving:LR:FINAL_LR' in a recipe with 'epochs'"
+                    f"cannot read {data['lr']!r}: write 'halving:LR' or 'halving:LR:FINAL_LR' (positive, finite LRs) in "
+                    "a recipe with 'epochs'"
                 ) from None
             data = {**data, "lr": LRSchedule.halving(data["epochs"], *values)}
         return data
@@ -92,7 +100,8 @@ class Suite(Frozen):
     dataset: str = Field(description="registered dataset name")
     arch: str = Field(description="registered architecture name")
     base: Recipe = Field(description="recipe that trains the dense base model")
-    seeds: list[int] = Field([0, 1, 2], min_length=1, description="seeds run by default")
+    seeds: list[Annotated[int, Field(ge=0, lt=2**31)]] = Field([0, 1, 2], min_length=1,
+                                                               description="seeds run by default")
 
 
 class Budget(Frozen):

@@ -9,6 +9,11 @@ class DatasetNotFound(UserError):
     """A dataset is not where the harness looked."""
 
 
+class TrainingFailed(Exception):
+    """A run whose training went wrong: its loss became NaN or infinite, or it diverged and ended
+    at chance level. Recorded as failed with this reason, never ranked; the grid goes on."""
+
+
 class ProtocolViolation(Exception):
     """A run did something its protocol forbids (named setup, rule, expected and actual value)."""
 

@@ -75,9 +75,13 @@ class RayExecutor(Executor):
                 for ref in finished:
                     job = pending.pop(ref)
                     status, value, records = ray.get(ref)  # an unexpected error (a bug) raises here
-                    for spec, state, metrics, violation in records:
-                        harness.store.index(spec, state, metrics, violation=violation)
+                    for spec, state, metrics, violation, reason in records:
+                        harness.store.index(spec, state, metrics, violation=violation, failure=reason)
                     label = harness.label(job.spec)
+                    if status == "failed":  # its training went wrong: recorded, in no table; the grid goes on
+                        results[job.spec.run_id] = (job, None)
+                        progress.finish(job.spec.run_id, f"{label} (run {job.spec.run_id[:12]}) FAILED: {value}")
+                        continue
                     if status == "done":
                         results[job.spec.run_id] = (job, value)
                         progress.finish(job.spec.run_id, f"done {label}: test acc {value['test_acc']:.2f}% "
@@ -103,6 +107,9 @@ class RayExecutor(Executor):
                                  ready=lambda run_id: run_id in results):
             rid = job.spec.run_id
             if rid in results or rid in started:
+                continue
+            if harness.files.failure(rid) is not None:
+                results[rid] = (job, harness._execute(job.spec, job.start, job.budget))  # says so, records it
                 continue
             if (metrics := harness.files.metrics(rid)) is not None:
                 harness.store.index(job.spec, "done", metrics)
@@ -153,13 +160,13 @@ _DATA: dict[tuple, Any] = {}
 
 
 def _train_job(payload: bytes, plugins: list[str], gpu: bool) -> tuple[str, Any, list[tuple]]:
-    """A Ray task: train one run (or find it done) and return ("done", metrics), ("violated",
-    its fields) or ("error", a user error's message), with the index records the run made."""
+    """A Ray task: train one run (or find it done) and return ("done", metrics), ("failed", the
+    reason its training failed), ("violated", its fields) or ("error", a user error's message),
+    with the index records the run made."""
     import torch
-    from ray import cloudpickle
-
     from prunebench.method import load_builtin_methods, load_plugin
     from prunebench.progress import GridProgress
+    from ray import cloudpickle
 
     load_builtin_methods()
     for plugin in plugins:
@@ -173,7 +180,10 @@ def _train_job(payload: bytes, plugins: list[str], gpu: bool) -> tuple[str, Any,
     harness._records = []
     harness.grid_progress = GridProgress(1, lambda m: print(m, file=sys.stderr, flush=True), counting=False)
     try:
-        return "done", harness._execute(job.spec, job.start, job.budget), harness._records
+        metrics = harness._execute(job.spec, job.start, job.budget)
+        if metrics is None:
+            return "failed", harness.files.failure(job.spec.run_id), harness._records
+        return "done", metrics, harness._records
     except ProtocolViolation as v:
         return "violated", (v.setup, v.rule, v.expected, v.actual), harness._records
     except UserError as e:

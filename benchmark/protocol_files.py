@@ -14,11 +14,10 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ValidationError
-
 from prunebench._registry import Registry, did_you_mean
 from prunebench.config import Protocol, Suite
 from prunebench.errors import UserError
+from pydantic import BaseModel, ValidationError
 
 DEFAULT_SUITE = "fmnist-smallcnn"
 PROTOCOLS_ENV = "PRUNEBENCH_PROTOCOLS"
@@ -37,12 +36,23 @@ def protocols_roots() -> list[Path]:
 def read_model(path: Path, model: type[BaseModel]) -> BaseModel:
     """Load a YAML file into a config model; errors name the file, the field and what was expected."""
     try:
-        text = Path(path).read_text()
-        data = yaml.safe_load(text)
+        raw = Path(path).read_bytes()
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}.") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r}); save it as "
+                        "UTF-8 YAML.") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise UserError(yaml_error(path, text, e)) from None
+    except RecursionError:
+        raise UserError(f"{path}: its YAML is nested too deeply to read; a protocol file is a few levels of "
+                        "fields.") from None
+    except ValueError as e:  # e.g. an integer of thousands of digits (Python's int conversion limit)
+        raise UserError(f"{path}: a value is too long to read ({e}). Fix the file and run again.") from None
     return validate_data(data, model, str(path))
 
 
@@ -69,6 +79,9 @@ def validate_data(data: object, model: type[BaseModel], source: str) -> BaseMode
         raise UserError(f"{source} must hold a mapping of fields, found {type(data).__name__}.")
     try:
         return model.model_validate(data)
+    except RecursionError:
+        raise UserError(f"{source}: nested too deeply to validate; a protocol file is a few levels of "
+                        "fields.") from None
     except ValidationError as e:
         problems = "; ".join(
             f"field '{'.'.join(str(p) for p in err['loc']) or '(top level)'}': {err['msg']}"

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import torch
 import torch_pruning as tp
-from torch import nn
-
 from prunebench.errors import UserError
+from torch import nn
 
 Masks = dict[str, torch.Tensor]  # parameter name -> bool tensor of its shape, True = kept
 

@@ -4,7 +4,7 @@ plots (matplotlib PNG).
 One table per (suite, protocol, pruning target). A cell is a row of that table (a method with its
 settings, a scratch baseline, the dense model) over the seeds; only finished runs enter it. The
 seeds a table expects are every seed that any run of its protocol was started with: a cell that
-lacks one (never run, still running, or violated) is left out of the ranking and listed with
+lacks one (never run, still running, violated or failed) is left out of the ranking and listed with
 what is missing, instead of averaging fewer seeds.
 """
 
@@ -24,12 +24,11 @@ matplotlib.use("Agg")  # files only; no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from tabulate import tabulate  # noqa: E402
-
 from prunebench import stats  # noqa: E402
 from prunebench.config import MethodSpec  # noqa: E402
 from prunebench.errors import UserError  # noqa: E402
 from prunebench.store import Store  # noqa: E402
+from tabulate import tabulate  # noqa: E402
 
 DENSE = "dense"
 
@@ -165,6 +164,8 @@ def _cell(row: str, runs: pd.DataFrame, seeds: list[int], base_acc: dict[int, fl
             missing[seed] = "not run" + (" with the latest code of the method" if superseded else "")
         elif (others["status"] == "violated").any():
             missing[seed] = f"violated ({others[others['status'] == 'violated'].iloc[0]['violation']})"
+        elif (others["status"] == "failed").any():
+            missing[seed] = f"failed ({others[others['status'] == 'failed'].iloc[0]['failure']})"
         else:
             missing[seed] = f"incomplete (run {others.iloc[0]['id'][:12]} started, not finished)"
     scores = {int(s): float(a) for s, a in zip(done["seed"], done["test_acc"])}

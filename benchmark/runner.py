@@ -23,18 +23,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from pydantic import ValidationError
-from torch import nn
-
 import prunebench
+import torch
 from prunebench import audit, stats
 from prunebench.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical
 from prunebench.data import DATASETS, Split, TensorData, check_data_root, load_dataset
-from prunebench.errors import ProtocolViolation, UserError
+from prunebench.errors import ProtocolViolation, TrainingFailed, UserError
 from prunebench.flops import effective_macs, forward_macs, param_count, training_flops
 from prunebench.method import (
-    METHODS, Choices, Method, PruneContext, Target, load_builtin_methods, method_code, resolve_method,
+    METHODS,
+    Choices,
+    Method,
+    PruneContext,
+    Target,
+    load_builtin_methods,
+    method_code,
+    resolve_method,
 )
 from prunebench.models import ARCHS, reinitialise
 from prunebench.progress import GridProgress
@@ -44,6 +48,8 @@ from prunebench.setups import fixes
 from prunebench.store import RunFiles, Store, sha256_file, trainability, write_atomic
 from prunebench.trace import Trace
 from prunebench.train import train_phases
+from pydantic import ValidationError
+from torch import nn
 
 if TYPE_CHECKING:
     from prunebench.executor import Executor
@@ -98,6 +104,17 @@ def _code_version() -> str:
     return f"prunebench {prunebench.__version__}" + (f" ({commit})" if commit else "")
 
 
+@dataclass(frozen=True)
+class Failure:
+    """A run whose training went wrong (`TrainingFailed`): in no table, listed with its reason."""
+
+    row: str
+    seed: int
+    target: str | None
+    run_id: str
+    reason: str
+
+
 Borrowed = dict[str, tuple[str, Recipe]]  # method (as given) -> (lender's label, retraining recipe)
 
 
@@ -130,6 +147,7 @@ class Harness:
         self._plans: dict[tuple, PruningPlan] = {}
         self._records: list[tuple] | None = None  # a worker's index writes, for the driver to apply
         self.grid_progress: GridProgress | None = None
+        self.failures: list[Failure] = []  # of the last `run`, in the order they happened
 
     def set_device(self, device: str | torch.device | None) -> None:
         try:
@@ -152,21 +170,21 @@ class Harness:
         """What travels to a Ray worker: the protocol and settings, not the data, the index or
         the driver's caches (a worker loads its own data and never opens the SQLite index)."""
         state = dict(self.__dict__)
-        for local in ("_data", "store", "_plans", "log", "grid_progress"):
+        for local in ("_data", "store", "_plans", "log", "grid_progress", "failures"):
             state.pop(local, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._data, self._plans, self.log, self.grid_progress = None, {}, _stderr, None
+        self._data, self._plans, self.log, self.grid_progress, self.failures = None, {}, _stderr, None, []
 
     def _index(self, spec: RunSpec, status: str, metrics: dict[str, Any] | None = None,
-               violation: str | None = None) -> None:
+               violation: str | None = None, failure: str | None = None) -> None:
         """Record a run's state in the SQLite index; in a worker, kept for the driver to record."""
         if self._records is not None:
-            self._records.append((spec, status, metrics, violation))
+            self._records.append((spec, status, metrics, violation, failure))
         else:
-            self.store.index(spec, status, metrics, violation=violation)
+            self.store.index(spec, status, metrics, violation=violation, failure=failure)
 
     @cached_property
     def store(self) -> Store:
@@ -389,8 +407,8 @@ class Harness:
                                         f"{base.phases[0][1].epochs} epochs (set rewind_epoch between 0 and "
                                         f"{base.phases[0][1].epochs}).")
                     yield from once(self._base_job(base))
-                    if live and ready is not None and not ready(base.run_id):
-                        continue
+                    if live and (ready is not None and not ready(base.run_id) or self.files.failure(base.run_id)):
+                        continue  # not trained yet (parallel), or failed: nothing starts from it
                     plan = self._plan_on(source, source_spec, seed, base.run_id if live else None)
                     macs = self._macs_of(plan)
                     chosen = self._fit_budget(chosen, macs)
@@ -476,11 +494,17 @@ class Harness:
         """Execute the grid (cache hits for completed runs) and return the summary rows."""
         planned = self.plan(methods, seeds, ratio, config, borrow)  # user mistakes surface before anything trains
         self.grid_progress = GridProgress(len(planned), self.log)
+        self.failures = []
         if self.executor is not None:
             results = self.executor.run(self, methods, seeds, ratio, config, borrow)
         else:
             results = [(job, self._execute(job.spec, job.start, job.budget))  # type: ignore[arg-type]
                        for job in self._grid(methods, seeds, ratio, config, live=True, borrow=borrow)]
+        for job, metrics in results:
+            if metrics is None:
+                self.failures.append(Failure(job.row, job.spec.seed, job.target.label() if job.target else None,
+                                             job.spec.run_id, self.files.failure(job.spec.run_id) or "failed"))
+        results = [(job, metrics) for job, metrics in results if metrics is not None]
         # the same order whatever the executor (Ray returns runs as they finish): rows in the
         # grid's order, each row's runs by seed
         def row_key(job: Planned) -> str:
@@ -501,12 +525,20 @@ class Harness:
     def label(self, spec: RunSpec) -> str:
         return f"{spec.row} seed {spec.seed}" + (f" at {spec.method.target}" if spec.method else "")
 
-    def _execute(self, spec: RunSpec, start: Callable[[Path], Start], budget: float | None = None) -> dict[str, Any]:
+    def _execute(self, spec: RunSpec, start: Callable[[Path], Start],
+                 budget: float | None = None) -> dict[str, Any] | None:
         """Run `spec` unless the store has it: `start` gives the model, the trace of anything
         already trained for this run (a pruning phase) and the phases left to train. The run
-        trains under its lock; a run another process is training is waited for, not repeated."""
+        trains under its lock; a run another process is training is waited for, not repeated.
+        Returns its metrics, or None for a run whose training failed (now or before)."""
         run_id, progress = spec.run_id, self.grid_progress or GridProgress(1, self.log)
         label = self.label(spec)
+        if (reason := self.files.failure(run_id)) is not None:
+            self.log(f"{label} (run {run_id[:12]}) failed before: {reason}. Not trained again; delete "
+                     f"{self.files.run_dir(run_id) / 'failed.json'} to try again.")
+            self._index(spec, "failed", failure=reason)
+            progress.finish(run_id)
+            return None
         cached = self.files.metrics(run_id)
         if cached is None:
             self.data()  # a dataset that cannot be read fails here, before the run's directory exists
@@ -523,7 +555,7 @@ class Harness:
         return cached
 
     def _train_run(self, spec: RunSpec, start: Callable[[Path], Start], budget: float | None, label: str,
-                   progress: GridProgress) -> dict[str, Any]:
+                   progress: GridProgress) -> dict[str, Any] | None:
         if (violation := self.files.violation(spec.run_id)) is not None:  # stopped before, maybe by another process
             raise violation
         directory = self.files.prepare(spec)
@@ -538,6 +570,9 @@ class Harness:
                 budget = self.budget(effective_macs(model, self.input_shape))
             trace = self._train(model, spec, directory, begin.phases, "checkpoint.pt", prior=begin.prior,
                                 masks=begin.masks)
+            if (diverged := Trace(rows=trace.rows[len(begin.prior.rows):]).divergence(
+                    self.dataset.num_classes)) is not None:
+                raise TrainingFailed(diverged)
             if spec.kind == "pruned":
                 audit.audit_run(self.protocol, trace, len(train))
             if budget is not None:
@@ -548,6 +583,12 @@ class Harness:
             self._index(spec, "violated", violation=str(v))
             progress.finish(spec.run_id, f"{label}: protocol violation ({v.rule})")
             raise
+        except TrainingFailed as failed:
+            self.files.record_failure(spec.run_id, str(failed))
+            self._index(spec, "failed", failure=str(failed))
+            progress.finish(spec.run_id, f"{label} (run {spec.run_id[:12]}) FAILED: {failed}; it enters no table, "
+                                         "the grid goes on")
+            return None
         metrics = self._finish(spec, directory, model, trace, budget, started, begin.masks)
         progress.finish(spec.run_id, f"done {label}: test acc {metrics['test_acc']:.2f}% after {trace.epochs} "
                                      f"epochs ({metrics['seconds']:.0f} s)")

@@ -9,7 +9,7 @@ The LR is set once per epoch, at its start. Wang et al.'s finetuning rule (App. 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,12 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class LRSchedule(BaseModel):
     """A per-epoch learning-rate schedule."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     kind: Literal["piecewise", "cosine"] = Field(
         "piecewise", description="piecewise constant from given epochs, or cosine annealing"
     )
-    stages: list[tuple[int, float]] = Field(
+    stages: list[tuple[Annotated[int, Field(ge=0, le=100_000)], float]] = Field(
         default_factory=list,
         description="piecewise: (first epoch, LR) pairs; the first starts at epoch 0",
     )

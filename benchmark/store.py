@@ -31,7 +31,7 @@ from prunebench.config import RunSpec, canonical
 from prunebench.errors import ProtocolViolation
 from prunebench.trace import Trace
 
-SCHEMA_VERSION = 3  # PRAGMA user_version; an older index is rebuilt from the run directories
+SCHEMA_VERSION = 4  # PRAGMA user_version; an older index is rebuilt from the run directories
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -50,8 +50,9 @@ CREATE TABLE IF NOT EXISTS runs (
     recipe_of TEXT,
     seed INTEGER NOT NULL,
     base TEXT,
-    status TEXT NOT NULL,            -- running | done | violated
+    status TEXT NOT NULL,            -- running | done | violated | failed
     violation TEXT,
+    failure TEXT,                    -- why a failed run failed (a non-finite loss, a divergence)
     test_acc REAL,                   -- last epoch, on the test set
     train_acc REAL,
     base_test_acc REAL,
@@ -81,7 +82,7 @@ CREATE TABLE IF NOT EXISTS epochs (  -- the trace of every finished run, one row
 );
 """
 RUN_COLUMNS = ("id", "kind", "suite", "protocol", "setup", "row", "method", "method_code", "settings", "ratio", "config",
-               "target", "variant", "recipe_of", "seed", "base", "status", "violation", "test_acc", "train_acc",
+               "target", "variant", "recipe_of", "seed", "base", "status", "violation", "failure", "test_acc", "train_acc",
                "base_test_acc", "ta_train", "ta_test", "ta_epochs", "macs", "effective_macs", "params",
                "density", "epochs", "total_epochs", "train_flops", "seconds", "spec", "updated")
 
@@ -141,6 +142,19 @@ class RunFiles:
         """The protocol violation a run was stopped by, or None."""
         path = self.run_dir(run_id) / "violation.json"
         return ProtocolViolation(**json.loads(path.read_text())) if path.exists() else None
+
+    def failure(self, run_id: str) -> str | None:
+        """Why a run failed (its training went wrong), or None."""
+        path = self.run_dir(run_id) / "failed.json"
+        return json.loads(path.read_text())["reason"] if path.exists() else None
+
+    def record_failure(self, run_id: str, reason: str) -> None:
+        """Mark a run failed: `failed.json` with the reason; its checkpoints are removed (a retry,
+        after deleting `failed.json`, starts over)."""
+        directory = self.run_dir(run_id)
+        write_atomic(directory / "failed.json", json.dumps({"reason": reason, "when": time.time()}, indent=1))
+        for checkpoint in directory.glob("checkpoint*.pt"):
+            checkpoint.unlink()
 
     def trace(self, run_id: str) -> Trace | None:
         path = self.run_dir(run_id) / "trace.json"
@@ -214,7 +228,8 @@ class Store(RunFiles):
             raise
 
     def index(self, spec: RunSpec, status: str, metrics: dict[str, Any] | None = None,
-              violation: str | None = None, commit: bool = True, updated: float | None = None) -> None:
+              violation: str | None = None, commit: bool = True, updated: float | None = None,
+              failure: str | None = None) -> None:
         """Record a run's state in the index; a finished run's trace goes in with it (from its
         run directory, which holds it before `metrics.json` is written)."""
         m = dict(metrics or {})
@@ -229,7 +244,7 @@ class Store(RunFiles):
             "settings": json.dumps(method.settings, sort_keys=True) if method else None,
             "ratio": method.ratio if method else None, "config": method.config if method else None,
             "target": method.target if method else "-", "variant": spec.variant, "recipe_of": spec.recipe_of,
-            "seed": spec.seed, "base": spec.base, "status": status, "violation": violation,
+            "seed": spec.seed, "base": spec.base, "status": status, "violation": violation, "failure": failure,
             **{k: m.get(k) for k in ("test_acc", "train_acc", "base_test_acc", "ta_train", "ta_test", "ta_epochs",
                                      "macs", "params", "density", "epochs", "total_epochs", "train_flops",
                                      "seconds")},
@@ -267,6 +282,8 @@ class Store(RunFiles):
                     self.index(spec, "done", metrics, commit=commit, updated=when)
                 elif (v := self.violation(directory.name)) is not None:
                     self.index(spec, "violated", violation=str(v), commit=commit, updated=when)
+                elif (reason := self.failure(directory.name)) is not None:
+                    self.index(spec, "failed", failure=reason, commit=commit, updated=when)
                 else:
                     self.index(spec, "running", commit=commit, updated=when)
             except (OSError, ValueError, TypeError, KeyError) as e:  # pydantic's errors are ValueErrors

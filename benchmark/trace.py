@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
-
-from pydantic import BaseModel, ConfigDict, Field
+import math
 
 from prunebench.flops import training_flops
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class TraceRow(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN and infinities are written as JSON's NaN/Infinity and read back as such
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
 
     phase: str = Field(description="pretrain, prune, retrain or scratch")
     epoch: int = Field(description="epoch within the phase, 0-based")
@@ -37,7 +38,7 @@ class TraceRow(BaseModel):
 
 
 class Trace(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
 
     rows: tuple[TraceRow, ...] = ()
 
@@ -54,6 +55,20 @@ class Trace(BaseModel):
     @property
     def train_flops(self) -> int:
         return sum(r.train_flops for r in self.rows)
+
+    def divergence(self, num_classes: int) -> str | None:
+        """Why this training diverged, or None: its training loss rose past 100 x ln(classes)
+        (a uniform guess costs ln(classes)) and it ends at chance level (at most 1.5 x 100/classes
+        % test accuracy). A run like that is stored as failed, not ranked at chance."""
+        if not self.rows:
+            return None
+        worst, last = max(self.rows, key=lambda r: r.train_loss), self.rows[-1]
+        chance = 100.0 / num_classes
+        if worst.train_loss > 100 * math.log(num_classes) and last.test_acc <= 1.5 * chance:
+            return (f"diverged: the training loss reached {worst.train_loss:.3g} in {worst.phase} epoch "
+                    f"{worst.epoch + 1}, and the run ends at chance level ({last.test_acc:.2f}% test accuracy; "
+                    f"chance is {chance:.2f}%)")
+        return None
 
     def to_csv(self) -> str:
         out = io.StringIO()

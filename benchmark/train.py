@@ -14,6 +14,7 @@ of the forward) is an execution setting: the same recipe, the same run id.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import sys
@@ -24,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-from tqdm import tqdm
-
 from prunebench.config import Recipe
 from prunebench.data import Split
+from prunebench.errors import TrainingFailed
 from prunebench.flops import effective_macs, forward_macs
 from prunebench.pruning import Masks, apply_masks
 from prunebench.trace import Trace, TraceRow
+from torch import nn
+from tqdm import tqdm
 
 # (model, step within the pruning phase) -> a term added to the loss, or None
 Regularizer = Callable[[nn.Module, int], "torch.Tensor | None"]
@@ -188,19 +189,26 @@ def _train_epoch(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tenso
             extra = regularizer(model, epoch * total + i)
             if extra is not None:
                 objective = loss + extra
+        value = loss.item()
+        if not math.isfinite(value) or (objective is not loss and not math.isfinite(objective.item())):
+            what = "training loss" if not math.isfinite(value) else "training loss with the regulariser"
+            raise TrainingFailed(f"the {what} became {value if not math.isfinite(value) else objective.item()} "
+                                 f"at {phase} epoch {epoch + 1}, step {i + 1}")
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         seen_lrs.update(g["lr"] for g in optimizer.param_groups)
         optimizer.step()
         if masks:
             apply_masks(model, masks)
-        loss_sum += loss.item() * len(y)
+        loss_sum += value * len(y)
         correct += (out.argmax(1) == y).sum().item()
         samples += len(y)
         steps += 1
         largest = max(largest, len(y))
     group = optimizer.param_groups[0]
     test_loss, test_acc = evaluate(model, test, precision=recipe.precision, forward=forward)
+    if not math.isfinite(test_loss):
+        raise TrainingFailed(f"the test loss became {test_loss} after {phase} epoch {epoch + 1}")
     return TraceRow(
         phase=phase, epoch=epoch,
         # more than one LR within an epoch is recorded as the one furthest from the schedule

@@ -20,11 +20,10 @@ import tempfile
 from pathlib import Path
 
 from _common import machine, report
-from tabulate import tabulate
-
 from prunebench.flops import training_flops
 from prunebench.protocol_files import load_protocol
 from prunebench.runner import Harness, Planned
+from tabulate import tabulate
 
 KINDS = ("base", "pruned", "scratch")
 

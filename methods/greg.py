@@ -13,12 +13,11 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from prunebench.method import Method, PhaseSettings, PruneContext, Target, register_method
+from prunebench.methods.l1norm import L1Norm, L1Settings
+from prunebench.pruning import PruningPlan
 from pydantic import Field
 from torch import nn
-
-from prunebench.method import Method, PhaseSettings, PruneContext, Target, register_method
-from prunebench.pruning import PruningPlan
-from prunebench.methods.l1norm import L1Norm, L1Settings
 
 
 class GRegSettings(PhaseSettings):

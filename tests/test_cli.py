@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from prunebench.cli import main
+
 from tests.conftest import write_yaml
 
 
@@ -38,13 +38,15 @@ def test_list_everything(capsys, user_protocols):
     (["run", "--protocol", "SX-B", "--method", "nosuch", "--dry-run"], "unknown method 'nosuch'. Valid names: greg, "),
     (["run", "--protocol", "S9", "--method", "l1norm"], "unknown protocol 'S9' for suite 'fmnist-smallcnn'. Valid names: S1, S2, S3.1, S3.2, S4.1, S4.2, SX-A, SX-B"),
     (["run", "--protocol", "SX-B", "--suite", "nosuch", "--method", "l1norm"], "unknown suite 'nosuch'. Valid names:"),
-    (["flops", "--arch", "resnet57"], "unknown architecture 'resnet57'. Did you mean 'resnet56'? Valid names: densenet40, preresnet164, resnet110"),
+    (["flops", "--arch", "resnet57"],
+     "unknown architecture 'resnet57'. Did you mean 'resnet56'? Valid names: densenet40, preresnet164, resnet110"),
     (["flops", "--arch", "resnet20", "--config", "A"], "has no named config 'A'"),
     (["run", "--protocol", "SX-B", "--method", "l1norm", "--ratio", "1.0"], "outside [0, 1)"),
     (["run", "--protocol", "SX-B", "--method", "l1norm", "--ratio", "-0.1"], "outside [0, 1)"),
-    (["run", "--protocol", "SX-B", "--method", "l1nrom", "--dry-run"], "unknown method 'l1nrom'. Did you mean 'l1norm'?"),
-    (["run", "--protocol", "sx-b", "--method", "l1norm"], "unknown protocol 'sx-b' for suite 'fmnist-smallcnn'. Did you "
-                                                          "mean 'SX-B'?"),
+    (["run", "--protocol", "SX-B", "--method", "l1nrom", "--dry-run"],
+     "unknown method 'l1nrom'. Did you mean 'l1norm'?"),
+    (["run", "--protocol", "sx-b", "--method", "l1norm"],
+     "unknown protocol 'sx-b' for suite 'fmnist-smallcnn'. Did you mean 'SX-B'?"),
     (["flops", "--arch", "resnet5"], "Did you mean 'resnet56'?"),
     (["run", "--protocol", "SX-B", "--method", "l1norm", "--data-root", "/does/not/exist", "--seeds", "0"],
      "the data root /does/not/exist (--data-root) does not exist"),

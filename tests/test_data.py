@@ -4,7 +4,6 @@ import struct
 import pytest
 import torch
 from PIL import Image
-
 from prunebench.data import TensorData, _augment, load_dataset, synthetic
 from prunebench.errors import DatasetNotFound
 
@@ -88,7 +87,8 @@ def test_a_named_data_root_must_exist(debian_copy, tmp_path, monkeypatch, how):
     missing = tmp_path / "does" / "not" / "exist"
     if how == "environment":
         monkeypatch.setenv("PRUNEBENCH_DATA", str(missing))
-    with pytest.raises(DatasetNotFound, match=f"data root {missing} .{'--data-root' if how == 'argument' else '.PRUNEBENCH_DATA'}. does not exist"):
+    named = "--data-root" if how == "argument" else ".PRUNEBENCH_DATA"
+    with pytest.raises(DatasetNotFound, match=f"data root {missing} .{named}. does not exist"):
         load_dataset("fashion-mnist", missing if how == "argument" else None)
     assert not missing.exists()
 

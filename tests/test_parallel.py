@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from prunebench.protocol_files import load_protocol
 from prunebench.runner import Harness
 from prunebench.store import RunFiles, sha256_file

@@ -4,12 +4,11 @@ the rule named, and passes under a setup that leaves that freedom open."""
 import json
 
 import pytest
-
 from prunebench.errors import ProtocolViolation
 from prunebench.method import Choices, Method, register_method
+from prunebench.methods.l1norm import L1Norm
 from prunebench.protocol_files import load_protocol
 from prunebench.runner import Harness
-from prunebench.methods.l1norm import L1Norm
 
 
 class Unfair(Method):

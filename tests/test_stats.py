@@ -4,9 +4,8 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats as sps
-
 from prunebench import stats
+from scipy import stats as sps
 
 
 def test_summary_is_the_t_interval_by_hand():

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from prunebench.models._arch import ARCHS, Arch, ResNetStages, conv_layers
+from torch import nn
 
 
 class ShortcutA(nn.Module):

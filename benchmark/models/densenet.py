@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from prunebench.models._arch import ARCHS, Arch, conv_layers
+from torch import nn
 
 
 class DenseLayer(nn.Module):
