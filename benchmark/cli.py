@@ -12,10 +12,11 @@ from pathlib import Path
 os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(64 * 1024 * 1024))
 os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(128 * 1024 * 1024))
 
+from tabulate import tabulate  # noqa: E402
+
 import prunebench  # noqa: E402
 from prunebench import paths  # noqa: E402
 from prunebench.errors import ProtocolViolation, UserError  # noqa: E402
-from tabulate import tabulate  # noqa: E402
 
 LIST_KINDS = ("archs", "datasets", "suites", "methods", "protocols")
 

@@ -11,8 +11,9 @@ import json
 import math
 from typing import Annotated, Any, Literal
 
-from prunebench.schedule import LRSchedule, parse_pf
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from prunebench.schedule import LRSchedule, parse_pf
 
 SETUPS = ("S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2", "SX-A", "SX-B")
 Setup = Literal["S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2", "SX-A", "SX-B"]

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
+
 from prunebench import paths
 from prunebench._registry import Registry
 from prunebench.errors import DatasetNotFound

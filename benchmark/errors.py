@@ -9,6 +9,15 @@ class DatasetNotFound(UserError):
     """A dataset is not where the harness looked."""
 
 
+class DamagedFile(UserError):
+    """A store file that cannot be read: truncated, overwritten, or of another format."""
+
+    def __init__(self, path: object, why: str) -> None:
+        self.path, self.why = path, why
+        super().__init__(f"{path} is damaged ({why}). Run the same `bench run` again to retrain the run, or delete "
+                         "the file.")
+
+
 class TrainingFailed(Exception):
     """A run whose training went wrong: its loss became NaN or infinite, or it diverged and ended
     at chance level. Recorded as failed with this reason, never ranked; the grid goes on."""

@@ -111,7 +111,7 @@ class RayExecutor(Executor):
             if harness.files.failure(rid) is not None:
                 results[rid] = (job, harness._execute(job.spec, job.start, job.budget))  # says so, records it
                 continue
-            if (metrics := harness.files.metrics(rid)) is not None:
+            if (metrics := harness.stored(job.spec)) is not None:  # intact; damaged files are set aside
                 harness.store.index(job.spec, "done", metrics)
                 results[rid] = (job, metrics)
                 progress.finish(rid)
@@ -164,9 +164,10 @@ def _train_job(payload: bytes, plugins: list[str], gpu: bool) -> tuple[str, Any,
     reason its training failed), ("violated", its fields) or ("error", a user error's message),
     with the index records the run made."""
     import torch
+    from ray import cloudpickle
+
     from prunebench.method import load_builtin_methods, load_plugin
     from prunebench.progress import GridProgress
-    from ray import cloudpickle
 
     load_builtin_methods()
     for plugin in plugins:

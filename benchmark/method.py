@@ -25,6 +25,9 @@ from typing import ClassVar
 
 import torch
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
 from prunebench._registry import Registry, did_you_mean
 from prunebench.config import MethodSpec, Protocol, Recipe, target_label
 from prunebench.data import Split
@@ -33,8 +36,6 @@ from prunebench.models import Arch
 from prunebench.pruning import PruningPlan
 from prunebench.schedule import LRSchedule
 from prunebench.setups import fixes
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from torch import nn
 
 
 class MethodSettings(BaseModel):

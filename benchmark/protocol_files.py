@@ -14,10 +14,11 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
+from pydantic import BaseModel, ValidationError
+
 from prunebench._registry import Registry, did_you_mean
 from prunebench.config import Protocol, Suite
 from prunebench.errors import UserError
-from pydantic import BaseModel, ValidationError
 
 DEFAULT_SUITE = "fmnist-smallcnn"
 PROTOCOLS_ENV = "PRUNEBENCH_PROTOCOLS"

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import torch
 import torch_pruning as tp
-from prunebench.errors import UserError
 from torch import nn
+
+from prunebench._atomic import write_atomic
+from prunebench.errors import UserError
 
 Masks = dict[str, torch.Tensor]  # parameter name -> bool tensor of its shape, True = kept
 
@@ -83,8 +85,8 @@ class PruningPlan:
         if self.masks:
             buffer = io.BytesIO()
             torch.save(self.masks, buffer)
-            _write_bytes(directory / "masks.pt", buffer.getvalue())
-        _write_bytes(directory / "plan.json", self.to_json().encode())
+            write_atomic(directory / "masks.pt", buffer.getvalue())
+        write_atomic(directory / "plan.json", self.to_json().encode())
 
     @classmethod
     def load(cls, directory: Path) -> PruningPlan | None:
@@ -116,12 +118,6 @@ class PruningPlan:
     def first_k(cls, widths: dict[str, int]) -> PruningPlan:
         """A plan with the given widths, keeping the first filters: for building architectures."""
         return cls(keep={name: tuple(range(w)) for name, w in widths.items()})
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def apply_plan(model: nn.Module, plan: PruningPlan, input_shape: tuple[int, ...]) -> nn.Module:

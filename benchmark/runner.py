@@ -23,12 +23,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import prunebench
 import torch
+from pydantic import ValidationError
+from torch import nn
+
+import prunebench
 from prunebench import audit, stats
+from prunebench._atomic import sha256_file, write_atomic
 from prunebench.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical
 from prunebench.data import DATASETS, Split, TensorData, check_data_root, load_dataset
-from prunebench.errors import ProtocolViolation, TrainingFailed, UserError
+from prunebench.errors import DamagedFile, ProtocolViolation, TrainingFailed, UserError
 from prunebench.flops import effective_macs, forward_macs, param_count, training_flops
 from prunebench.method import (
     METHODS,
@@ -45,11 +49,9 @@ from prunebench.progress import GridProgress
 from prunebench.protocol_files import load_suites
 from prunebench.pruning import Masks, PruningPlan, apply_plan
 from prunebench.setups import fixes
-from prunebench.store import RunFiles, Store, sha256_file, trainability, write_atomic
+from prunebench.store import RunFiles, Store, trainability
 from prunebench.trace import Trace
-from prunebench.train import train_phases
-from pydantic import ValidationError
-from torch import nn
+from prunebench.train import save_atomic, train_phases
 
 if TYPE_CHECKING:
     from prunebench.executor import Executor
@@ -539,7 +541,7 @@ class Harness:
             self._index(spec, "failed", failure=reason)
             progress.finish(run_id)
             return None
-        cached = self.files.metrics(run_id)
+        cached = self.stored(spec)
         if cached is None:
             self.data()  # a dataset that cannot be read fails here, before the run's directory exists
             with self.files.claim(
@@ -547,18 +549,80 @@ class Harness:
                 stale=lambda who: self.log(f"{label} (run {run_id[:12]}): the lock of {who} is stale (that process "
                                            "was killed); taking the run over"),
             ):
-                cached = self.files.metrics(run_id)  # trained by another process while we waited
+                cached = self.stored(spec)  # trained by another process while we waited
                 if cached is None:
                     return self._train_run(spec, start, budget, label, progress)
         self._index(spec, "done", cached)
         progress.finish(run_id)
         return cached
 
+    def stored(self, spec: RunSpec) -> dict[str, Any] | None:
+        """The metrics of a finished run whose files are intact, else None. A finished run whose
+        files are damaged (metrics, trace or plan unreadable, model missing or unreadable) has
+        them set aside, says so, and trains again; a model file that reads but is not the one
+        the loop wrote is a `ProtocolViolation`. A checkpoint left by a kill after the run
+        finished is removed."""
+        run_id, directory = spec.run_id, self.files.run_dir(spec.run_id)
+        try:
+            metrics = self.files.metrics(run_id)
+            if metrics is None:
+                return None
+            self.files.trace(run_id)
+            self._plan_file(directory)
+            model = directory / "model.pt"
+            if not model.is_file():
+                raise DamagedFile(model, "missing")
+            actual = sha256_file(model)
+            if actual != metrics.get("model_sha256"):
+                try:
+                    torch.load(model, map_location="cpu", weights_only=True)
+                except Exception as e:  # truncated or overwritten: damage, not a swap
+                    raise DamagedFile(model, f"unreadable: {type(e).__name__}") from None
+                raise ProtocolViolation(self.setup, "model file sha256 (recorded by the loop)",
+                                        metrics.get("model_sha256"), actual)
+        except DamagedFile as damaged:
+            aside = self.files.set_aside(run_id)
+            self.log(f"{self.label(spec)} (run {run_id[:12]}): {damaged.path.name} is damaged ({damaged.why}); "
+                     f"its files are kept in {aside} and the run is retrained")
+            return None
+        for leftover in directory.glob("checkpoint*.pt"):  # a kill between metrics.json and the clean-up
+            leftover.unlink()
+        return metrics
+
+    @staticmethod
+    def _plan_file(directory: Path) -> PruningPlan | None:
+        """The plan stored in a run directory; a damaged one is a `DamagedFile`."""
+        try:
+            return PruningPlan.load(directory)
+        except Exception as e:  # JSON, pickle or zip errors of a truncated file
+            raise DamagedFile(directory / "plan.json", f"unreadable: {type(e).__name__}") from None
+
+    def _discard_damaged(self, spec: RunSpec, directory: Path) -> None:
+        """An unfinished run's checkpoints and plan that cannot be read are set aside (the run
+        then starts that part again): a kill or a full disk must not jam the store."""
+        for checkpoint in directory.glob("checkpoint*.pt"):
+            try:
+                torch.load(checkpoint, map_location="cpu", weights_only=False)
+            except Exception as e:
+                checkpoint.rename(checkpoint.with_name(checkpoint.name + ".damaged"))
+                self.log(f"{self.label(spec)}: {checkpoint.name} is damaged ({type(e).__name__}); set aside as "
+                         f"{checkpoint.name}.damaged, training that part again")
+        for sub in (directory, directory / "intent"):
+            try:
+                self._plan_file(sub)
+            except DamagedFile as damaged:
+                for name in ("plan.json", "masks.pt"):
+                    if (sub / name).exists():
+                        (sub / name).rename(sub / f"{name}.damaged")
+                self.log(f"{self.label(spec)}: {damaged.path.relative_to(directory)} is damaged ({damaged.why}); "
+                         "set aside, planning again")
+
     def _train_run(self, spec: RunSpec, start: Callable[[Path], Start], budget: float | None, label: str,
                    progress: GridProgress) -> dict[str, Any] | None:
         if (violation := self.files.violation(spec.run_id)) is not None:  # stopped before, maybe by another process
             raise violation
         directory = self.files.prepare(spec)
+        self._discard_damaged(spec, directory)
         progress.start(spec.run_id, label, resumed=any(directory.glob("checkpoint*.pt")))
         self._index(spec, "running")
         train, _ = self.data()
@@ -606,8 +670,7 @@ class Harness:
 
     def _finish(self, spec: RunSpec, directory: Path, model: nn.Module, trace: Trace,
                 budget: float | None, started: float, masks: Masks | None = None) -> dict[str, Any]:
-        torch.save(model.state_dict(), directory / "model.pt.tmp")
-        (directory / "model.pt.tmp").replace(directory / "model.pt")
+        save_atomic(model.state_dict(), directory / "model.pt")
         write_atomic(directory / "trace.csv", trace.to_csv())
         write_atomic(directory / "trace.json", trace.model_dump_json(indent=1))
         last = trace.rows[-1] if trace.rows else None

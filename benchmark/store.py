@@ -14,22 +14,25 @@ dies, and the holder's name left in the file tells that the last holder was kill
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import socket
 import sqlite3
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prunebench import paths, stats
+from prunebench._atomic import disk_error, write_atomic
 from prunebench.config import RunSpec, canonical
-from prunebench.errors import ProtocolViolation
+from prunebench.errors import DamagedFile, ProtocolViolation, UserError
 from prunebench.trace import Trace
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 4  # PRAGMA user_version; an older index is rebuilt from the run directories
 SCHEMA = """
@@ -97,18 +100,6 @@ def trainability(spec: RunSpec, trace: Trace) -> dict[str, Any]:
             "ta_test": stats.trainability([r.test_acc for r in rows], n), "ta_epochs": n}
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class RunFiles:
@@ -116,7 +107,11 @@ class RunFiles:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        paths.runs_dir(self.root).mkdir(parents=True, exist_ok=True)
+        if not paths.runs_dir(self.root).is_dir():
+            try:
+                paths.runs_dir(self.root).mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise disk_error(paths.runs_dir(self.root), e) from None
 
     def run_dir(self, run_id: str) -> Path:
         return paths.run_dir(self.root, run_id)
@@ -124,29 +119,58 @@ class RunFiles:
     def prepare(self, spec: RunSpec) -> Path:
         """Create the run's directory and write its resolved config."""
         directory = self.run_dir(spec.run_id)
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise disk_error(directory, e) from None
         if not (directory / "spec.json").exists():
             write_atomic(directory / "spec.json", json.dumps(json.loads(canonical(spec)), indent=2))
         return directory
 
+    def _read(self, run_id: str, name: str, parse: Callable[[str], T]) -> T | None:
+        """The one place a run's JSON files are read: None when the file does not exist, a
+        `DamagedFile` naming it when it cannot be read or parsed."""
+        path = self.run_dir(run_id) / name
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as e:
+            raise DamagedFile(path, getattr(e, "strerror", None) or str(e)) from None
+        try:
+            return parse(text)
+        except (ValueError, TypeError, KeyError) as e:  # JSON and pydantic errors are ValueErrors
+            raise DamagedFile(path, str(e).splitlines()[0][:200]) from None
+
     def spec(self, run_id: str) -> RunSpec:
         """The resolved config a stored run was started with."""
-        return RunSpec.model_validate_json((self.run_dir(run_id) / "spec.json").read_text())
+        spec = self._read(run_id, "spec.json", RunSpec.model_validate_json)
+        if spec is None:
+            raise DamagedFile(self.run_dir(run_id) / "spec.json", "missing")
+        return spec
 
     def metrics(self, run_id: str) -> dict[str, Any] | None:
         """The final metrics of a completed run, or None."""
-        path = self.run_dir(run_id) / "metrics.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return self._read(run_id, "metrics.json", _json_object)
 
     def violation(self, run_id: str) -> ProtocolViolation | None:
         """The protocol violation a run was stopped by, or None."""
-        path = self.run_dir(run_id) / "violation.json"
-        return ProtocolViolation(**json.loads(path.read_text())) if path.exists() else None
+        return self._read(run_id, "violation.json", lambda text: ProtocolViolation(**_json_object(text)))
 
     def failure(self, run_id: str) -> str | None:
         """Why a run failed (its training went wrong), or None."""
-        path = self.run_dir(run_id) / "failed.json"
-        return json.loads(path.read_text())["reason"] if path.exists() else None
+        return self._read(run_id, "failed.json", lambda text: str(_json_object(text)["reason"]))
+
+    def set_aside(self, run_id: str) -> Path:
+        """Move a damaged run's files (all but its lock) into `damaged-<time>/` inside its
+        directory, so that it trains again from the start; returns that folder."""
+        directory = self.run_dir(run_id)
+        aside = directory / f"damaged-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
+        aside.mkdir()
+        for path in directory.iterdir():
+            if path.name != "lock" and not path.name.startswith("damaged-"):
+                path.rename(aside / path.name)
+        return aside
 
     def record_failure(self, run_id: str, reason: str) -> None:
         """Mark a run failed: `failed.json` with the reason; its checkpoints are removed (a retry,
@@ -157,8 +181,7 @@ class RunFiles:
             checkpoint.unlink()
 
     def trace(self, run_id: str) -> Trace | None:
-        path = self.run_dir(run_id) / "trace.json"
-        return Trace.model_validate_json(path.read_text()) if path.exists() else None
+        return self._read(run_id, "trace.json", Trace.model_validate_json)
 
     @contextmanager
     def claim(self, run_id: str, waiting: Callable[[str], None] | None = None,
@@ -167,8 +190,11 @@ class RunFiles:
         hears who, and the call blocks until that process finishes or dies; `stale` hears of a
         lock whose holder died without releasing it (a killed run, which then resumes here)."""
         directory = self.run_dir(run_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise disk_error(directory / "lock", e) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -194,6 +220,23 @@ class RunFiles:
             os.close(fd)  # releases the flock
 
 
+def _writable(root: Path) -> bool:
+    """Whether files can be created in the store (a real write: root ignores permission bits,
+    but not a read-only mount)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-probe-"):
+            return True
+    except OSError:
+        return False
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, found {type(value).__name__}")
+    return value
+
+
 def _holder(fd: int) -> str:
     return os.pread(fd, 256, 0).decode(errors="replace").strip()
 
@@ -203,11 +246,38 @@ class Store(RunFiles):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
-        self._db = sqlite3.connect(paths.db_path(self.root), timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-            self._migrate()
-        self._db.executescript(SCHEMA)
+        self.read_only = not _writable(self.root)
+        db = paths.db_path(self.root)
+        if self.read_only:
+            # reports and cached runs still work: the index is built in memory from the run
+            # directories (the source of truth), and nothing is written to the store
+            self._db = sqlite3.connect(":memory:")
+            self._db.executescript(SCHEMA)
+            self.reindex()
+            return
+        try:
+            self._open(db)
+        except sqlite3.DatabaseError as e:  # damaged: keep it aside, rebuild from the run directories
+            aside = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                if Path(f"{db}{suffix}").exists():
+                    os.replace(f"{db}{suffix}", f"{aside}{suffix}")
+            warnings.warn(f"run store {self.root}: the index {db.name} was damaged ({e}); it is kept as "
+                          f"{aside.name} and was rebuilt from the run directories", stacklevel=2)
+            self._open(db)
+
+    def _open(self, db: Path) -> None:
+        self._db = sqlite3.connect(db, timeout=30)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("integrity check failed")
+            if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                self._migrate()
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError:
+            self._db.close()
+            raise
 
     def _migrate(self) -> None:
         """Rebuild an index written by an older prunebench from the run directories, in one
@@ -261,7 +331,12 @@ class Store(RunFiles):
                 [(spec.run_id, i, r.phase, r.epoch, r.lr, r.train_loss, r.train_acc, r.test_loss, r.test_acc,
                   r.samples, r.macs, r.seconds) for i, r in enumerate(trace.rows)])
         if commit:
-            db.commit()
+            try:
+                db.commit()
+            except sqlite3.OperationalError as e:  # e.g. "database or disk is full"
+                raise UserError(f"cannot update the index {paths.db_path(self.root)}: {e}. Free space and run "
+                                "again; the run directories hold every result, and the index is rebuilt from "
+                                "them if needed.") from None
 
     def reindex(self, commit: bool = True) -> int:
         """Rebuild the index from the run directories (the source of truth): finished runs from
@@ -286,7 +361,7 @@ class Store(RunFiles):
                     self.index(spec, "failed", failure=reason, commit=commit, updated=when)
                 else:
                     self.index(spec, "running", commit=commit, updated=when)
-            except (OSError, ValueError, TypeError, KeyError) as e:  # pydantic's errors are ValueErrors
+            except (OSError, ValueError, TypeError, KeyError, DamagedFile) as e:  # pydantic's are ValueErrors
                 warnings.warn(f"run store {self.root}: not indexing {directory.name[:12]}: {e}", stacklevel=2)
                 continue
             count += 1

@@ -6,8 +6,9 @@ import csv
 import io
 import math
 
-from prunebench.flops import training_flops
 from pydantic import BaseModel, ConfigDict, Field
+
+from prunebench.flops import training_flops
 
 
 class TraceRow(BaseModel):

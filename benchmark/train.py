@@ -14,8 +14,8 @@ of the forward) is an execution setting: the same recipe, the same run id.
 
 from __future__ import annotations
 
+import io
 import math
-import os
 import random
 import sys
 import time
@@ -25,14 +25,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from prunebench._atomic import write_atomic
 from prunebench.config import Recipe
 from prunebench.data import Split
 from prunebench.errors import TrainingFailed
 from prunebench.flops import effective_macs, forward_macs
 from prunebench.pruning import Masks, apply_masks
 from prunebench.trace import Trace, TraceRow
-from torch import nn
-from tqdm import tqdm
 
 # (model, step within the pruning phase) -> a term added to the loss, or None
 Regularizer = Callable[[nn.Module, int], "torch.Tensor | None"]
@@ -85,10 +87,11 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _save_atomic(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def save_atomic(obj: object, path: Path) -> None:
+    """torch.save through `write_atomic`: a killed or full-disk write leaves the old file."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def train_phases(
@@ -152,7 +155,7 @@ def train_phases(
                                f"{label} {phase} {epoch + 1}/{recipe.epochs}", show, masks)
             trace = trace.append(row)
             done_phase = epoch + 1 == recipe.epochs
-            _save_atomic({
+            save_atomic({
                 "model": model.state_dict(), "optimizer": None if done_phase else optimizer.state_dict(),
                 "phase_index": pi + 1 if done_phase else pi, "epoch": 0 if done_phase else epoch + 1,
                 "trace": trace.model_dump(), "rng": _rng_state(),

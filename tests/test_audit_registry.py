@@ -1,4 +1,5 @@
 import pytest
+
 from prunebench._registry import Registry
 from prunebench.audit import audit_budget, audit_phase
 from prunebench.config import Recipe

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from prunebench.cli import main
 
+from prunebench.cli import main
 from tests.conftest import write_yaml
 
 

@@ -4,6 +4,7 @@ import struct
 import pytest
 import torch
 from PIL import Image
+
 from prunebench.data import TensorData, _augment, load_dataset, synthetic
 from prunebench.errors import DatasetNotFound
 

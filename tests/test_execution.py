@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+
 from prunebench import flops
 from prunebench.config import Recipe
 from prunebench.errors import ProtocolViolation
@@ -15,7 +16,6 @@ from prunebench.method import METHODS, Choices, Method, MethodSettings, register
 from prunebench.models import ARCHS
 from prunebench.protocol_files import load_protocol
 from prunebench.runner import Harness
-
 from tests.conftest import RETRAIN, write_yaml
 
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from prunebench.cli import main
 from prunebench.config import Protocol, Recipe
 from prunebench.errors import UserError
@@ -20,7 +21,6 @@ from prunebench.method import resolve_method
 from prunebench.protocol_files import load_protocol, read_model
 from prunebench.runner import Harness
 from prunebench.store import Store
-
 from tests.conftest import RETRAIN, write_yaml
 
 GOOD = {"setup": "S2", "suite": "fmnist-smallcnn", "ratios": [0.5],

@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from torch import nn
+
 from prunebench.data import load_dataset
 from prunebench.errors import UserError
 from prunebench.method import METHODS, Method, PruneContext, Target, kept, load_builtin_methods
@@ -13,7 +15,6 @@ from prunebench.methods.thinet import contributions, greedy_remove
 from prunebench.models import ARCHS, Arch, conv_layers
 from prunebench.pruning import PruningPlan, apply_masks
 from prunebench.train import train_phases
-from torch import nn
 
 load_builtin_methods()
 
@@ -374,7 +375,6 @@ def test_slimming_refuses_a_network_without_a_bn_per_conv_output():
 def test_without_a_pruning_phase_under_s4_an_own_phase_is_not_added(user_protocols, store, tmp_path):
     from prunebench.protocol_files import load_protocol
     from prunebench.runner import Harness
-
     from tests.conftest import LADDER, write_yaml
 
     path = write_yaml(tmp_path / "s41.yaml", {k: v for k, v in LADDER["S4.1"].items() if k != "prune"})

@@ -9,6 +9,7 @@ import json
 
 import pytest
 import torch
+
 from prunebench.data import load_dataset
 from prunebench.flops import effective_macs, forward_macs, param_count
 from prunebench.method import METHODS, PruneContext, Target, load_builtin_methods
@@ -16,7 +17,6 @@ from prunebench.models import ARCHS
 from prunebench.protocol_files import load_protocol
 from prunebench.pruning import PruningPlan, apply_plan
 from prunebench.runner import Harness
-
 from tests.conftest import write_yaml
 
 load_builtin_methods()

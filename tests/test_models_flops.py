@@ -4,12 +4,13 @@ import json
 
 import pytest
 import torch
+from torch import nn
+
 from prunebench.cli import main
 from prunebench.flops import forward_macs, param_count
 from prunebench.method import Target
 from prunebench.models import ARCHS, conv_layers
 from prunebench.pruning import PruningPlan, apply_plan
-from torch import nn
 
 
 @functools.cache  # building VGG-16 (ImageNet) takes a second

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from prunebench._atomic import sha256_file
 from prunebench.protocol_files import load_protocol
 from prunebench.runner import Harness
-from prunebench.store import RunFiles, sha256_file
+from prunebench.store import RunFiles
 
 GRID = ["run", "--protocol", "SX-B", "--suite", "synth-small", "--method", "l1norm", "--method", "random",
         "--seeds", "0", "1"]

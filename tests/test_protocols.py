@@ -4,12 +4,12 @@ validate or raise the documented error; Wang et al.'s notations parse."""
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from prunebench.cli import main
 from prunebench.config import Protocol
 from prunebench.errors import UserError
 from prunebench.protocol_files import list_protocols, load_protocol, validate_data
 from prunebench.schedule import LRSchedule, parse_pf
-
 from tests.conftest import write_yaml
 
 

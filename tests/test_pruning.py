@@ -1,10 +1,11 @@
 import pytest
 import torch
+from torch import nn
+
 from prunebench.method import PruneContext, Target, load_builtin_methods
 from prunebench.methods.l1norm import l1_keep
 from prunebench.models import ARCHS, reinitialise
 from prunebench.pruning import PruningPlan, apply_plan
-from torch import nn
 
 load_builtin_methods()
 

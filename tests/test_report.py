@@ -9,6 +9,8 @@ import subprocess
 
 import numpy as np
 import pytest
+from scipy import stats as sps
+
 from prunebench import stats
 from prunebench.cli import main
 from prunebench.crossval import CrossVal, Duel, Pairing, crossval
@@ -18,8 +20,6 @@ from prunebench.protocol_files import load_protocol
 from prunebench.report import build, write_report
 from prunebench.runner import Harness
 from prunebench.store import Store
-from scipy import stats as sps
-
 from tests.conftest import write_yaml
 
 FAST = {"epochs": 2, "lr": "0:0.05,1:0.005", "batch_size": 32, "augment": "flip", "samples_per_epoch": 128}

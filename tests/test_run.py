@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from prunebench.errors import DatasetNotFound, ProtocolViolation
 from prunebench.protocol_files import load_protocol
 from prunebench.runner import Harness, scratch_epochs

@@ -1,7 +1,8 @@
 import pytest
+from pydantic import ValidationError
+
 from prunebench.config import MethodSpec, Protocol, Recipe, RunSpec, run_id
 from prunebench.schedule import LRSchedule
-from pydantic import ValidationError
 
 
 def test_parses_the_papers_piecewise_notation():

@@ -4,6 +4,7 @@ the rule named, and passes under a setup that leaves that freedom open."""
 import json
 
 import pytest
+
 from prunebench.errors import ProtocolViolation
 from prunebench.method import Choices, Method, register_method
 from prunebench.methods.l1norm import L1Norm

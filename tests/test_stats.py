@@ -4,8 +4,9 @@ import math
 
 import numpy as np
 import pytest
-from prunebench import stats
 from scipy import stats as sps
+
+from prunebench import stats
 
 
 def test_summary_is_the_t_interval_by_hand():

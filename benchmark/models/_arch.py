@@ -6,8 +6,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from prunebench._registry import Registry
 from torch import nn
+
+from prunebench._registry import Registry
 
 # A named layer-wise config maps a built model to {conv layer name: filters kept}.
 NamedConfig = Callable[[nn.Module], dict[str, int]]

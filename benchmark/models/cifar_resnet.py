@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from prunebench.models._arch import ARCHS, Arch, ResNetStages, conv_layers
 from torch import nn
+
+from prunebench.models._arch import ARCHS, Arch, ResNetStages, conv_layers
 
 
 class ShortcutA(nn.Module):

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from prunebench.models._arch import ARCHS, Arch, conv_layers
 from torch import nn
+
+from prunebench.models._arch import ARCHS, Arch, conv_layers
 
 
 class DenseLayer(nn.Module):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prunebench.models._arch import ARCHS, Arch, ResNetStages, block_inner_convs, conv_layers
 from torch import nn
+
+from prunebench.models._arch import ARCHS, Arch, ResNetStages, block_inner_convs, conv_layers
 
 
 def _stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:

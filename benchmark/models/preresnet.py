@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from prunebench.models._arch import ARCHS, Arch, ResNetStages, block_inner_convs
 from torch import nn
+
+from prunebench.models._arch import ARCHS, Arch, ResNetStages, block_inner_convs
 
 EXPANSION = 4
 

@@ -9,8 +9,9 @@ step time, and the strided stem halved it.
 from __future__ import annotations
 
 import torch
-from prunebench.models._arch import ARCHS, Arch, conv_layers
 from torch import nn
+
+from prunebench.models._arch import ARCHS, Arch, conv_layers
 
 
 class SmallCNN(nn.Module):

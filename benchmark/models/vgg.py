@@ -7,8 +7,9 @@ D (VGG-16) and E (VGG-19)."""
 from __future__ import annotations
 
 import torch
-from prunebench.models._arch import ARCHS, Arch, conv_layers
 from torch import nn
+
+from prunebench.models._arch import ARCHS, Arch, conv_layers
 
 CFGS: dict[str, list[int | str]] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
