@@ -20,10 +20,11 @@ import tempfile
 from pathlib import Path
 
 from _common import machine, report
+from tabulate import tabulate
+
 from prunebench.flops import training_flops
 from prunebench.protocol_files import load_protocol
 from prunebench.runner import Harness, Planned
-from tabulate import tabulate
 
 KINDS = ("base", "pruned", "scratch")
 

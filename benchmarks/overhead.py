@@ -30,13 +30,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from _common import machine, report
+from tabulate import tabulate
+from torch import nn
+
 from prunebench.config import Recipe
 from prunebench.data import DATASETS, TensorData, load_dataset, synthetic
 from prunebench.errors import DatasetNotFound
 from prunebench.models import ARCHS
 from prunebench.train import autocast, epoch_seed, evaluate, train_phases
-from tabulate import tabulate
-from torch import nn
 
 GOAL = 0.95
 

@@ -43,12 +43,13 @@ import torch.nn.functional as F
 import torchvision
 from _common import machine, report
 from PIL import Image
+from tabulate import tabulate
+from torch import nn
+
 from prunebench.config import Recipe
 from prunebench.data import CIFAR_STATS, TensorData, load_dataset
 from prunebench.models import ARCHS
 from prunebench.train import train_phases
-from tabulate import tabulate
-from torch import nn
 
 EPOCH = 50_000  # CIFAR-10 training images
 SHAPE = (3, 32, 32)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from prunebench.errors import UserError
 from prunebench.method import PruneContext, Target
 from prunebench.pruning import PruningPlan
-from torch import nn
 
 
 def top_k(scores: torch.Tensor, k: int) -> tuple[int, ...]:

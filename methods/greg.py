@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import Field
+from torch import nn
+
 from prunebench.method import Method, PhaseSettings, PruneContext, Target, register_method
 from prunebench.methods.l1norm import L1Norm, L1Settings
 from prunebench.pruning import PruningPlan
-from pydantic import Field
-from torch import nn
 
 
 class GRegSettings(PhaseSettings):

@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
 from prunebench.errors import UserError
 from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
 from prunebench.methods._common import layer_plan, prunable_convs, top_k
 from prunebench.pruning import PruningPlan
-from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 
 class L1Settings(MethodSettings):

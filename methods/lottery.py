@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
 from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
 from prunebench.methods._common import ratio_of
 from prunebench.methods.magnitude import magnitude_masks, weights
 from prunebench.pruning import PruningPlan
-from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 
 class LotterySettings(MethodSettings):

@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
 from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
 from prunebench.methods._common import ratio_of
 from prunebench.pruning import Masks, PruningPlan
-from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 
 class MagnitudeSettings(MethodSettings):

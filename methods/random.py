@@ -8,11 +8,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
 from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
 from prunebench.methods._common import prunable_convs
 from prunebench.pruning import PruningPlan
-from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 
 class RandomSettings(MethodSettings):

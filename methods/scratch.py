@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from prunebench.method import METHODS, Method, PruneContext, Target, register_method
-from prunebench.pruning import PruningPlan
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+
+from prunebench.method import METHODS, Method, PruneContext, Target, register_method
+from prunebench.pruning import PruningPlan
 
 
 class ScratchSettings(BaseModel):

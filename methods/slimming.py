@@ -14,12 +14,13 @@ the paper trains with sparsity from scratch. Under S4.x the protocol's pruning p
 from __future__ import annotations
 
 import torch
+from pydantic import Field
+from torch import nn
+
 from prunebench.errors import UserError
 from prunebench.method import Method, PhaseSettings, PruneContext, Target, register_method
 from prunebench.methods._common import global_plan, ratio_of
 from prunebench.pruning import PruningPlan, bn_after
-from pydantic import Field
-from torch import nn
 
 
 class SlimmingSettings(PhaseSettings):

@@ -16,12 +16,13 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
 from prunebench.errors import UserError
 from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
 from prunebench.methods._common import global_plan, layer_plan, prunable_convs, ratio_of
 from prunebench.pruning import PruningPlan, bn_after
-from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 
 class TaylorSettings(MethodSettings):

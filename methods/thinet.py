@@ -16,11 +16,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 import torch_pruning as tp
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
 from prunebench.errors import UserError
 from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
 from prunebench.pruning import PruningPlan
-from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 
 class ThiNetSettings(MethodSettings):
