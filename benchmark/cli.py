@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-from pathlib import Path
+if __name__ == "__main__":  # `python -m prunebench.cli`: note Ctrl-C / SIGTERM from the first moment
+    from prunebench import signals as _early
+
+    _early.install(raising=False)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 # glibc's heuristics otherwise return and re-fetch large training buffers from the OS every step
 os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(64 * 1024 * 1024))
@@ -15,7 +20,7 @@ os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(128 * 1024 * 1024))
 from tabulate import tabulate  # noqa: E402
 
 import prunebench  # noqa: E402
-from prunebench import paths  # noqa: E402
+from prunebench import paths, signals  # noqa: E402
 from prunebench.errors import ProtocolViolation, UserError  # noqa: E402
 
 LIST_KINDS = ("archs", "datasets", "suites", "methods", "protocols")
@@ -105,21 +110,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
+        if argv is None:  # the `bench` program itself (not a caller's main([...])): it owns the signals
+            signals.install()
+        args = _parser().parse_args(argv)
         commands = {"run": cmd_run, "list": cmd_list, "flops": cmd_flops, "validate": cmd_validate,
                     "compare": cmd_compare, "crossval": cmd_crossval, "report": cmd_report}
         return commands[args.command](args)
-    except UserError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        return 2
-    except ProtocolViolation as e:
-        print(f"bench: protocol violation: {e}. The run is marked violated in the store and "
-              "will not enter a leaderboard.", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("bench: interrupted; run the same command again to resume.", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, signals.Terminated) as e:
+        return _stopped(e)
+    except Exception as e:
+        if (signum := signals.received()) is not None:  # a follow-on error of an interrupted import or write
+            return _stopped(signals.exception_for(signum))
+        if isinstance(e, UserError):
+            print(f"bench: error: {e}", file=sys.stderr)
+            return 2
+        if isinstance(e, ProtocolViolation):
+            print(f"bench: protocol violation: {e}. The run is marked violated in the store and "
+                  "will not enter a leaderboard.", file=sys.stderr)
+            return 3
+        raise
+
+
+def _stopped(e: BaseException) -> int:
+    """One line and the shell's exit status for a signal: 130 for Ctrl-C, 143 for SIGTERM."""
+    what, code = ("interrupted", 130) if isinstance(e, KeyboardInterrupt) else ("terminated (SIGTERM)", 143)
+    print(f"bench: {what}; run the same command again to resume.", file=sys.stderr)
+    return code
 
 
 def _print_rules(protocol, base_epochs: int) -> None:
@@ -258,6 +275,8 @@ def _harness(args: argparse.Namespace):
         load_plugin(plugin)
     if args.ratio is not None and not 0 <= args.ratio < 1:
         raise UserError(f"--ratio {args.ratio} is outside [0, 1): pass a fraction of filters to remove, e.g. 0.5.")
+    if args.seeds and not all(0 <= s < 2**31 for s in args.seeds):
+        raise UserError(f"--seeds {' '.join(map(str, args.seeds))}: seeds are integers from 0 to 2147483647.")
     protocol, path, sha = load_protocol(args.protocol, args.suite or DEFAULT_SUITE)
     if args.suite and protocol.suite != args.suite:
         raise UserError(f"{path} is a protocol of suite {protocol.suite!r}, not {args.suite!r}.")

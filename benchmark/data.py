@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import shutil
 import zlib
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 import torchvision
 
 from prunebench import paths
+from prunebench._atomic import write_atomic
 from prunebench._registry import Registry
 from prunebench.errors import DatasetNotFound
 
@@ -100,12 +102,12 @@ def _augment(x: torch.Tensor, generator: torch.Generator, *, crop: bool, pad: in
 class LoaderData:
     """An ImageFolder split streamed by a `DataLoader` (ImageNet-sized data)."""
 
-    def __init__(self, folder: Path, train: bool, workers: int = 4) -> None:
+    def __init__(self, folder: Path, train: bool, classes: list[str], workers: int = 4) -> None:
         t = torchvision.transforms
         norm = t.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
         self.train_transform = t.Compose([t.RandomResizedCrop(224), t.RandomHorizontalFlip(), t.ToTensor(), norm])
         self.eval_transform = t.Compose([t.Resize(256), t.CenterCrop(224), t.ToTensor(), norm])
-        self.dataset = torchvision.datasets.ImageFolder(str(folder))
+        self.dataset = _SharedClassFolder(folder, classes)
         self.workers = workers
         self.source = str(folder)
 
@@ -197,26 +199,68 @@ CIFAR_STATS = {
 }
 
 
-def _image_folder_tensors(folder: Path, cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode an ImageFolder split of small images once into uint8 tensors (cached)."""
+def folder_classes(base: Path, splits: tuple[str, str]) -> list[str]:
+    """The class list of an ImageFolder dataset: the training split's class folders, which the
+    other split must have too (each split numbering its own folders would shift the labels)."""
+    found = {split: sorted(d.name for d in (base / split).iterdir() if d.is_dir()) for split in splits}
+    train, other = found[splits[0]], found[splits[1]]
+    if not train:
+        raise DatasetNotFound(f"{base / splits[0]} has no class folders: an ImageFolder split holds one folder "
+                              "of images per class.")
+    if train != other:
+        missing, extra = sorted(set(train) - set(other)), sorted(set(other) - set(train))
+        raise DatasetNotFound(f"the class folders of {base / splits[1]} differ from those of {base / splits[0]}"
+                              + (f"; missing: {', '.join(missing[:5])}" if missing else "")
+                              + (f"; extra: {', '.join(extra[:5])}" if extra else "")
+                              + ". Both splits need the same classes.")
+    return train
+
+
+class _SharedClassFolder(torchvision.datasets.ImageFolder):
+    """An ImageFolder split numbered by a class list shared with the other split."""
+
+    def __init__(self, root: Path, classes: list[str]) -> None:
+        self._shared = classes
+        try:
+            super().__init__(str(root))
+        except FileNotFoundError as e:  # a class folder with no images
+            raise DatasetNotFound(f"{root}: {e}. Every class folder needs images.") from None
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        return self._shared, {c: i for i, c in enumerate(self._shared)}
+
+
+def _image_folder_tensors(folder: Path, cache: Path, classes: list[str],
+                          shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode an ImageFolder split of small images once into uint8 tensors (cached); a file
+    that is not an image of `shape` is an error naming it."""
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     key = hashlib.sha256(
-        "\n".join(f"{p.relative_to(folder)}:{p.stat().st_size}" for p in files).encode()
+        "\n".join([*classes, *(f"{p.relative_to(folder)}:{p.stat().st_size}" for p in files)]).encode()
     ).hexdigest()[:20]
     cached = paths.tensor_cache(cache, key)
     if cached.exists():
         images, labels = torch.load(cached)
         return images, labels
-    dataset = torchvision.datasets.ImageFolder(str(folder))
-    images = torch.stack([
-        torch.from_numpy(np.array(dataset.loader(path), dtype=np.uint8)).permute(2, 0, 1)
-        for path, _ in dataset.samples
-    ])
+    dataset = _SharedClassFolder(folder, classes)
+    decoded = []
+    for path, _ in dataset.samples:
+        try:
+            image = np.array(dataset.loader(path), dtype=np.uint8)
+        except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
+            raise DatasetNotFound(f"cannot read the image {path}: {e}. Remove or replace the file.") from None
+        tensor = torch.from_numpy(image).permute(2, 0, 1)
+        if tuple(tensor.shape) != shape:
+            raise DatasetNotFound(f"the image {path} is {tensor.shape[2]}x{tensor.shape[1]} with {tensor.shape[0]} "
+                                  f"channels; this dataset's images are {shape[2]}x{shape[1]} with {shape[0]}. "
+                                  "Resize it or remove it.")
+        decoded.append(tensor)
+    images = torch.stack(decoded)
     labels = torch.tensor(dataset.targets)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    torch.save((images, labels), tmp)
-    tmp.replace(cached)
+    buffer = io.BytesIO()
+    torch.save((images, labels), buffer)
+    write_atomic(cached, buffer.getvalue())
     return images, labels
 
 
@@ -233,8 +277,10 @@ def _cifar_loader(name: str, klass: type, folder_name: str):
             ), str(root / folder_name))
         for base in (root / name, root):  # ImageFolder layout: train/<class>/..., test/<class>/...
             if (base / "train").is_dir() and (base / "test").is_dir():
+                classes = folder_classes(base, ("train", "test"))
+                shape = DATASETS.get(name).input_shape
                 return _sourced(tuple(  # type: ignore[arg-type]
-                    TensorData(*_image_folder_tensors(base / split, cache), mean, std)
+                    TensorData(*_image_folder_tensors(base / split, cache, classes, shape), mean, std)
                     for split in ("train", "test")
                 ), str(base))
         raise _missing(name, [root / folder_name, root / name / "train", root / "train"])
@@ -312,7 +358,9 @@ DATASETS.register("fashion-mnist", Dataset(
 def _load_imagenet(root: Path, cache: Path, given: bool) -> tuple[Split, Split]:
     for base in (root / "imagenet", root):
         if (base / "train").is_dir() and (base / "val").is_dir():
-            return LoaderData(base / "train", train=True), LoaderData(base / "val", train=False)
+            classes = folder_classes(base, ("train", "val"))
+            return (LoaderData(base / "train", train=True, classes=classes),
+                    LoaderData(base / "val", train=False, classes=classes))
     raise _missing("imagenet", [root / "imagenet", root])
 
 

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from torch import nn
 
 import prunebench
-from prunebench import audit, stats
+from prunebench import audit, signals, stats
 from prunebench._atomic import sha256_file, write_atomic
 from prunebench.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical
 from prunebench.data import DATASETS, Split, TensorData, check_data_root, load_dataset
@@ -193,6 +193,12 @@ class Harness:
         return Store(self.store_root)
 
     @property
+    def train_size(self) -> int:
+        """Images in the training split: those present once the data are loaded (budgets count
+        them), the dataset's registered size before (the dry run's estimate)."""
+        return len(self._data[0]) if self._data is not None else self.dataset.train_size
+
+    @property
     def setup(self) -> str:
         return self.protocol.setup
 
@@ -287,8 +293,8 @@ class Harness:
                 or retrain.epochs != self.protocol.retrain.epochs):  # its own retraining length: the audit's
             return chosen
         prune = chosen.prune
-        n_r = retrain.samples_per_epoch or self.dataset.train_size
-        n_p = prune.samples_per_epoch or self.dataset.train_size
+        n_r = retrain.samples_per_epoch or self.train_size
+        n_p = prune.samples_per_epoch or self.train_size
         if b.kind == "epochs":
             left = retrain.epochs - prune.epochs
         else:  # FLOPs: a dense pruning epoch costs F1/F2 pruned epochs
@@ -333,7 +339,7 @@ class Harness:
             return float(k1 + k2)
 
         def samples(recipe: Recipe | None, epochs: int) -> int:
-            return epochs * ((recipe.samples_per_epoch if recipe else None) or self.dataset.train_size)
+            return epochs * ((recipe.samples_per_epoch if recipe else None) or self.train_size)
 
         if self.squeezes:  # the scratch run's P + F epochs at the pruned MACs
             pf = sum(self.protocol.pf_epochs)  # type: ignore[arg-type]
@@ -533,6 +539,7 @@ class Harness:
         already trained for this run (a pruning phase) and the phases left to train. The run
         trains under its lock; a run another process is training is waited for, not repeated.
         Returns its metrics, or None for a run whose training failed (now or before)."""
+        signals.check()  # a Ctrl-C something swallowed stops the grid here
         run_id, progress = spec.run_id, self.grid_progress or GridProgress(1, self.log)
         label = self.label(spec)
         if (reason := self.files.failure(run_id)) is not None:

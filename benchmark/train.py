@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from prunebench import signals
 from prunebench._atomic import write_atomic
 from prunebench.config import Recipe
 from prunebench.data import Split
@@ -149,6 +150,7 @@ def train_phases(
         macs = effective_macs(model, input_shape) if masks else forward_macs(model, input_shape)
         last = recipe.epochs if stop_after is None else min(recipe.epochs, stop_after)
         for epoch in range(first, last):
+            signals.check()
             row = _train_epoch(model, forward, optimizer, phase, recipe, epoch, train, test, macs,
                                torch.Generator().manual_seed(epoch_seed(seed, phase, epoch)),
                                regularizer if phase == "prune" else None,

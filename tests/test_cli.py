@@ -156,6 +156,9 @@ def test_run_table_says_what_its_numbers_mean(capsys, user_protocols, tmp_path):
     (["run", "--protocol", "S2", "--method", 'l1norm:retrain_lr="0:0.1,4:0.01"', "--seeds", "0", "--dry-run"],
      "its retrain_lr 0:0.1,4:0.01 does not fit the retraining recipe (4 epochs)"),
     (["run", "--protocol", "S2", "--method", "l1norm", "--device", "gpu", "--dry-run"], "is not a torch device"),
+    (["run", "--protocol", "S2", "--method", "l1norm", "--seeds", "99999999999999999999", "--dry-run"],
+     "seeds are integers from 0 to 2147483647"),
+    (["run", "--protocol", "S2", "--method", "l1norm", "--ratio", "nan", "--dry-run"], "outside [0, 1)"),
     (["run", "--protocol", "S2", "--method", "l1norm:retrain_lr=0:0.1,2:0.01", "--dry-run"],
      "quote a value that holds commas"),
 ])

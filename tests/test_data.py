@@ -158,3 +158,43 @@ def test_a_truncated_gzip_names_the_file_and_leaves_no_partial_copy(tmp_path):
     with pytest.raises(DatasetNotFound, match=f"cannot decompress {damaged}"):
         load_dataset("fashion-mnist", tmp_path / "root")
     assert not list(raw.glob("*.tmp")) and not (raw / "train-images-idx3-ubyte").exists()
+
+
+def _cifar_folder(root, classes=("airplane", "automobile"), test_classes=None, n=2, size=(32, 32)):
+    for split, names in (("train", classes), ("test", test_classes or classes)):
+        for cls in names:
+            folder = root / "cifar10" / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.new("RGB", size, (i * 40, 100, 200)).save(folder / f"{i}.png")
+    return root / "cifar10"
+
+
+def test_image_folder_splits_share_the_training_class_list(tmp_path):
+    base = _cifar_folder(tmp_path / "root", classes=("a", "b", "c"), test_classes=("a", "c"))
+    with pytest.raises(DatasetNotFound, match=f"class folders of {base / 'test'} differ .* missing: b"):
+        load_dataset("cifar10", tmp_path / "root", tmp_path / "cache")
+    # the same classes in both splits: one numbering (c is 2 in both, whatever else a split holds)
+    (base / "test" / "b").mkdir()
+    Image.new("RGB", (32, 32)).save(base / "test" / "b" / "0.png")
+    train, test = load_dataset("cifar10", tmp_path / "root", tmp_path / "cache")
+    assert train.labels.tolist() == [0, 0, 1, 1, 2, 2] and test.labels.tolist() == [0, 0, 1, 2, 2]
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("corrupt", "cannot read the image .*1.png"),
+    ("size", "the image .*1.png is 28x30 with 3 channels; this dataset's images are 32x32 with 3"),
+    ("empty", "Every class folder needs images"),
+])
+def test_a_bad_image_folder_names_the_file(tmp_path, damage, needle):
+    base = _cifar_folder(tmp_path / "root")
+    bad = base / "train" / "automobile" / "1.png"
+    if damage == "corrupt":
+        bad.write_bytes(b"\x89PNG not really")
+    elif damage == "size":
+        Image.new("RGB", (28, 30)).save(bad)
+    else:
+        for f in (base / "train" / "automobile").iterdir():
+            f.unlink()
+    with pytest.raises(DatasetNotFound, match=needle):
+        load_dataset("cifar10", tmp_path / "root", tmp_path / "cache")

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -160,3 +165,70 @@ def test_cli_lists_failed_runs_and_exits_non_zero(wild_lr, store, capsys):
     out, err = capsys.readouterr()
     assert code == 1 and "Traceback" not in err
     assert "Failed runs (in no table):" in out and "the training loss became nan" in out
+
+
+# --- signals ----------------------------------------------------------------------------------------
+
+BENCH = [sys.executable, "-m", "prunebench.cli", "run", "--protocol", "S2", "--suite", "synth-small",
+         "--method", "l1norm", "--seeds", "0", "--json"]
+
+
+def _start(store: Path, env: dict, program: str = "module") -> subprocess.Popen:
+    command = BENCH if program == "module" else [str(Path(sys.executable).parent / "bench"), *BENCH[3:]]
+    return subprocess.Popen([*command, "--store", str(store)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("program, delay", [("module", 0.2), ("module", 0.5), ("module", 1.0), ("module", 2.5),
+                                            ("script", 0.3), ("script", 1.5)])
+def test_ctrl_c_at_any_moment_exits_130_with_one_line(user_protocols, tmp_path, program, delay):
+    """While Python and torch import, while planning, while training: never swallowed, never a traceback."""
+    if program == "script" and not (Path(sys.executable).parent / "bench").exists():
+        pytest.skip("the bench script is not installed beside this Python")
+    env = {**os.environ, "PRUNEBENCH_PROTOCOLS": str(user_protocols)}
+    proc = _start(tmp_path / "store", env, program)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, err)  # -2: before Python ran any code
+    assert "Traceback" not in err, err
+    if proc.returncode == 130:
+        assert err.strip().splitlines()[-1] == "bench: interrupted; run the same command again to resume."
+
+
+def test_sigterm_mid_run_exits_143_and_the_rerun_resumes(user_protocols, tmp_path):
+
+    env = {**os.environ, "PRUNEBENCH_PROTOCOLS": str(user_protocols)}
+    store = tmp_path / "store"
+    proc = _start(store, env)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(store.glob("runs/*/checkpoint.pt")):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "bench: terminated (SIGTERM); run the same command again to resume."
+    again = subprocess.run([*BENCH, "--store", str(store)], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stderr or "stale" in again.stderr
+    assert [r["row"] for r in json.loads(again.stdout)] == ["dense", "l1norm"]
+
+
+def test_failed_runs_under_the_ray_executor_are_recorded_and_the_grid_goes_on(wild_lr, tmp_path):
+    ray = pytest.importorskip("ray")
+    from prunebench.executor import RayExecutor
+
+    protocol, _, sha = load_protocol("S2-nan", "synth-small")
+    logged: list[str] = []
+    h = Harness(protocol, store=tmp_path / "store", protocol_sha256=sha, device="cpu", log=logged.append,
+                executor=RayExecutor(num_cpus=2))
+    try:
+        rows = h.run(["l1norm", "random"], seeds=[0, 1])
+    finally:
+        ray.shutdown()
+    assert [r["row"] for r in rows] == ["dense"] and rows[0]["n"] == 2
+    assert sorted((f.row, f.seed) for f in h.failures) == [("l1norm", 0), ("l1norm", 1), ("random", 0), ("random", 1)]
+    assert all("the training loss became nan" in f.reason for f in h.failures)
+    statuses = [r["status"] for r in Store(tmp_path / "store").query("SELECT status FROM runs WHERE kind='pruned'")]
+    assert statuses == ["failed"] * 4

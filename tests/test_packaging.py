@@ -33,7 +33,7 @@ def test_the_wheel_has_one_top_level_name_and_carries_the_protocol_files(tmp_pat
     assert "prunebench/methods/l1norm.py" in names and "prunebench/models/cifar_resnet.py" in names
     assert not any("benchmarks" in n or n.startswith("prunebench/tests") for n in names)  # speed scripts stay out
     entry = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "bench = prunebench.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    assert "bench = prunebench.__main__:main" in zipfile.ZipFile(wheel).read(entry).decode()
 
 
 def bench(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

@@ -109,3 +109,31 @@ def test_dry_run_plan_matches_what_runs(user_protocols, store):
     assert [p.row for p in planned] == ["dense", "l1norm", "Scratch-B of l1norm"]
     rows = h.run(["l1norm"], seeds=[0])
     assert [p.spec.run_id for p in planned] == [r["run_ids"][0] for r in rows]
+
+
+def test_budgets_count_the_images_present_not_the_registered_size(user_protocols, store, tmp_path):
+    """A CIFAR-10 ImageFolder copy with 40 training images: the SX-B budget is 40 images' worth of
+    training FLOPs per epoch, not 50,000's (else no budget audit could ever fail on it)."""
+    from PIL import Image
+
+    from tests.conftest import write_yaml
+
+    for split, n in (("train", 20), ("test", 5)):
+        for c, cls in enumerate(("cat", "dog")):
+            folder = tmp_path / "data" / "cifar10" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (32, 32), (c * 200, i * 10, 50)).save(folder / f"{i}.png")
+    recipe = {"epochs": 1, "lr": 0.05, "batch_size": 16, "augment": "flip"}
+    write_yaml(user_protocols / "tiny-cifar" / "suite.yaml", {"name": "tiny-cifar", "dataset": "cifar10",
+                                                              "arch": "smallcnn", "seeds": [0], "base": recipe})
+    write_yaml(user_protocols / "tiny-cifar" / "SX-B.yaml", {"setup": "SX-B", "suite": "tiny-cifar", "ratios": [0.5],
+                                                             "retrain": recipe, "budget": {"kind": "flops"}})
+    protocol, _, sha = load_protocol("SX-B", "tiny-cifar")
+    h = Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None,
+                data_root=tmp_path / "data")
+    rows = {r["row"]: r for r in h.run(["l1norm"], seeds=[0])}
+    pruned, scratch, dense = rows["l1norm"], rows["Scratch-B of l1norm"], rows["dense"]
+    expected = 40 * 6 * (dense["macs"] + pruned["macs"])  # one dense and one pruned epoch of 40 images
+    assert pruned["budget"] == expected and pruned["budget_used"] == expected
+    assert scratch["budget_used"] <= scratch["budget"] == expected
