@@ -38,7 +38,8 @@ def _grid_arguments(p: argparse.ArgumentParser, protocol: str, method: str) -> N
     target.add_argument("--config", help="named layer-wise config of the architecture (e.g. A)")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the suite's)")
     p.add_argument("--store", type=Path, help=f"run store (default ${paths.STORE_ENV} or the user cache)")
-    p.add_argument("--data-root", type=Path, help=f"dataset root (default ${paths.DATA_ENV} or the user cache)")
+    p.add_argument("--data-root", type=Path, help=f"dataset root, which must exist (default ${paths.DATA_ENV}, else "
+                   "the user cache, where Debian's Fashion-MNIST is also looked for)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--compile", action="store_true",
                    help="train through torch.compile (an execution setting: the same recipe and run ids)")
@@ -361,7 +362,8 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     print()
     for d in result.duels:
         c = d.comparison
-        detail = c.reason if c.test is None else f"[{c.ci[0]:+.2f}, {c.ci[1]:+.2f}], {c.test}"  # type: ignore[index]
+        detail = (f"({c.reason})" if c.test is None
+                  else f"(95% CI [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}], {c.test})")  # type: ignore[index]
         print(f"under the recipe of {d.recipe_of}: {d.reading()}; {a} − {b} = {c.delta:+.2f} {detail}")
     print(f"\nverdict: {result.verdict()}")
     runs = " ".join(r[:8] for p in result.pairings.values() for r in p.runs.values())

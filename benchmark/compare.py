@@ -92,6 +92,12 @@ def _first_broken(setup: str, a: StoredRun, b: StoredRun) -> tuple[str, object, 
 
 def compare(a: StoredRun, b: StoredRun) -> dict:
     """The strictest ladder setup both runs meet, the rule breaking the next, and SX-A/SX-B."""
+    kinds = {a.spec.kind, b.spec.kind}
+    if "base" in kinds and len(kinds) > 1:
+        base, other = (a, b) if a.spec.kind == "base" else (b, a)
+        raise UserError(f"{base.spec.run_id[:12]} is a dense base model and {other.spec.run_id[:12]} a "
+                        f"{other.spec.kind} run: the setups compare pruned (or scratch) runs with each other. Pass "
+                        "two of those.")
     strictest, breaks = None, None
     for setup in LADDER:
         broken = _first_broken(setup, a, b)

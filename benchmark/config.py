@@ -146,6 +146,8 @@ class Protocol(Frozen):
         wants = {"SX-A": "epochs", "SX-B": "flops"}.get(self.setup)
         if wants and (self.budget is None or self.budget.kind != wants):
             raise ValueError(f"setup {self.setup} needs 'budget: {{kind: {wants}}}'")
+        if not wants and self.budget is not None:
+            raise ValueError(f"setup {self.setup} has no total budget (only SX-A and SX-B do): remove 'budget'")
         return self
 
     @property

@@ -308,7 +308,15 @@ def load_plugin(where: str) -> None:
         if where in _loaded_plugins:
             return
         _loaded_plugins.add(where)
-        _import_plugin(where, lambda: importlib.import_module(where))
+
+        def load_module() -> None:  # from the current folder too, as `python -m` would find it
+            sys.path.insert(0, str(Path.cwd()))
+            try:
+                importlib.import_module(where)
+            finally:
+                sys.path.remove(str(Path.cwd()))
+
+        _import_plugin(where, load_module)
 
 
 def _import_plugin(where: str, load: Callable[[], object]) -> None:

@@ -78,6 +78,9 @@ def validate_data(data: object, model: type[BaseModel], source: str) -> BaseMode
     """Validate parsed YAML; any problem is a `UserError` naming `source` and each bad field."""
     if not isinstance(data, dict):
         raise UserError(f"{source} must hold a mapping of fields, found {type(data).__name__}.")
+    if model is Protocol and "setup" not in data and {"dataset", "arch", "base"} & set(data):
+        raise UserError(f"{source} is a suite file (dataset, architecture, base recipe), not a protocol: protocol "
+                        "files sit beside it, one per setup (e.g. SX-B.yaml).")
     try:
         return model.model_validate(data)
     except RecursionError:

@@ -574,8 +574,10 @@ class Harness:
             metrics = self.files.metrics(run_id)
             if metrics is None:
                 return None
-            self.files.trace(run_id)
-            self._plan_file(directory)
+            if self.files.trace(run_id) is None:  # every finished run has its trace
+                raise DamagedFile(directory / "trace.json", "missing")
+            if self._plan_file(directory) is None and spec.kind == "pruned":  # and every pruned run its plan
+                raise DamagedFile(directory / "plan.json", "missing")
             model = directory / "model.pt"
             if not model.is_file():
                 raise DamagedFile(model, "missing")

@@ -201,3 +201,23 @@ def test_a_named_data_root_is_checked_even_when_every_run_is_cached(capsys, user
     assert run_cli(capsys, *argv)[0] == 0
     code, _, err = run_cli(capsys, *argv, "--data-root", str(tmp_path / "typo"))
     assert code == 2 and "does not exist" in err
+
+
+def test_validate_names_a_suite_file_and_a_budget_outside_sx(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "validate", "protocols/fmnist-smallcnn/suite.yaml")
+    assert code == 2 and "is a suite file" in err and err.count("\n") == 1
+    path = write_yaml(tmp_path / "p.yaml", {"setup": "S3.1", "suite": "fmnist-smallcnn", "budget": {"kind": "flops"},
+                                            "retrain": {"epochs": 2, "lr": 0.01}})
+    code, _, err = run_cli(capsys, "validate", str(path))
+    assert code == 2 and "setup S3.1 has no total budget" in err
+
+
+def test_a_plugin_module_is_found_in_the_current_folder(capsys, tmp_path, monkeypatch):
+    from tests.test_methods import readme_plugin
+
+    (tmp_path / "my_methods_cwd.py").write_text(readme_plugin().replace('"spread"', '"spread-cwd"'))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "list", "methods", "--plugins", "my_methods_cwd")
+    assert code == 0, err
+    assert "spread-cwd" in out
+    assert str(tmp_path) not in sys.path  # the folder is searched for the plug-in only

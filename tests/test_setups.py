@@ -164,6 +164,10 @@ def test_compare_names_the_strictest_setup_and_the_first_broken_rule(user_protoc
     assert main(["compare", "", fair, "--store", str(tmp_path)]) == 2  # an empty prefix matches nothing
     assert main(["compare", "*", fair, "--store", str(tmp_path)]) == 2  # not a glob
     assert "starting with '*'" in capsys.readouterr().err
+    base = next(p.name for p in (tmp_path / "runs").iterdir()
+                if json.loads((p / "spec.json").read_text())["kind"] == "base")
+    assert main(["compare", base, fair, "--store", str(tmp_path)]) == 2
+    assert "is a dense base model" in capsys.readouterr().err
     assert main(["compare", fair, higher, "--store", str(tmp_path / "nowhere")]) == 2
     assert "no run store at" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()
 

@@ -40,8 +40,9 @@ def rerun(store: Path) -> tuple[list[dict], list[str]]:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "delete", "garbage"])
-@pytest.mark.parametrize("which", ["base", "pruned"])
-@pytest.mark.parametrize("name", ["metrics.json", "model.pt"])
+@pytest.mark.parametrize("which, name", [("base", "metrics.json"), ("base", "model.pt"), ("base", "trace.json"),
+                                         ("pruned", "metrics.json"), ("pruned", "model.pt"),
+                                         ("pruned", "trace.json"), ("pruned", "plan.json")])
 def test_a_damaged_finished_run_is_retrained_after_saying_so(trained, damage, which, name):
     store, rows, base_id, pruned_id = trained
     before = finished_runs(store)
@@ -59,7 +60,7 @@ def test_a_damaged_finished_run_is_retrained_after_saying_so(trained, damage, wh
     if (name, damage) == ("metrics.json", "delete"):
         return  # without metrics the run is simply unfinished: it trains again
     assert any(f"{name} is damaged" in line and "retrained" in line for line in logged), logged
-    assert (run / "spec.json").exists() and list(run.glob(f"damaged-*/{name}")) or damage == "delete"
+    assert (run / "spec.json").exists() and (list(run.glob(f"damaged-*/{name}")) or damage == "delete")
     assert list(run.glob("damaged-*/*"))  # the damaged files are kept aside, not deleted
 
 
