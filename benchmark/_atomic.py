@@ -15,8 +15,9 @@ READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write `data` to `path` through `path.tmp` and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write `data` to `path` through `path.<pid>.tmp` and a rename (the pid keeps two processes
+    that write the same shared file, e.g. a dataset cache, from racing on one temporary file)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)

@@ -7,7 +7,6 @@ the first rule that breaks the next one; SX-A and SX-B are checked on their own.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +67,7 @@ def load_run(store: RunFiles, run: str) -> StoredRun:
     metrics = store.metrics(directory.name)
     if metrics is None:
         raise UserError(f"run {directory.name[:12]} has not finished; only finished runs can be compared.")
-    spec = RunSpec.model_validate(json.loads((directory / "spec.json").read_text()))
+    spec = store.spec(directory.name)
     base = store.metrics(spec.base) if spec.base else None
     return StoredRun(spec, metrics, base)
 

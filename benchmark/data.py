@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import io
 import os
+import pickle
 import shutil
 import zlib
 from collections.abc import Callable, Iterator
@@ -240,8 +241,11 @@ def _image_folder_tensors(folder: Path, cache: Path, classes: list[str],
     ).hexdigest()[:20]
     cached = paths.tensor_cache(cache, key)
     if cached.exists():
-        images, labels = torch.load(cached)
-        return images, labels
+        try:
+            images, labels = torch.load(cached)
+            return images, labels
+        except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError):  # damaged: decode again
+            cached.unlink(missing_ok=True)
     dataset = _SharedClassFolder(folder, classes)
     decoded = []
     for path, _ in dataset.samples:
@@ -329,7 +333,7 @@ def _load_fmnist(root: Path, cache: Path, given: bool) -> tuple[Split, Split]:
             raise DatasetNotFound(f"cannot decompress Fashion-MNIST from {source} into {raw}: {e.strerror}. "
                                   f"Make {root} writable, or pass --data-root DIR of a writable folder.") from None
         for f in FMNIST_FILES:
-            tmp = raw / f"{f}.tmp"
+            tmp = raw / f"{f}.{os.getpid()}.tmp"
             try:
                 with gzip.open(source / f"{f}.gz", "rb") as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst)

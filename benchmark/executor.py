@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prunebench import signals
 from prunebench.errors import ProtocolViolation, UserError
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class RayExecutor(Executor):
             if harness.files.failure(rid) is not None:
                 results[rid] = (job, harness._execute(job.spec, job.start, job.budget))  # says so, records it
                 continue
-            if (metrics := harness.stored(job.spec)) is not None:  # intact; damaged files are set aside
+            if (metrics := harness.stored(job.spec, repair=False)) is not None:  # intact (a task repairs, locked)
                 harness.store.index(job.spec, "done", metrics)
                 results[rid] = (job, metrics)
                 progress.finish(rid)
@@ -133,6 +134,7 @@ class RayExecutor(Executor):
                 ray.init(address=self.address, runtime_env=env, log_to_driver=True)
             else:
                 ray.init(num_cpus=self.num_cpus, runtime_env=env, include_dashboard=False, log_to_driver=True)
+            signals.restore()  # ray.init installs its own SIGTERM handler (sys.exit) over bench's
         except ConnectionError as e:
             raise UserError(f"cannot reach the Ray cluster at {self.address!r}: {e}. Start it with "
                             "`ray start --head` on the head node, or leave out --ray-address for a local "

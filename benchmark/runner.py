@@ -29,7 +29,7 @@ from torch import nn
 
 import prunebench
 from prunebench import audit, signals, stats
-from prunebench._atomic import sha256_file, write_atomic
+from prunebench._atomic import disk_error, sha256_file, write_atomic
 from prunebench.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical
 from prunebench.data import DATASETS, Split, TensorData, check_data_root, load_dataset
 from prunebench.errors import DamagedFile, ProtocolViolation, TrainingFailed, UserError
@@ -293,8 +293,10 @@ class Harness:
                 or retrain.epochs != self.protocol.retrain.epochs):  # its own retraining length: the audit's
             return chosen
         prune = chosen.prune
-        n_r = retrain.samples_per_epoch or self.train_size
-        n_p = prune.samples_per_epoch or self.train_size
+        # the registered size, not the images present: a run id must not depend on whether the data
+        # happen to be loaded (the two sizes only matter here when one phase sets samples_per_epoch)
+        n_r = retrain.samples_per_epoch or self.dataset.train_size
+        n_p = prune.samples_per_epoch or self.dataset.train_size
         if b.kind == "epochs":
             left = retrain.epochs - prune.epochs
         else:  # FLOPs: a dense pruning epoch costs F1/F2 pruned epochs
@@ -428,8 +430,8 @@ class Harness:
                         yield from once(Planned(spec, spec.row, target, macs, self.budget(macs),
                                                 start=partial(self._start_pruned, spec, source,
                                                               self.base_spec(seed, shared).run_id)))
-                        if live and ready is not None and not ready(spec.run_id):
-                            continue
+                        if live and (ready is not None and not ready(spec.run_id) or self.files.failure(spec.run_id)):
+                            continue  # not trained yet (parallel), or failed: no architecture to copy
                         if live:  # the architecture the pipeline actually cut
                             plan = PruningPlan.load(self.files.run_dir(spec.run_id)) or plan
                             macs = self._macs_of(plan)
@@ -542,13 +544,13 @@ class Harness:
         signals.check()  # a Ctrl-C something swallowed stops the grid here
         run_id, progress = spec.run_id, self.grid_progress or GridProgress(1, self.log)
         label = self.label(spec)
-        if (reason := self.files.failure(run_id)) is not None:
+        if (reason := self._readable(spec, self.files.failure, "failed.json")) is not None:
             self.log(f"{label} (run {run_id[:12]}) failed before: {reason}. Not trained again; delete "
                      f"{self.files.run_dir(run_id) / 'failed.json'} to try again.")
             self._index(spec, "failed", failure=reason)
             progress.finish(run_id)
             return None
-        cached = self.stored(spec)
+        cached = self.stored(spec, repair=False)  # intact and finished: a cache hit, no lock needed
         if cached is None:
             self.data()  # a dataset that cannot be read fails here, before the run's directory exists
             with self.files.claim(
@@ -556,24 +558,28 @@ class Harness:
                 stale=lambda who: self.log(f"{label} (run {run_id[:12]}): the lock of {who} is stale (that process "
                                            "was killed); taking the run over"),
             ):
-                cached = self.stored(spec)  # trained by another process while we waited
+                cached = self.stored(spec, repair=True)  # trained (or repaired) by another process meanwhile?
                 if cached is None:
                     return self._train_run(spec, start, budget, label, progress)
         self._index(spec, "done", cached)
         progress.finish(run_id)
         return cached
 
-    def stored(self, spec: RunSpec) -> dict[str, Any] | None:
-        """The metrics of a finished run whose files are intact, else None. A finished run whose
-        files are damaged (metrics, trace or plan unreadable, model missing or unreadable) has
-        them set aside, says so, and trains again; a model file that reads but is not the one
-        the loop wrote is a `ProtocolViolation`. A checkpoint left by a kill after the run
-        finished is removed."""
+    def stored(self, spec: RunSpec, repair: bool) -> dict[str, Any] | None:
+        """The metrics of a finished run whose files are intact, else None. With `repair` (only
+        under the run's lock): a finished run whose files are damaged (spec, metrics, trace or
+        plan unreadable, model missing or unreadable) has them set aside, says so, and trains
+        again; a model file that reads but is not the one the loop wrote is recorded and raised
+        as a `ProtocolViolation`; a checkpoint left by a kill after the run finished is removed."""
         run_id, directory = spec.run_id, self.files.run_dir(spec.run_id)
         try:
             metrics = self.files.metrics(run_id)
             if metrics is None:
                 return None
+            if not isinstance(metrics.get("model_sha256"), str):
+                raise DamagedFile(directory / "metrics.json", "it records no model sha256")
+            if self.files.spec(run_id) != spec:
+                raise DamagedFile(directory / "spec.json", "it does not match the run's id")
             if self.files.trace(run_id) is None:  # every finished run has its trace
                 raise DamagedFile(directory / "trace.json", "missing")
             if self._plan_file(directory) is None and spec.kind == "pruned":  # and every pruned run its plan
@@ -585,25 +591,50 @@ class Harness:
             if actual != metrics.get("model_sha256"):
                 try:
                     torch.load(model, map_location="cpu", weights_only=True)
-                except Exception as e:  # truncated or overwritten: damage, not a swap
+                except UNREADABLE as e:  # truncated or overwritten: damage, not a swap
                     raise DamagedFile(model, f"unreadable: {type(e).__name__}") from None
                 raise ProtocolViolation(self.setup, "model file sha256 (recorded by the loop)",
                                         metrics.get("model_sha256"), actual)
         except DamagedFile as damaged:
+            if not repair:
+                return None
             aside = self.files.set_aside(run_id)
             self.log(f"{self.label(spec)} (run {run_id[:12]}): {damaged.path.name} is damaged ({damaged.why}); "
                      f"its files are kept in {aside} and the run is retrained")
             return None
+        except ProtocolViolation as v:
+            if not repair:
+                return None
+            self._record_violation(spec, directory, v)
+            raise
         for leftover in directory.glob("checkpoint*.pt"):  # a kill between metrics.json and the clean-up
-            leftover.unlink()
+            try:
+                leftover.unlink(missing_ok=True)  # the run is finished: nobody trains from it any more
+            except OSError:
+                pass  # a read-only store: harmless, the metrics decide
         return metrics
+
+    def _readable(self, spec: RunSpec, read: Callable[[str], Any], name: str) -> Any:
+        """A run's record (`failed.json`, `violation.json`) or None; a damaged one is renamed
+        `<name>.damaged` with a line saying so, and the run is treated as not recorded."""
+        try:
+            return read(spec.run_id)
+        except DamagedFile as damaged:
+            path = self.files.run_dir(spec.run_id) / name
+            try:
+                path.rename(path.with_name(name + ".damaged"))
+            except OSError as e:
+                raise disk_error(path, e) from None
+            self.log(f"{self.label(spec)} (run {spec.run_id[:12]}): {name} is damaged ({damaged.why}); set aside as "
+                     f"{name}.damaged, the run goes on as if it had none")
+            return None
 
     @staticmethod
     def _plan_file(directory: Path) -> PruningPlan | None:
         """The plan stored in a run directory; a damaged one is a `DamagedFile`."""
         try:
             return PruningPlan.load(directory)
-        except Exception as e:  # JSON, pickle or zip errors of a truncated file
+        except UNREADABLE as e:  # JSON, pickle or zip errors of a truncated file
             raise DamagedFile(directory / "plan.json", f"unreadable: {type(e).__name__}") from None
 
     def _discard_damaged(self, spec: RunSpec, directory: Path) -> None:
@@ -612,7 +643,7 @@ class Harness:
         for checkpoint in directory.glob("checkpoint*.pt"):
             try:
                 torch.load(checkpoint, map_location="cpu", weights_only=False)
-            except Exception as e:
+            except UNREADABLE as e:
                 checkpoint.rename(checkpoint.with_name(checkpoint.name + ".damaged"))
                 self.log(f"{self.label(spec)}: {checkpoint.name} is damaged ({type(e).__name__}); set aside as "
                          f"{checkpoint.name}.damaged, training that part again")
@@ -628,7 +659,7 @@ class Harness:
 
     def _train_run(self, spec: RunSpec, start: Callable[[Path], Start], budget: float | None, label: str,
                    progress: GridProgress) -> dict[str, Any] | None:
-        if (violation := self.files.violation(spec.run_id)) is not None:  # stopped before, maybe by another process
+        if (violation := self._readable(spec, self.files.violation, "violation.json")) is not None:  # stopped before
             raise violation
         directory = self.files.prepare(spec)
         self._discard_damaged(spec, directory)
@@ -651,9 +682,7 @@ class Harness:
             if budget is not None:
                 self._audit_budget(spec, trace, budget)
         except ProtocolViolation as v:
-            write_atomic(directory / "violation.json", json.dumps(
-                {"setup": v.setup, "rule": v.rule, "expected": str(v.expected), "actual": str(v.actual)}))
-            self._index(spec, "violated", violation=str(v))
+            self._record_violation(spec, directory, v)
             progress.finish(spec.run_id, f"{label}: protocol violation ({v.rule})")
             raise
         except TrainingFailed as failed:
@@ -666,6 +695,12 @@ class Harness:
         progress.finish(spec.run_id, f"done {label}: test acc {metrics['test_acc']:.2f}% after {trace.epochs} "
                                      f"epochs ({metrics['seconds']:.0f} s)")
         return metrics
+
+    def _record_violation(self, spec: RunSpec, directory: Path, v: ProtocolViolation) -> None:
+        """What makes "marked violated" true: `violation.json` and the index say so."""
+        write_atomic(directory / "violation.json", json.dumps(
+            {"setup": v.setup, "rule": v.rule, "expected": str(v.expected), "actual": str(v.actual)}))
+        self._index(spec, "violated", violation=str(v))
 
     def _audit_budget(self, spec: RunSpec, trace: Trace, budget: float) -> None:
         """SX budgets cover the whole pipeline: a pruned run's base counts towards it."""
@@ -717,7 +752,7 @@ class Harness:
         }
         write_atomic(directory / "metrics.json", json.dumps(metrics, indent=2))
         for checkpoint in directory.glob("checkpoint*.pt"):
-            checkpoint.unlink()
+            checkpoint.unlink(missing_ok=True)
         self._index(spec, "done", metrics)
         return metrics
 
@@ -818,6 +853,12 @@ class Harness:
             plan.save(directory)
             apply_plan(model, plan, self.input_shape)
         return Start(model.to(self.device, memory_format=self.memory_format), spec.phases, masks=plan.masks or None)
+
+
+# what loading a truncated or overwritten torch file raises: unpickling arbitrary bytes can raise
+# almost anything (IndexError, TypeError, UnicodeDecodeError, ...), so any Exception; the line that
+# sets the file aside names the exception
+UNREADABLE = (Exception,)
 
 
 def _mean_int(values: list[int]) -> int:

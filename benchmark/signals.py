@@ -12,6 +12,7 @@ from types import FrameType
 
 _received: int | None = None
 _raising = True
+_installed = False
 
 
 class Terminated(BaseException):
@@ -23,18 +24,26 @@ def install(raising: bool = True) -> None:
     While the program imports (`raising=False`) a signal is only noted, since nothing could catch
     it yet; installed again with `raising=True` inside the CLI's error handling, a signal noted
     meanwhile is raised there at once."""
-    global _raising
-    _raising = raising
+    global _raising, _installed
+    _raising, _installed = raising, True
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
     if raising:
         check()
 
 
+def restore() -> None:
+    """Install the handlers again where a library replaced them (Ray), if `bench` owns the signals."""
+    if _installed:
+        signal.signal(signal.SIGINT, _handler)
+        signal.signal(signal.SIGTERM, _handler)
+
+
 def _handler(signum: int, frame: FrameType | None) -> None:
     global _received
-    _received = signum
-    if _raising:
+    first = _received is None
+    _received = signum if first else _received
+    if _raising and first:  # a second Ctrl-C while the first unwinds is only noted: no traceback
         raise exception_for(signum)
 
 

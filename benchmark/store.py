@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from prunebench import paths, stats
 from prunebench._atomic import disk_error, write_atomic
 from prunebench.config import RunSpec, canonical
@@ -33,6 +35,8 @@ from prunebench.errors import DamagedFile, ProtocolViolation, UserError
 from prunebench.trace import Trace
 
 T = TypeVar("T")
+# SQLite errors of an index that is fine but busy, full or not writable (anything else is damage)
+NOT_DAMAGE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")
 
 SCHEMA_VERSION = 4  # PRAGMA user_version; an older index is rebuilt from the run directories
 SCHEMA = """
@@ -139,7 +143,14 @@ class RunFiles:
             raise DamagedFile(path, getattr(e, "strerror", None) or str(e)) from None
         try:
             return parse(text)
-        except (ValueError, TypeError, KeyError) as e:  # JSON and pydantic errors are ValueErrors
+        except ValidationError as e:
+            if all(err["type"] == "json_invalid" for err in e.errors()):  # truncated or overwritten
+                raise DamagedFile(path, str(e.errors()[0]["msg"])[:200]) from None
+            # well-formed, but not what this prunebench writes: another version (or an edit), not damage
+            raise UserError(f"{path} does not hold what this prunebench version writes ({e.errors()[0]['msg']} at "
+                            f"'{'.'.join(map(str, e.errors()[0]['loc']))}'): it was written by another version "
+                            "of prunebench, or edited. Use the version that wrote the store.") from None
+        except (ValueError, TypeError, KeyError) as e:  # JSON syntax errors are ValueErrors
             raise DamagedFile(path, str(e).splitlines()[0][:200]) from None
 
     def spec(self, run_id: str) -> RunSpec:
@@ -220,6 +231,15 @@ class RunFiles:
             os.close(fd)  # releases the flock
 
 
+def _is_damage(e: sqlite3.DatabaseError) -> bool:
+    """Whether an SQLite error means a damaged index rather than a busy, full or read-only one."""
+    name = getattr(e, "sqlite_errorname", None)  # Python 3.11+
+    if name is not None:
+        return not name.startswith(NOT_DAMAGE)
+    words = ("locked", "busy", "full", "readonly", "read-only", "unable to open")
+    return not (isinstance(e, sqlite3.OperationalError) and any(w in str(e) for w in words))
+
+
 def _writable(root: Path) -> bool:
     """Whether files can be created in the store (a real write: root ignores permission bits,
     but not a read-only mount)."""
@@ -257,8 +277,12 @@ class Store(RunFiles):
             return
         try:
             self._open(db)
-        except sqlite3.DatabaseError as e:  # damaged: keep it aside, rebuild from the run directories
-            aside = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        except sqlite3.DatabaseError as e:
+            if not _is_damage(e):  # busy, full or not writable: move nothing
+                raise UserError(f"cannot open the index {db}: {e}. If another bench process holds it, wait for it; "
+                                "if the disk is full, free space; then run again.") from None
+            # damaged (corrupt, not a database, I/O errors of a mangled file): keep it aside, rebuild
+            aside = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
             for suffix in ("", "-wal", "-shm"):
                 if Path(f"{db}{suffix}").exists():
                     os.replace(f"{db}{suffix}", f"{aside}{suffix}")

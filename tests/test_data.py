@@ -157,7 +157,7 @@ def test_a_truncated_gzip_names_the_file_and_leaves_no_partial_copy(tmp_path):
     damaged.write_bytes(damaged.read_bytes()[:40])
     with pytest.raises(DatasetNotFound, match=f"cannot decompress {damaged}"):
         load_dataset("fashion-mnist", tmp_path / "root")
-    assert not list(raw.glob("*.tmp")) and not (raw / "train-images-idx3-ubyte").exists()
+    assert not list(raw.glob("*tmp")) and not (raw / "train-images-idx3-ubyte").exists()
 
 
 def _cifar_folder(root, classes=("airplane", "automobile"), test_classes=None, n=2, size=(32, 32)):

@@ -179,16 +179,20 @@ def _start(store: Path, env: dict, program: str = "module") -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.parametrize("program, delay", [("module", 0.2), ("module", 0.5), ("module", 1.0), ("module", 2.5),
-                                            ("script", 0.3), ("script", 1.5)])
-def test_ctrl_c_at_any_moment_exits_130_with_one_line(user_protocols, tmp_path, program, delay):
+@pytest.mark.parametrize("program, delay, times", [
+    ("module", 0.2, 1), ("module", 0.5, 1), ("module", 1.0, 1), ("module", 2.5, 1),
+    ("script", 0.3, 1), ("script", 1.5, 1), ("module", 1.5, 3),  # Ctrl-C pressed three times
+])
+def test_ctrl_c_at_any_moment_exits_130_with_one_line(user_protocols, tmp_path, program, delay, times):
     """While Python and torch import, while planning, while training: never swallowed, never a traceback."""
     if program == "script" and not (Path(sys.executable).parent / "bench").exists():
         pytest.skip("the bench script is not installed beside this Python")
     env = {**os.environ, "PRUNEBENCH_PROTOCOLS": str(user_protocols)}
     proc = _start(tmp_path / "store", env, program)
     time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
+    for _ in range(times):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, err)  # -2: before Python ran any code
     assert "Traceback" not in err, err

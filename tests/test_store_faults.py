@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def test_a_damaged_finished_run_is_retrained_after_saying_so(trained, damage, wh
     elif damage == "delete":
         path.unlink()
     else:
-        path.write_bytes(os.urandom(200))
+        path.write_bytes(random.Random(len(name)).randbytes(200))  # fixed bytes: the same test every run
     again, logged = rerun(store)
     assert finished_runs(store) == before  # retrained to the same numbers (deterministic on one machine)
     assert again == rows
@@ -76,6 +77,40 @@ def test_a_swapped_but_readable_base_model_is_still_a_violation(trained):
     torch.save(state, path)
     with pytest.raises(ProtocolViolation, match="sha256"):
         harness(store).run(["l1norm"], seeds=[0], ratio=0.25)
+    # "marked violated" is true: the run directory and the index say so, and no table ranks it
+    assert json.loads((store / "runs" / base_id / "violation.json").read_text())["rule"].startswith("model file")
+    (row,) = Store(store).query("SELECT status FROM runs WHERE id = ?", (base_id,))
+    assert row["status"] == "violated"
+
+
+def test_damaged_records_of_a_run_are_set_aside_and_the_run_goes_on(trained):
+    store, rows, _, pruned_id = trained
+    run = store / "runs" / pruned_id
+    (run / "failed.json").write_text('{"reason": "trunc')
+    again, logged = rerun(store)
+    assert again == rows and (run / "failed.json.damaged").exists()
+    assert any("failed.json is damaged" in line for line in logged)
+
+
+def test_a_file_of_another_prunebench_version_is_an_error_not_a_repair(trained):
+    from prunebench.errors import UserError
+
+    store, _, _, pruned_id = trained
+    path = store / "runs" / pruned_id / "trace.json"
+    data = json.loads(path.read_text())
+    data["rows"][0]["from_the_future"] = 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="another version of prunebench"):
+        rerun(store)
+    assert path.exists() and not list(path.parent.glob("damaged-*"))  # nothing moved
+
+
+def test_compare_names_a_damaged_spec(trained, capsys):
+    store, _, _, pruned_id = trained
+    (store / "runs" / pruned_id / "spec.json").write_text("{")
+    assert main(["compare", pruned_id, pruned_id, "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert "spec.json is damaged" in err and "Traceback" not in err
 
 
 def test_a_damaged_index_is_kept_aside_and_rebuilt(trained):
@@ -84,7 +119,7 @@ def test_a_damaged_index_is_kept_aside_and_rebuilt(trained):
     before = {r["id"]: r["status"] for r in Store(store).query("SELECT id, status FROM runs")}
     for suffix in ("-wal", "-shm"):
         Path(str(db) + suffix).unlink(missing_ok=True)
-    db.write_bytes(db.read_bytes()[:100] + os.urandom(4000))
+    db.write_bytes(db.read_bytes()[:100] + random.Random(1).randbytes(4000))
     with pytest.warns(UserWarning, match="damaged"):
         s = Store(store)
     assert {r["id"]: r["status"] for r in s.query("SELECT id, status FROM runs")} == before
@@ -164,12 +199,37 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(user_protocols, tmp_
     base = h.base_spec(0)
     run = store / "runs" / base.run_id
     run.mkdir(parents=True)
-    (run / "checkpoint.pt.tmp").symlink_to("/dev/full")
+    tmp = run / f"checkpoint.pt.{os.getpid()}.tmp"  # the temporary file bench (this process) writes first
+    tmp.symlink_to("/dev/full")
     code = main(["run", "--protocol", "S2", "--suite", "synth-small", "--method", "l1norm", "--seeds", "0",
                  "--store", str(store)])
     err = capsys.readouterr().err
     assert code == 2 and "no space left to write" in err and "checkpoint.pt" in err and "Traceback" not in err
-    assert not (run / "checkpoint.pt.tmp").exists() and not (run / "checkpoint.pt").exists()
+    assert not tmp.exists() and not tmp.is_symlink() and not (run / "checkpoint.pt").exists()
     # with space again, the same command trains and finishes
     assert main(["run", "--protocol", "S2", "--suite", "synth-small", "--method", "l1norm", "--seeds", "0",
                  "--store", str(store)]) == 0
+
+
+def test_a_busy_index_is_not_mistaken_for_a_damaged_one(trained):
+    """Another process holding the index (here: a write transaction, and a 0 s wait) is a clear error;
+    nothing is moved aside."""
+    import sqlite3
+
+    from prunebench import store as store_module
+    from prunebench.errors import UserError
+
+    store, _, _, _ = trained
+    holder = sqlite3.connect(store / "index.sqlite", isolation_level=None)
+    holder.execute("PRAGMA user_version = 3")  # an older index: opening it rebuilds it, which needs the write lock
+    holder.execute("BEGIN IMMEDIATE")  # another writer, mid-transaction
+    try:
+        connect = sqlite3.connect
+        store_module.sqlite3.connect = lambda *a, **k: connect(*a, **{**k, "timeout": 0})
+        with pytest.raises(UserError, match="database is locked"):
+            Store(store)
+    finally:
+        store_module.sqlite3.connect = connect
+        holder.rollback()
+        holder.close()
+    assert not list(store.glob("index.sqlite.damaged-*"))
