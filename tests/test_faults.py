@@ -223,10 +223,7 @@ def test_failed_runs_under_the_ray_executor_are_recorded_and_the_grid_goes_on(wi
     ray = pytest.importorskip("ray")
     from prunebench.executor import RayExecutor
 
-    protocol, _, sha = load_protocol("S2-nan", "synth-small")
-    logged: list[str] = []
-    h = Harness(protocol, store=tmp_path / "store", protocol_sha256=sha, device="cpu", log=logged.append,
-                executor=RayExecutor(num_cpus=2))
+    h = harness(tmp_path / "store", "S2-nan", executor=RayExecutor(num_cpus=2))
     try:
         rows = h.run(["l1norm", "random"], seeds=[0, 1])
     finally:
