@@ -7,7 +7,7 @@ from prunebench import signals
 
 signals.install(raising=False)
 
-from prunebench.cli import main  # noqa: E402
+from prunebench.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,21 +7,21 @@ if __name__ == "__main__":  # `python -m prunebench.cli`: note Ctrl-C / SIGTERM 
 
     _early.install(raising=False)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
 
 # glibc's heuristics otherwise return and re-fetch large training buffers from the OS every step
 os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(64 * 1024 * 1024))
 os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(128 * 1024 * 1024))
 
-from tabulate import tabulate  # noqa: E402
+from tabulate import tabulate
 
-import prunebench  # noqa: E402
-from prunebench import paths, signals  # noqa: E402
-from prunebench.errors import ProtocolViolation, UserError  # noqa: E402
+import prunebench
+from prunebench import paths, signals
+from prunebench.errors import ProtocolViolation, UserError
 
 LIST_KINDS = ("archs", "datasets", "suites", "methods", "protocols")
 
@@ -33,6 +33,7 @@ def _grid_arguments(p: argparse.ArgumentParser, protocol: str, method: str) -> N
     p.add_argument("--method", action="append", required=True, help=method)
     p.add_argument("--plugins", action="append", default=[], metavar="FILE_OR_MODULE",
                    help="a Python file or module that registers more methods; repeatable")
+    _division_arguments(p)
     target = p.add_mutually_exclusive_group()
     target.add_argument("--ratio", type=float, help="uniform pruning ratio in [0, 1)")
     target.add_argument("--config", help="named layer-wise config of the architecture (e.g. A)")
@@ -54,6 +55,16 @@ def _grid_arguments(p: argparse.ArgumentParser, protocol: str, method: str) -> N
                     help="GPUs each run asks for; 0.25 packs four runs on one GPU (default: 1 if this machine "
                     "has a GPU, else 0)")
     ex.add_argument("--cpus-per-run", type=float, default=1.0, metavar="C", help="CPUs each run asks for (default 1)")
+
+
+def _division_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--division", choices=("closed", "open"), default="closed",
+                   help="closed (default): method code runs only in a separate planning worker and returns data; "
+                   "open: method code runs inside training (needed for a method's own regularizer), every row "
+                   "labelled open and ranked apart")
+    p.add_argument("--sandbox", choices=("auto", "on", "off"), default="auto",
+                   help="run the planning worker under bubblewrap (no network, nothing writable, no view of the "
+                   "store or data roots); auto: when `bwrap` is installed. Every run records whether it was")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("kind", choices=LIST_KINDS)
     ls.add_argument("--plugins", action="append", default=[], metavar="FILE_OR_MODULE",
                     help="a Python file or module that registers more methods; repeatable")
+    ls.add_argument("--sandbox", choices=("auto", "on", "off"), default="auto",
+                    help="list methods from a sandboxed planning worker (auto: when `bwrap` is installed)")
 
     fl = sub.add_parser("flops", help="forward MACs and parameters of an architecture: the dense model "
                         "and each named config, or the one --config / --ratio")
@@ -209,20 +222,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows = [(n, suites.get(n).dataset, suites.get(n).arch, suites.get(n).description) for n in suites]
         print(tabulate(rows, headers=["suite", "dataset", "arch", "description"]))
     elif args.kind == "methods":
-        from prunebench.method import load_builtin_methods, load_plugin
+        from prunebench.planning import ClosedPlanner
 
-        methods = load_builtin_methods()
-        for plugin in args.plugins:
-            load_plugin(plugin)
+        methods = ClosedPlanner(_plugin_paths(args.plugins), args.sandbox).catalogue()
         rows = []
-        for n in methods:
-            m = methods.get(n)
+        for n, m in sorted(methods.items()):
+            code = "own (open division)" if m.own_code_in_loop else m.penalty or "-"
             rows.append((n, m.granularity, "yes" if m.needs_data else "no",
-                         "own" if m.prune_phase else "-", ", ".join(m.hooks) or "-",
-                         ", ".join(f"{k}={f.default}" for k, f in m.Settings.model_fields.items()) or "-",
-                         m.description))
-        print(tabulate(rows, headers=["method", "granularity", "data", "pruning phase", "hooks",
-                                      "settings (defaults)", "description"]))
+                         "own" if m.prune_phase else "-", code, ", ".join(m.hooks) or "-",
+                         ", ".join(f"{k}={d}" for k, d, _ in m.settings) or "-", m.origin, m.description))
+        print(tabulate(rows, headers=["method", "granularity", "data", "pruning phase", "regularizer", "hooks",
+                                      "settings (defaults)", "from", "description"]))
     else:
         print(tabulate([(s, setup, str(p)) for s, setup, p in list_protocols()],
                        headers=["suite", "setup", "file"]))
@@ -267,13 +277,10 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
 def _harness(args: argparse.Namespace):
     """The harness of `run` and `crossval`: plug-ins loaded, the protocol resolved, the ratio checked."""
-    from prunebench.method import load_plugin
     from prunebench.protocol_files import DEFAULT_SUITE, load_protocol
     from prunebench.runner import Harness
 
-    plugins = tuple(str(Path(p).resolve()) if p.endswith(".py") or Path(p).exists() else p for p in args.plugins)
-    for plugin in plugins:
-        load_plugin(plugin)
+    plugins = _plugin_paths(args.plugins)
     if args.ratio is not None and not 0 <= args.ratio < 1:
         raise UserError(f"--ratio {args.ratio} is outside [0, 1): pass a fraction of filters to remove, e.g. 0.5.")
     if args.seeds and not all(0 <= s < 2**31 for s in args.seeds):
@@ -283,8 +290,23 @@ def _harness(args: argparse.Namespace):
         raise UserError(f"{path} is a protocol of suite {protocol.suite!r}, not {args.suite!r}.")
     harness = Harness(protocol, store=args.store or paths.default_store(), protocol_sha256=sha,
                       data_root=args.data_root, device=args.device,
-                      compiled=args.compile, plugins=plugins, executor=_executor(args))
+                      compiled=args.compile, plugins=plugins, executor=_executor(args),
+                      division=args.division, sandbox=args.sandbox)
     return harness, path
+
+
+def _plugin_paths(given: list[str]) -> tuple[str, ...]:
+    """Plug-ins as the planning worker loads them: files by absolute path (they must exist),
+    modules by name. Nothing is imported here."""
+    out = []
+    for p in given:
+        if p.endswith(".py") or Path(p).exists():
+            if not Path(p).is_file():
+                raise UserError(f"plug-in file {p!r} does not exist: pass a .py file or an importable module name")
+            out.append(str(Path(p).resolve()))
+        else:
+            out.append(p)
+    return tuple(out)
 
 
 def _executor(args: argparse.Namespace):

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from prunebench.penalties import Penalty
 from prunebench.schedule import LRSchedule, parse_pf
 
 SETUPS = ("S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2", "SX-A", "SX-B")
@@ -224,6 +225,12 @@ class RunSpec(Frozen):
     variant: str | None = Field(None, description="scratch: 'Scratch-E' or 'Scratch-B'")
     recipe_of: str | None = Field(
         None, description="recipe cross-validation: the method whose retraining recipe this run borrows")
+    penalty: Penalty | None = Field(
+        None, description="the harness-owned regulariser of the pruning phase the method declared (bn_l1, "
+        "growing_l2, group_lasso)")
+    division: Literal["closed", "open"] = Field(
+        "closed", description="closed: method code ran only in the planning worker, never in training; open: "
+        "method code ran inside the training process (labelled, ranked apart)")
 
     @property
     def run_id(self) -> str:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from prunebench import stats
 from prunebench.config import Recipe
 from prunebench.errors import UserError
-from prunebench.method import resolve_method
 from prunebench.runner import Harness
 from prunebench.setups import fixes
 
@@ -101,7 +100,7 @@ def crossval(harness: Harness, a: str, b: str, seeds: list[int], ratio: float | 
     if fixes(setup, "retrain.lr"):
         raise UserError(f"{setup} fixes the retraining LR schedule, so every method retrains with the same "
                         "recipe and there is nothing to cross-validate; use S1, S2, S3.1, SX-A or SX-B.")
-    (_, mspec_a), (_, mspec_b) = resolve_method(a), resolve_method(b)
+    (_, mspec_a), (_, mspec_b) = harness.resolve(a), harness.resolve(b)
     label_a, label_b = mspec_a.label, mspec_b.label
     if label_a == label_b:
         raise UserError(f"both methods are {label_a!r}: cross-validate two different methods.")

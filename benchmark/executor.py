@@ -168,12 +168,10 @@ def _train_job(payload: bytes, plugins: list[str], gpu: bool) -> tuple[str, Any,
     import torch
     from ray import cloudpickle
 
-    from prunebench.method import load_builtin_methods, load_plugin
     from prunebench.progress import GridProgress
 
-    load_builtin_methods()
-    for plugin in plugins:
-        load_plugin(plugin)
+    # method code is not loaded here: the task's harness asks its own planning worker (closed
+    # division), or loads the plug-ins itself when it first needs them (open division)
     harness, job = cloudpickle.loads(payload)
     device = "cuda" if gpu and torch.cuda.is_available() else "cpu"  # Ray set CUDA_VISIBLE_DEVICES to ours
     harness.set_device(device)

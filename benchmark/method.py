@@ -1,10 +1,13 @@
 """The narrow interface a pruning method plugs in through, and the method registry.
 
 A method scores and plans (which filters each layer keeps, or which weights a mask keeps); the
-harness owns the training loop, the cutting and the audit. Optional hooks extend the loop without
-forking it: a regulariser added to the loss during the pruning phase (network slimming's L1 on
-BN scales, GReg's growing L2), and a rewind point the pruned model restarts from (lottery
-tickets). Plug-ins register more methods (`load_plugin`, the `prunebench.methods` entry points).
+harness owns the training loop, the cutting and the audit. Everything a method returns is data:
+its plan, its intent, its declared choices, a penalty of the harness's (`prunebench.penalties`:
+network slimming's L1 on BN scales, GReg's growing L2, group lasso) the pruning phase trains
+under, and a rewind point the pruned model restarts from (lottery tickets). Method code runs in
+the planning worker (`prunebench.planning`), never in the training process; a method that needs
+its own code inside the loop (`regularizer`) runs only in the open division. Plug-ins register
+more methods (`load_plugin`, the `prunebench.methods` entry points).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from prunebench.config import MethodSpec, Protocol, Recipe, target_label
 from prunebench.data import Split
 from prunebench.errors import UserError
 from prunebench.models import Arch
+from prunebench.penalties import Penalty
 from prunebench.pruning import PruningPlan
 from prunebench.schedule import LRSchedule
 from prunebench.setups import fixes
@@ -158,9 +162,10 @@ class Method:
     """Base class of a registered pruning method.
 
     A method declares what it is (`granularity`: 'filter' or 'weight'; `needs_data`;
-    `prune_phase`: it trains a pruning phase, e.g. under a regulariser; `hooks`: which of the
-    loop's hooks it uses, 'regularizer' and 'rewind') and its `Settings` (a pydantic model whose
-    defaults are its paper's). It scores and plans; it never trains.
+    `prune_phase`: it trains a pruning phase, e.g. under a penalty; `hooks`: which of the
+    loop's hooks it uses, 'rewind', or 'regularizer' for code of its own inside the loop, which
+    only the open division runs) and its `Settings` (a pydantic model whose defaults are its
+    paper's). It scores and plans; it never trains.
     """
 
     name: ClassVar[str]
@@ -222,10 +227,22 @@ class Method:
         lr = getattr(settings, "prune_lr", None) or retrain.lr.lr_at(0, retrain.epochs)
         return Choices(prune=retrain.model_copy(update={"epochs": epochs, "lr": LRSchedule(stages=[(0, lr)])}))
 
+    def penalty(self, settings: BaseModel) -> Penalty | None:
+        """The harness's regulariser the pruning phase trains under (`bn_l1`, `growing_l2` on
+        the filters the intent drops, `group_lasso`), as data; None: none."""
+        return None
+
     def regularizer(self, model: nn.Module, settings: BaseModel, step: int,
                     intent: PruningPlan | None) -> torch.Tensor | None:
-        """A term added to the loss at `step` of the pruning phase; None for one-shot methods."""
+        """Open division only: the method's own code, called inside the training loop with the
+        live model at `step` of the pruning phase, returning a term added to the loss. A method
+        that defines it cannot run in the closed division; declare a `penalty` instead."""
         return None
+
+    @classmethod
+    def runs_own_code_in_loop(cls) -> bool:
+        """Whether the method needs its own code inside the training loop (the open division)."""
+        return cls.regularizer is not Method.regularizer
 
     def rewind_epoch(self, settings: BaseModel) -> int | None:
         """Epoch of the base training whose weights the pruned model restarts from (the lottery
@@ -266,14 +283,14 @@ def _non_finite(value: object, where: str = "") -> tuple[str, float] | None:
 ENTRY_POINTS = "prunebench.methods"
 
 
-def load_builtin_methods() -> Registry[Method]:
-    """Import every module of the `methods` package and every installed plug-in of the
-    `prunebench.methods` entry-point group (registration happens on import)."""
-    import prunebench.methods as methods
+def load_builtin_methods(entry_points: bool = True) -> Registry[Method]:
+    """Import every module of the `methods` package and, with `entry_points`, every installed
+    plug-in of the `prunebench.methods` entry-point group (registration happens on import)."""
+    from prunebench import methods
 
     for info in pkgutil.iter_modules(methods.__path__):
         importlib.import_module(f"prunebench.methods.{info.name}")
-    for entry in entry_points(group=ENTRY_POINTS):
+    for entry in installed_plugins() if entry_points else ():
         if entry.value not in _loaded_plugins:
             _loaded_plugins.add(entry.value)
             _import_plugin(entry.value, lambda value=entry.value: importlib.import_module(value.split(":")[0]))
@@ -283,9 +300,14 @@ def load_builtin_methods() -> Registry[Method]:
 _loaded_plugins: set[str] = set()
 
 
+def installed_plugins() -> list:
+    """The entry points of installed plug-ins (read from package metadata: nothing is imported)."""
+    return list(entry_points(group=ENTRY_POINTS))
+
+
 def load_plugin(where: str) -> None:
     """Register the methods of a user's plug-in: a Python file (`my_methods.py`) or a module name."""
-    load_builtin_methods()
+    load_builtin_methods(entry_points=False)
     path = Path(where)
     if where.endswith(".py") or path.exists():
         if not path.is_file():
@@ -332,17 +354,40 @@ def _import_plugin(where: str, load: Callable[[], object]) -> None:
 
 def method_code(method: Method) -> str:
     """sha256 (16 hex digits) of the method's code, part of a run's identity so an edited method
-    never reuses runs of its old code: for a built-in, every module of the `methods` package
-    (they import each other); for a plug-in, the file that defines it."""
-    import prunebench.methods as methods
+    never reuses runs of its old code: the module that defines it and every module of the
+    `methods` package it imports, directly or not (greg's includes l1norm's), so editing one
+    method renames only its own runs and those of methods built on it; for a plug-in, its file."""
+    from prunebench import methods
 
     source = inspect.getsourcefile(type(method))
     package = Path(methods.__file__).parent
-    files = sorted(package.glob("*.py")) if source and Path(source).parent == package else [Path(source or "")]
+    files = [Path(source or "")]
+    if source and Path(source).parent == package:
+        files = sorted(_package_closure(Path(source), package))
     h = hashlib.sha256()
     for path in files:
         h.update(path.read_bytes() if path.is_file() else type(method).__qualname__.encode())
     return h.hexdigest()[:16]
+
+
+def _package_closure(source: Path, package: Path) -> set[Path]:
+    """`source` and the modules of `package` (prunebench.methods) it imports, transitively."""
+    import ast
+
+    seen: set[Path] = set()
+    todo = [source]
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_bytes())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                if name.startswith("prunebench.methods."):
+                    todo.append(package / f"{name.split('.')[2]}.py")
+    return seen
 
 
 def parse_method(text: str) -> tuple[str, dict]:

@@ -21,15 +21,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from tabulate import tabulate  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
 
-from prunebench import stats  # noqa: E402
-from prunebench.config import MethodSpec  # noqa: E402
-from prunebench.errors import UserError  # noqa: E402
-from prunebench.store import Store  # noqa: E402
+from prunebench import stats
+from prunebench.config import MethodSpec
+from prunebench.errors import UserError
+from prunebench.store import Store
 
 DENSE = "dense"
 

@@ -10,7 +10,6 @@ init for the matched budget (Scratch-E / Scratch-B).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import subprocess
@@ -28,26 +27,30 @@ from pydantic import ValidationError
 from torch import nn
 
 import prunebench
-from prunebench import audit, signals, stats
+from prunebench import audit, paths, penalties, signals, stats
 from prunebench._atomic import disk_error, sha256_file, write_atomic
 from prunebench.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical
 from prunebench.data import DATASETS, Split, TensorData, check_data_root, load_dataset
 from prunebench.errors import DamagedFile, ProtocolViolation, TrainingFailed, UserError
 from prunebench.flops import effective_macs, forward_macs, param_count, training_flops
-from prunebench.method import (
-    METHODS,
-    Choices,
-    Method,
-    PruneContext,
-    Target,
-    load_builtin_methods,
-    method_code,
-    resolve_method,
-)
+from prunebench.method import Choices, Target
 from prunebench.models import ARCHS, reinitialise
+from prunebench.planning import (
+    DIVISIONS,
+    ClosedPlanner,
+    Declared,
+    MethodInfo,
+    OpenPlanner,
+    PlanInputs,
+    Planner,
+    changes,
+    fingerprint,
+    method_modules,
+)
 from prunebench.progress import GridProgress
 from prunebench.protocol_files import load_suites
 from prunebench.pruning import Masks, PruningPlan, apply_plan
+from prunebench.schedule import LRSchedule
 from prunebench.setups import fixes
 from prunebench.store import RunFiles, Store, trainability
 from prunebench.trace import Trace
@@ -126,8 +129,12 @@ class Harness:
     def __init__(self, protocol: Protocol, *, store: Path, protocol_sha256: str = "",
                  data_root: Path | None = None, device: str | None = None,
                  progress: bool = True, log: Log | None = None, compiled: bool = False,
-                 plugins: tuple[str, ...] = (), executor: Executor | None = None) -> None:
-        load_builtin_methods()
+                 plugins: tuple[str, ...] = (), executor: Executor | None = None,
+                 division: str = "closed", sandbox: str = "auto") -> None:
+        if division not in DIVISIONS:
+            raise UserError(f"--division {division!r}: use closed (method code only in the planning worker) or "
+                            "open (method code inside training, labelled open).")
+        self.division, self.sandbox = division, sandbox
         self.protocol = protocol
         self.suite: Suite = load_suites().get(protocol.suite)
         self.arch = ARCHS.get(self.suite.arch)
@@ -139,7 +146,7 @@ class Harness:
         check_data_root(data_root)  # a named root that does not exist is an error, even if every run is cached
         self.set_device(device)
         self.compiled = compiled  # torch.compile: an execution setting, not part of any run's spec
-        self.plugins = tuple(plugins)  # re-loaded by every process that trains (Ray workers)
+        self.plugins = tuple(plugins)  # loaded by the planning worker (closed) or this process (open)
         self.executor = executor  # None: runs one after another in this process
         self.progress = progress
         self.log: Log = log or _stderr
@@ -147,6 +154,8 @@ class Harness:
         self._data: tuple[Split, Split] | None = None
         self._fingerprint = ""
         self._plans: dict[tuple, PruningPlan] = {}
+        self._declared: dict[str, Declared] = {}
+        self._open_changes: list[str] = []  # open division: what method code changed in the current run
         self._records: list[tuple] | None = None  # a worker's index writes, for the driver to apply
         self.grid_progress: GridProgress | None = None
         self.failures: list[Failure] = []  # of the last `run`, in the order they happened
@@ -172,13 +181,24 @@ class Harness:
         """What travels to a Ray worker: the protocol and settings, not the data, the index or
         the driver's caches (a worker loads its own data and never opens the SQLite index)."""
         state = dict(self.__dict__)
-        for local in ("_data", "store", "_plans", "log", "grid_progress", "failures"):
+        for local in ("_data", "store", "_plans", "log", "grid_progress", "failures", "planner"):
             state.pop(local, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._data, self._plans, self.log, self.grid_progress, self.failures = None, {}, _stderr, None, []
+
+    @cached_property
+    def planner(self) -> Planner:
+        """Where method code runs: planning workers (closed division) or this process (open)."""
+        if self.division == "open":
+            return OpenPlanner(self.plugins)
+        # the data roots are hidden from a sandboxed worker; the store, like everything else, is
+        # read-only there (not hidden, so one worker serves every store of this process)
+        hidden = [self.data_root or paths.default_data_root(), paths.cache_home(), paths.DEBIAN_FASHION_MNIST]
+        return ClosedPlanner(self.plugins, self.sandbox,
+                             tuple(sorted({Path(p).expanduser().resolve() for p in hidden})))
 
     def _index(self, spec: RunSpec, status: str, metrics: dict[str, Any] | None = None,
                violation: str | None = None, failure: str | None = None) -> None:
@@ -228,7 +248,7 @@ class Harness:
     def _spec(self, **fields: Any) -> RunSpec:
         s = self.suite
         return RunSpec(suite=s.name, dataset=s.dataset, arch=s.arch, arch_signature=self.arch_signature,
-                       **fields)
+                       division=self.division, **fields)
 
     @property
     def squeezes(self) -> bool:
@@ -246,18 +266,23 @@ class Harness:
     def base_spec(self, seed: int, recipe: Recipe | None = None) -> RunSpec:
         return self._spec(kind="base", seed=seed, phases=[("pretrain", recipe or self.base_recipe)])
 
-    def choices(self, method: Method, mspec: MethodSpec) -> Choices:
-        """The method's declared choices; it gets a copy of the protocol and may not alter it."""
-        before = canonical(self.protocol)
-        view = self.protocol.model_copy(deep=True)
-        settings = method.settings(mspec.settings)
-        chosen = method.choices(view, settings)
-        for seen in (view, self.protocol):
-            if canonical(seen) != before:
+    def declared(self, mspec: MethodSpec) -> Declared:
+        """What the method declares under this protocol (asked once per method and settings); it
+        is handed a copy of the protocol, and altering it is a violation."""
+        key = json.dumps([mspec.name, mspec.settings], sort_keys=True)
+        if key not in self._declared:
+            before = canonical(self.protocol)
+            self._declared[key] = self.planner.declare(mspec, self.protocol)
+            if canonical(self.protocol) != before:  # the open division hands the object itself over
                 raise ProtocolViolation(self.setup, f"protocol is read-only (method {mspec.name!r} altered it)",
                                         hashlib.sha256(before.encode()).hexdigest()[:16],
-                                        hashlib.sha256(canonical(seen).encode()).hexdigest()[:16])
-        own_lr = getattr(settings, "retrain_lr", None)  # MethodSettings: any method's own finetuning LR
+                                        hashlib.sha256(canonical(self.protocol).encode()).hexdigest()[:16])
+        return self._declared[key]
+
+    def choices(self, mspec: MethodSpec) -> Choices:
+        """The method's declared choices, with its own retraining LR (`retrain_lr`) applied."""
+        chosen = self.declared(mspec).choices
+        own_lr = mspec.settings.get("retrain_lr")  # MethodSettings: any method's own finetuning LR
         if own_lr is not None:
             if fixes(self.setup, "retrain.lr"):
                 raise UserError(f"method {mspec.name!r}: {self.setup} fixes the retraining LR schedule "
@@ -267,13 +292,14 @@ class Harness:
             try:  # validated: a schedule must fit the phase it schedules
                 retrain = Recipe.model_validate({**retrain.model_dump(), "lr": own_lr})
             except ValidationError as e:
+                own_lr = LRSchedule.model_validate(own_lr)
                 raise UserError(f"method {mspec.name!r}: its retrain_lr {own_lr} does not fit the retraining "
                                 f"recipe ({retrain.epochs} epochs): {e.errors()[0]['msg']}.") from None
             chosen = chosen.model_copy(update={"retrain": retrain})
         return chosen
 
     def pruned_spec(self, mspec: MethodSpec, seed: int, chosen: Choices, base_recipe: Recipe | None = None,
-                    recipe_of: str | None = None) -> RunSpec:
+                    recipe_of: str | None = None, penalty: penalties.Penalty | None = None) -> RunSpec:
         phases: list[tuple[str, Recipe]] = []
         prune = chosen.prune or self.protocol.prune
         if prune is not None and prune.epochs:
@@ -281,7 +307,8 @@ class Harness:
         phases.append(("retrain", chosen.retrain or self.protocol.retrain))
         base = self.base_spec(seed, chosen.base or base_recipe)
         return self._spec(kind="pruned", seed=seed, phases=phases, protocol=self.protocol_label,
-                          base=base.run_id, method=mspec, recipe_of=recipe_of)
+                          base=base.run_id, method=mspec, recipe_of=recipe_of,
+                          penalty=penalty if len(phases) > 1 else None)  # a penalty acts in the pruning phase
 
     def _fit_budget(self, chosen: Choices, pruned_macs: int) -> Choices:
         """Under SX-A/SX-B a pruning phase the method adds (the protocol has none) comes out of
@@ -366,13 +393,24 @@ class Harness:
         trained weights or a pruning phase (slimming, global Taylor)."""
         return list(self._grid(methods, seeds, ratio, config, live=False, borrow=borrow))
 
+    def resolve(self, text: str) -> tuple[MethodInfo, MethodSpec]:
+        """A method as given (`NAME[:KEY=VALUE,...]`), settings validated by the method; a method
+        with code of its own inside the loop is refused outside the open division."""
+        info, mspec = self.planner.resolve(text)
+        if info.own_code_in_loop and self.division != "open":
+            raise UserError(f"method {info.name!r} ({info.origin}) runs code of its own inside the training loop "
+                            "(a `regularizer`), which the closed division never does. Declare one of the harness's "
+                            f"penalties instead ({', '.join(penalties.PENALTY_KINDS)}: `penalty()`), or run it with "
+                            "--division open, whose rows are labelled open and ranked apart.")
+        return info, mspec.model_copy(update={"code": info.code})
+
     def own_recipe(self, text: str) -> Recipe:
         """The retraining recipe a method chooses under this protocol (its `retrain_lr`, or
         whatever its `choices` return), before any fitting to an SX budget."""
-        method, mspec = resolve_method(text)
-        if method.from_scratch:
+        info, mspec = self.resolve(text)
+        if info.from_scratch:
             raise UserError(f"{mspec.name!r} is a baseline trained from scratch; it has no retraining recipe.")
-        return self.choices(method, mspec).retrain or self.protocol.retrain
+        return self.choices(mspec).retrain or self.protocol.retrain
 
     def _grid(self, methods: list[str], seeds: list[int], ratio: float | None, config: str | None,
               live: bool, borrow: Borrowed | None = None,
@@ -386,7 +424,7 @@ class Harness:
         With `ready` (a parallel executor), the generator does not wait: a run whose base (or,
         for a scratch baseline, whose source run) is not `ready` yet is left out of this pass,
         and the executor walks the grid again when runs finish."""
-        resolved = [(text, *resolve_method(text)) for text in methods]
+        resolved = [(text, *self.resolve(text)) for text in methods]
         targets = self.targets(ratio, config)
         seen: set[str] = set()
 
@@ -400,10 +438,9 @@ class Harness:
             for text, method, given in resolved:
                 lender, recipe = (borrow or {}).get(text, (None, None))
                 for target in targets:
-                    mspec = given.model_copy(update={"ratio": target.ratio, "config": target.config,
-                                                     "code": method_code(method)})
+                    mspec = given.model_copy(update={"ratio": target.ratio, "config": target.config})
                     source_spec, source = self._source(method, mspec)
-                    chosen = self.choices(source, source_spec)
+                    chosen = self.choices(source_spec)
                     if recipe is not None:
                         chosen = chosen.model_copy(update={"retrain": recipe})
                     shared = self.base_recipe
@@ -411,7 +448,7 @@ class Harness:
                         shared = self.pipeline_base(self._macs_of(self._plan(source, source_spec,
                                                                              self._fresh(seed), seed)))
                     base = self.base_spec(seed, chosen.base or shared)
-                    rewind = source.rewind_epoch(source.settings(source_spec.settings))
+                    rewind = self.declared(source_spec).rewind
                     if rewind is not None and not 0 <= rewind <= base.phases[0][1].epochs:
                         raise UserError(f"cannot rewind to epoch {rewind}: the base model trains "
                                         f"{base.phases[0][1].epochs} epochs (set rewind_epoch between 0 and "
@@ -422,7 +459,8 @@ class Harness:
                     plan = self._plan_on(source, source_spec, seed, base.run_id if live else None)
                     macs = self._macs_of(plan)
                     chosen = self._fit_budget(chosen, macs)
-                    spec = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender)
+                    spec = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender,
+                                            penalty=self.declared(source_spec).penalty)
                     has_phase = any(phase == "prune" for phase, _ in spec.phases)
                     if not method.from_scratch or has_phase:
                         # a scratch baseline of a method with a pruning phase trains the architecture
@@ -452,22 +490,25 @@ class Harness:
         torch.manual_seed(seed)
         return self.build()
 
-    def _source(self, method: Method, mspec: MethodSpec) -> tuple[MethodSpec, Method]:
+    def _source(self, method: MethodInfo, mspec: MethodSpec) -> tuple[MethodSpec, MethodInfo]:
         """The method whose pruned architecture a run trains: itself, or a scratch baseline's source."""
         if not method.from_scratch:
             return mspec, method
-        settings = method.settings(mspec.settings)
-        source = METHODS.get(getattr(settings, "source"))
-        raw = source.settings(getattr(settings, "source_settings", {})).model_dump(mode="json", exclude_defaults=True)
-        return MethodSpec(name=source.name, settings=raw, ratio=mspec.ratio, config=mspec.config,
-                          code=method_code(source)), source
+        source = self.declared(mspec).source
+        if source is None:
+            raise UserError(f"method {mspec.name!r} trains from scratch but names no source method.")
+        info = self.planner.info(source.name)
+        return source.model_copy(update={"ratio": mspec.ratio, "config": mspec.config, "code": info.code}), info
 
-    def _ctx(self, seed: int, method: Method) -> PruneContext:
+    def _inputs(self, seed: int, method: MethodInfo, intent: PruningPlan | None = None) -> PlanInputs:
+        """What a plan is computed from: the training split (for a method that needs data; the
+        test split is never handed over) and the seed of its batch order."""
         data = self.data()[0] if method.needs_data else None
-        return PruneContext(self.arch, self.input_shape, torch.Generator().manual_seed(seed), data=data,
-                            batch_size=self.protocol.retrain.batch_size)
+        return PlanInputs(self.suite.arch, self.dataset.num_classes, self.input_shape, seed,
+                          self.protocol.retrain.batch_size, data=data,
+                          data_key=self._fingerprint if data is not None else "", intent=intent)
 
-    def _plan_on(self, method: Method, mspec: MethodSpec, seed: int, base_id: str | None) -> PruningPlan:
+    def _plan_on(self, method: MethodInfo, mspec: MethodSpec, seed: int, base_id: str | None) -> PruningPlan:
         """The method's plan on the trained base `base_id` (None: a fresh model of the seed), made
         once per (method, seed, base) however often the grid is walked."""
         key = (canonical(mspec), seed, base_id)
@@ -476,11 +517,21 @@ class Harness:
             self._plans[key] = self._plan(method, mspec, model, seed)
         return self._plans[key]
 
-    def _plan(self, method: Method, mspec: MethodSpec, model: nn.Module, seed: int) -> PruningPlan:
-        """The method's plan for `model` (scored on a copy, so the model itself stays verified)."""
-        target = Target(ratio=mspec.ratio, config=mspec.config)
-        model = copy.deepcopy(model).to(self.device)
-        return method.plan(model, target, method.settings(mspec.settings), self._ctx(seed, method))
+    def _plan(self, method: MethodInfo, mspec: MethodSpec, model: nn.Module, seed: int,
+              intent: PruningPlan | None = None) -> PruningPlan:
+        """The method's plan for `model`, computed by the planner on a copy of its weights (the
+        model itself stays verified)."""
+        return self._watched(model, lambda: self.planner.plan(mspec, model, self._inputs(seed, method, intent)))
+
+    def _watched(self, model: nn.Module, call: Callable[[], Any]) -> Any:
+        """A call into method code; in the open division the model is fingerprinted around it and
+        any change is recorded (the closed division hands the worker a copy: nothing to watch)."""
+        if self.division != "open":
+            return call()
+        before = fingerprint(model)
+        result = call()
+        self._open_changes.extend(c for c in changes(before, fingerprint(model)) if c not in self._open_changes)
+        return result
 
     def _macs_of(self, plan: PruningPlan) -> int:
         """MACs of the architecture a plan makes (density-weighted for masks)."""
@@ -667,7 +718,9 @@ class Harness:
         self._index(spec, "running")
         train, _ = self.data()
         started = time.perf_counter()
+        self._open_changes = []
         try:
+            self._check_division()
             begin = start(directory)
             model = begin.model
             if budget is not None:  # of the architecture that exists (planned on the trained base)
@@ -695,6 +748,26 @@ class Harness:
         progress.finish(spec.run_id, f"done {label}: test acc {metrics['test_acc']:.2f}% after {trace.epochs} "
                                      f"epochs ({metrics['seconds']:.0f} s)")
         return metrics
+
+    def _check_division(self) -> None:
+        """Closed division: no plug-in code may be loaded in the process that trains."""
+        if self.division != "closed":
+            return
+        plugins = {p for p in self.plugins if not p.endswith(".py")}
+        loaded = [m for m in method_modules() if m.startswith("prunebench_plugin_") or m.split(".")[0] in plugins]
+        if loaded:
+            raise UserError(f"closed division: plug-in code ({', '.join(loaded[:3])}) is loaded in the training "
+                            "process, where only the harness may run. Run plug-ins through the planning worker "
+                            "(--plugins), or use --division open.")
+
+    def planning_record(self) -> dict[str, Any]:
+        """How the run's method code ran, for its record (metrics.json and the index)."""
+        return {
+            "division": self.division,
+            "process": "planning worker" if self.division == "closed" else "training process",
+            "sandboxed": bool(self.planner.sandboxed),
+            "method_modules_in_training_process": method_modules(),
+        }
 
     def _record_violation(self, spec: RunSpec, directory: Path, v: ProtocolViolation) -> None:
         """What makes "marked violated" true: `violation.json` and the index say so."""
@@ -746,6 +819,10 @@ class Harness:
             "data_source": self.data()[0].source,
             "protocol_sha256": self.protocol_sha256,
             "code": _code_version(),
+            "division": self.division,
+            # base runs plan nothing: no method code ran for them
+            "planning": self.planning_record() if spec.kind != "base" else None,
+            "open_changes": list(self._open_changes) if self.division == "open" else None,
             "budget": {"kind": self.protocol.budget.kind, "amount": budget,
                        "convention": self.protocol.budget.convention}
             if budget is not None and self.protocol.budget else None,
@@ -786,7 +863,7 @@ class Harness:
         model.load_state_dict(torch.load(path, map_location="cpu"))
         return model.to(self.device)
 
-    def _start_pruned(self, spec: RunSpec, method: Method, shared: str, directory: Path) -> Start:
+    def _start_pruned(self, spec: RunSpec, method: MethodInfo, shared: str, directory: Path) -> Start:
         """Base weights -> pruning phase (if any) -> the plan -> rewind (if the method has one) ->
         cut or mask: the model retraining starts from. `shared` is the base run every method of
         this seed and target must start from (S2 on)."""
@@ -795,8 +872,7 @@ class Harness:
             want = (self.files.metrics(shared) or {}).get("model_sha256", f"run {shared[:12]}")
             got = (self.files.metrics(spec.base) or {}).get("model_sha256", f"run {spec.base[:12]}")
             raise ProtocolViolation(self.setup, "same base checkpoint (sha256)", want, got)
-        settings = method.settings(spec.method.settings)
-        target = Target(ratio=spec.method.ratio, config=spec.method.config)
+        mspec = spec.method
         model = self._load_base(spec.base)
         prior = Trace()
         prune_phases = [p for p in spec.phases if p[0] == "prune"]
@@ -804,24 +880,39 @@ class Harness:
             intent_dir = directory / "intent"
             intent = PruningPlan.load(intent_dir)
             if intent is None:  # chosen on the base, before the phase changes the weights
-                intent = method.intent(copy.deepcopy(model), target, settings, self._ctx(spec.seed, method))
+                intent = self._watched(model, lambda: self.planner.intent(mspec, model, self._inputs(spec.seed,
+                                                                                                     method)))
                 if intent is not None:
                     intent_dir.mkdir(exist_ok=True)
                     intent.save(intent_dir)
             prior = self._train(model, spec, directory, prune_phases, "checkpoint-prune.pt",
-                                regularizer=lambda m, step: method.regularizer(m, settings, step, intent))
+                                regularizer=self._regularizer(spec, method, intent))
         plan = PruningPlan.load(directory)
         if plan is None:  # the method scores a copy: the model the harness cuts is the verified one
-            ctx = self._ctx(spec.seed, method)
-            ctx.intent = PruningPlan.load(directory / "intent")
-            plan = method.plan(copy.deepcopy(model), target, settings, ctx)
+            plan = self._plan(method, mspec, model, spec.seed, intent=PruningPlan.load(directory / "intent"))
             plan.save(directory)
-        rewind = method.rewind_epoch(settings)
+        rewind = self.declared(mspec).rewind
         if rewind is not None:
             model.load_state_dict(self.rewound(spec.base, rewind, directory).state_dict())
         apply_plan(model, plan, self.input_shape)
         model = model.to(self.device, memory_format=self.memory_format)
         return Start(model, [p for p in spec.phases if p[0] != "prune"], prior, plan.masks or None)
+
+    def _regularizer(self, spec: RunSpec, method: MethodInfo,
+                     intent: PruningPlan | None) -> penalties.Regularizer | None:
+        """The pruning phase's loss term: the harness's penalty the spec names (closed division),
+        or in the open division the method's own code, fingerprinted around every call."""
+        assert spec.method is not None
+        if method.own_code_in_loop:
+            assert isinstance(self.planner, OpenPlanner), "the closed division refuses such methods up front"
+            own = self.planner.regularizer(spec.method, intent)
+            return lambda model, step: self._watched(model, lambda: own(model, step))
+        if spec.penalty is None:
+            return None
+        try:
+            return penalties.regularizer(spec.penalty, intent, self.arch.prunable(self.build()))
+        except ValueError as e:
+            raise UserError(f"method {spec.method.name!r}: {e}.") from None
 
     def rewound(self, base_id: str, epoch: int, directory: Path) -> nn.Module:
         """The weights base run `base_id` had after `epoch` epochs: its init for 0, else its first

@@ -2,7 +2,7 @@
 Slimming", ICCV 2017).
 
 A sparsity-training phase adds λ·Σ|γ| over the scaling factors γ of every BatchNorm2d to the
-loss (the regulariser hook, λ = `sparsity`, the paper's 1e-4). Then one *global* threshold over
+loss (the harness's `bn_l1` penalty, λ = `sparsity`, the paper's 1e-4). Then one *global* threshold over
 the |γ| of the BNs after the prunable convs removes the int(N·p) channels of smallest |γ|; each
 layer keeps at least its largest. The pruned architecture is what falls out of the threshold
 (automatic architecture), so layers end up with different widths.
@@ -20,6 +20,7 @@ from torch import nn
 from prunebench.errors import UserError
 from prunebench.method import Method, PhaseSettings, PruneContext, Target, register_method
 from prunebench.methods._common import global_plan, ratio_of
+from prunebench.penalties import BnL1
 from prunebench.pruning import PruningPlan, bn_after
 
 
@@ -46,14 +47,10 @@ class Slimming(Method):
     description = "network slimming (Liu et al. 2017): L1 on BN scales, then a global threshold"
     Settings = SlimmingSettings
     prune_phase = True
-    hooks = ("regularizer",)
 
-    def regularizer(self, model: nn.Module, settings, step: int, intent: PruningPlan | None) -> torch.Tensor | None:
+    def penalty(self, settings) -> BnL1:
         assert isinstance(settings, SlimmingSettings)
-        if not settings.sparsity:
-            return None
-        gammas = [m.weight for m in model.modules() if isinstance(m, nn.BatchNorm2d) and m.weight is not None]
-        return settings.sparsity * sum(g.abs().sum() for g in gammas)
+        return BnL1(lam=settings.sparsity)
 
     def plan(self, model: nn.Module, target: Target, settings, ctx: PruneContext) -> PruningPlan:
         return global_plan(bn_scales(model, ctx), ratio_of(target, self.name))

@@ -12,34 +12,19 @@ from prunebench import flops
 from prunebench.config import Recipe
 from prunebench.errors import ProtocolViolation
 from prunebench.executor import Executor
-from prunebench.method import METHODS, Choices, Method, MethodSettings, register_method
 from prunebench.models import ARCHS
 from prunebench.protocol_files import load_protocol
 from prunebench.runner import Harness
 from tests.conftest import RETRAIN, write_yaml
+from tests.plugins import UNFAIR
+from tests.plugins import UNFAIR
 
 
 def harness(setup: str, store, **kw) -> Harness:
     protocol, _, sha = load_protocol(setup, "synth-small")
+    kw.setdefault("plugins", (UNFAIR,))  # test-fp32
+    kw.setdefault("plugins", (UNFAIR,))  # test-fp32
     return Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None, **kw)
-
-
-class Fp32Settings(MethodSettings):
-    pass
-
-
-@register_method
-class Fp32Retrain(Method):
-    """Retrains in fp32 whatever the protocol says: breaks a bf16 protocol's fixed precision."""
-
-    name = "test-fp32"
-    Settings = Fp32Settings
-
-    def plan(self, model, target, settings, ctx):
-        return METHODS.get("l1norm").plan(model, target, METHODS.get("l1norm").settings({}), ctx)
-
-    def choices(self, protocol, settings):
-        return Choices(retrain=protocol.retrain.model_copy(update={"precision": "fp32"}))
 
 
 @pytest.fixture

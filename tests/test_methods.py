@@ -9,7 +9,7 @@ from torch import nn
 from prunebench.data import load_dataset
 from prunebench.errors import UserError
 from prunebench.method import METHODS, Method, PruneContext, Target, kept, load_builtin_methods
-from prunebench.methods.greg import GRegSettings, penalty
+from prunebench.methods.greg import GReg, GRegSettings
 from prunebench.methods.magnitude import magnitude_masks
 from prunebench.methods.thinet import contributions, greedy_remove
 from prunebench.models import ARCHS, Arch, conv_layers
@@ -178,7 +178,7 @@ def test_thinet_prunes_the_filters_whose_contribution_cancels():
 
 def test_greg_penalty_grows_and_hits_only_the_filters_to_prune():
     s = GRegSettings(delta=0.01, update_every=10, ceiling=0.05)
-    assert [penalty(step, s) for step in (0, 9, 10, 25, 40, 1000)] == pytest.approx([0, 0, 0.01, 0.02, 0.04, 0.05])
+    assert [GReg().penalty(s).lam(step) for step in (0, 9, 10, 25, 40, 1000)] == pytest.approx([0, 0, 0.01, 0.02, 0.04, 0.05])
     conv = nn.Conv2d(1, 2, 1, bias=False)
     with torch.no_grad():
         conv.weight.copy_(torch.tensor([3.0, 0.5]).reshape(2, 1, 1, 1))

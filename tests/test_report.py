@@ -15,12 +15,12 @@ from prunebench import stats
 from prunebench.cli import main
 from prunebench.crossval import CrossVal, Duel, Pairing, crossval
 from prunebench.errors import ProtocolViolation, UserError
-from prunebench.method import METHODS, Choices, Method, MethodSettings, register_method
 from prunebench.protocol_files import load_protocol
 from prunebench.report import build, write_report
 from prunebench.runner import Harness
 from prunebench.store import Store
 from tests.conftest import write_yaml
+from tests.plugins import UNFAIR
 
 FAST = {"epochs": 2, "lr": "0:0.05,1:0.005", "batch_size": 32, "augment": "flip", "samples_per_epoch": 128}
 SEEDS = [0, 1, 2]
@@ -42,29 +42,12 @@ def fast_suite(user_protocols):
 
 def harness(store, setup):
     protocol, _, sha = load_protocol(setup, "synth-fast")
-    return Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None)
+    return Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None,
+                   plugins=(UNFAIR,))  # test-longer
 
 
 def metrics(store, run_id):
     return json.loads((store / "runs" / run_id / "metrics.json").read_text())
-
-
-class LongerSettings(MethodSettings):
-    pass
-
-
-@register_method
-class Longer(Method):
-    """Retrains one epoch longer than the protocol says: breaks S3.1's fixed retraining epochs."""
-
-    name = "test-longer"
-    Settings = LongerSettings
-
-    def plan(self, model, target, settings, ctx):
-        return METHODS.get("l1norm").plan(model, target, METHODS.get("l1norm").settings({}), ctx)
-
-    def choices(self, protocol, settings):
-        return Choices(retrain=protocol.retrain.model_copy(update={"epochs": protocol.retrain.epochs + 1}))
 
 
 def test_index_holds_the_trace_and_both_trainability_accuracies(fast_suite, store):

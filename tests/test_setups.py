@@ -6,63 +6,25 @@ import json
 import pytest
 
 from prunebench.errors import ProtocolViolation
-from prunebench.method import Choices, Method, register_method
-from prunebench.methods.l1norm import L1Norm
 from prunebench.protocol_files import load_protocol
 from prunebench.runner import Harness
+from tests.plugins import UNFAIR
 
 
-class Unfair(Method):
-    """Plans like l1norm; its `choices` do the cheating."""
-
-    def plan(self, model, target, settings, ctx):
-        return L1Norm().plan(model, target, L1Norm().settings({}), ctx)
-
-
-def _method(name, choose):
-    cls = type(name, (Unfair,), {"name": name, "choices": lambda self, protocol, settings: choose(protocol)})
-    register_method(cls)
-    return name
-
-
-def _retrain(**change):
-    return lambda p: Choices(retrain=p.retrain.model_copy(update=change))
-
-
-EXTRA_EPOCH = _method("unfair-extra-epoch", lambda p: Choices(retrain=p.retrain.model_copy(
-    update={"epochs": p.retrain.epochs + 1})))
-HIGHER_LR = _method("unfair-higher-lr", lambda p: Choices(retrain=p.retrain.model_copy(
-    update={"lr": p.retrain.lr.model_copy(update={"stages": [(0, 0.1)]})})))
-NO_WD = _method("unfair-no-weight-decay", _retrain(weight_decay=0.0))
-LOW_MOMENTUM = _method("unfair-momentum", _retrain(momentum=0.5))
-MORE_SAMPLES = _method("unfair-more-samples", _retrain(samples_per_epoch=2 * 640))
-
-
-def _own_base(p):
-    from prunebench.protocol_files import load_suites
-
-    base = load_suites().get(p.suite).base
-    return Choices(base=base.model_copy(update={"epochs": base.epochs + 1}))
-
-
-OWN_BASE = _method("unfair-own-base", _own_base)
-LONG_PRUNE = _method("unfair-long-prune", lambda p: Choices(prune=p.prune.model_copy(
-    update={"epochs": p.prune.epochs + 1}) if p.prune else None))
-OVER_BUDGET = _method("unfair-over-budget", lambda p: Choices(retrain=p.retrain.model_copy(
-    update={"epochs": p.retrain.epochs + 2})))
-
-
-def _mutate(p):
-    p.ratios.append(0.9)  # the protocol handed to a method is a copy, but altering it is caught
-    return Choices()
-
-
-MUTATES = _method("unfair-mutates-protocol", _mutate)
+EXTRA_EPOCH = "unfair-extra-epoch"
+HIGHER_LR = "unfair-higher-lr"
+NO_WD = "unfair-no-weight-decay"
+LOW_MOMENTUM = "unfair-momentum"
+MORE_SAMPLES = "unfair-more-samples"
+OWN_BASE = "unfair-own-base"
+LONG_PRUNE = "unfair-long-prune"
+OVER_BUDGET = "unfair-over-budget"
+MUTATES = "unfair-mutates-protocol"
 
 
 def run(setup, method, store):
     protocol, _, _ = load_protocol(setup, "synth-small")
-    h = Harness(protocol, store=store, device="cpu", progress=False, log=lambda m: None)
+    h = Harness(protocol, store=store, device="cpu", progress=False, log=lambda m: None, plugins=(UNFAIR,))
     return h, h.run([method], seeds=[0])
 
 
