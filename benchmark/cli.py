@@ -501,7 +501,10 @@ def _print_table(harness, rows: list[dict], path: Path) -> None:
                *([f"{'epochs' if kind == 'epochs' else 'train FLOPs'} (of budget)"] if budgeted else []), "runs"]
     align = ["left", "left", "right", "left", "right", "right", "right", *(["right"] if masked else []), "right",
              "right", "left", *(["right"] if budgeted else []), "left"]
-    print(f"\n{pr.suite} under {pr.setup} ({path})")
+    division = "OPEN DIVISION: method code ran inside training; not comparable with closed-division results" \
+        if harness.division == "open" else "closed division: method code ran only in the planning worker" + (
+            " (sandboxed)" if harness.planner.sandboxed else " (NOT sandboxed: bubblewrap absent or --sandbox off)")
+    print(f"\n{pr.suite} under {pr.setup} ({path}); {division}")
     print(tabulate(table, headers=headers, colalign=align, disable_numparse=True))
     if masked:
         print("\nUnstructured (masked) rows keep the dense shapes: MACs are dense hardware's; effective MACs "

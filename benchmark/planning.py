@@ -507,11 +507,16 @@ def _plugin_modules() -> set[str]:
 
 
 def fingerprint(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> tuple:
-    """What a hook call must leave unchanged: every parameter and buffer (identity, shape, and
-    torch's in-place version counter), the modules (type, settings, training flag, hooks), and
-    the optimizer's parameter groups. Cheap enough to take around every call."""
-    state = tuple((name, id(t), tuple(t.shape), t.dtype, t._version)
-                  for name, t in [*model.named_parameters(), *model.named_buffers()])
+    """What a hook call must leave unchanged: every parameter and buffer (identity, storage,
+    shape, and its values' sum and sum of squares, so writes through `.data` count too), the
+    modules (type, settings, training flag, hooks), and the optimizer's parameter groups. Cheap
+    next to a training step."""
+    import torch
+
+    with torch.no_grad():
+        state = tuple((name, id(t), t.data_ptr(), tuple(t.shape), t.dtype,
+                       *(torch.stack([t.double().sum(), t.double().pow(2).sum()]).tolist() if t.numel() else ()))
+                      for name, t in [*model.named_parameters(), *model.named_buffers()])
     modules = tuple((name, type(m).__name__, m.extra_repr(), m.training, len(m._forward_hooks),
                      len(m._forward_pre_hooks), len(m._backward_hooks), len(getattr(m, "_backward_pre_hooks", {})),
                      len(getattr(m, "_state_dict_hooks", {})), tuple(sorted(vars(m).get("_modules", {}))))

@@ -129,7 +129,9 @@ class MethodHost:
     def _plan_inputs(self, request: dict, method: Method) -> tuple[torch.nn.Module, Target, PruneContext]:
         arch = ARCHS.get(request["arch"])
         model = arch.build(request["num_classes"], request["input_shape"][0])
-        model.load_state_dict(request["state"])
+        own = model.state_dict()
+        # the architecture's own weights (the open division's model may carry what a hook attached)
+        model.load_state_dict({k: v for k, v in request["state"].items() if k in own})
         target = Target(ratio=request["ratio"], config=request["config"])
         data = None
         if method.needs_data:

@@ -73,14 +73,16 @@ class Table:
     incomplete: list[Cell]
     pairs: list[tuple[str, str, stats.Comparison, float | None]]  # all pairs, BH-adjusted p
     reference_note: str = ""  # how the reference row was chosen, where the default one is missing
+    division: str = "closed"  # open: method code ran inside training; never mixed with closed rows
+    unsandboxed: list[str] = field(default_factory=list)  # rows with a run whose planning was not sandboxed
 
     @property
     def name(self) -> str:
-        return f"{self.suite} {self.setup} {self.target}"
+        return f"{self.suite} {self.setup} {self.target}" + (" (open division)" if self.division == "open" else "")
 
     @property
     def slug(self) -> str:
-        return _slug(f"{self.suite}_{self.setup}_{self.target}")
+        return _slug(f"{self.suite}_{self.setup}_{self.target}" + ("_open" if self.division == "open" else ""))
 
 
 def _slug(text: str) -> str:
@@ -199,7 +201,10 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
     tables = []
     runs = df[df["kind"] != "base"]
     bases = df[df["kind"] == "base"]
-    for (suite_name, setup), group in sorted(runs.groupby(["suite", "setup"]), key=lambda kv: kv[0]):
+    if "division" not in runs:
+        runs = runs.assign(division="closed")
+    for (suite_name, setup, division), group in sorted(runs.groupby(["suite", "setup", "division"]),
+                                                       key=lambda kv: kv[0]):
         # the dense cell: the base models this protocol's pipelines start from (the longest per seed)
         used = bases[bases["id"].isin(set(group["base"].dropna())) & (bases["status"] == "done")]
         used = used.sort_values("epochs")
@@ -220,8 +225,9 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
             complete = sorted([c for c in cells if c.complete], key=lambda c: -c.summary.mean)  # type: ignore[union-attr]
             incomplete = [c for c in cells if not c.complete]
             note = _test_against_reference(complete, setup, reference, scratch_of)
+            unsandboxed = sorted({str(r) for r, sb in zip(at["row"], at.get("sandboxed", [])) if sb == 0})
             tables.append(Table(suite_name, setup, str(target), seeds, dense, complete, incomplete,
-                                _all_pairs(complete), note))
+                                _all_pairs(complete), note, str(division), unsandboxed))
     if reference is not None and not any(c.row == reference for t in tables for c in t.cells):
         rows = sorted({c.row for t in tables for c in t.cells})
         raise UserError(f"--reference {reference!r} is not a row of any leaderboard here; rows: {', '.join(rows)}.")
@@ -353,8 +359,24 @@ NOTES = (
 )
 
 
+def division_heading(t: Table) -> str:
+    return " — OPEN DIVISION" if t.division == "open" else ""
+
+
+def division_note(t: Table) -> str:
+    """What a reader must know about how the table's method code ran."""
+    notes = []
+    if t.division == "open":
+        notes.append("Open division: method code ran inside the training process (`--division open`); these rows "
+                     "are not comparable with the closed division's and are ranked only against each other.")
+    if t.unsandboxed:
+        notes.append(f"Planning not sandboxed for: {', '.join(t.unsandboxed)} (bubblewrap absent or --sandbox off).")
+    return " ".join(notes)
+
+
 def markdown(t: Table, images: list[str]) -> str:
-    out = [f"## {t.suite} under {t.setup}, target {t.target}", "",
+    out = [f"## {t.suite} under {t.setup}, target {t.target}{division_heading(t)}", "",
+           *([division_note(t), ""] if division_note(t) else []),
            f"Seeds expected: {', '.join(map(str, t.seeds))}.", "",
            tabulate(table_rows(t), headers=HEADERS, tablefmt="github", disable_numparse=True), ""]
     if missing := missing_rows(t):
@@ -392,7 +414,10 @@ def html_page(tables: list[Table], images: dict[str, list[Path]]) -> str:
     """One self-contained page: styles inline, plots embedded as data URIs (no network needed)."""
     body = ["<h1>prunebench leaderboard</h1>", f'<p class="note">{html.escape(NOTES)}</p>']
     for t in tables:
-        body.append(f'<h2 id="{t.slug}">{html.escape(f"{t.suite} under {t.setup}, target {t.target}")}</h2>')
+        heading = f"{t.suite} under {t.setup}, target {t.target}{division_heading(t)}"
+        body.append(f'<h2 id="{t.slug}">{html.escape(heading)}</h2>')
+        if note := division_note(t):
+            body.append(f'<p class="note"><b>{html.escape(note)}</b></p>')
         body.append(f"<p>Seeds expected: {', '.join(map(str, t.seeds))}.</p>")
         body.append(_table_html(table_rows(t), HEADERS, "leaderboard"))
         if missing := missing_rows(t):
@@ -563,7 +588,8 @@ def to_json(tables: list[Table]) -> list[dict]:
                 "prob_better": comp.prob_a_better if comp else None, "verdict": c.verdict,
                 "scores": {str(k): v for k, v in c.scores.items()}, "runs": {str(k): v for k, v in c.runs.items()},
                 "missing": {str(k): v for k, v in c.missing.items()}}
-    return [{"suite": t.suite, "setup": t.setup, "target": t.target, "seeds": t.seeds,
+    return [{"suite": t.suite, "setup": t.setup, "target": t.target, "division": t.division,
+             "unsandboxed": t.unsandboxed, "seeds": t.seeds,
              "dense": cell(t.dense) if t.dense else None, "cells": [cell(c) for c in t.cells],
              "incomplete": [cell(c) for c in t.incomplete], "reference_note": t.reference_note or None}
             for t in tables]

@@ -155,6 +155,9 @@ class Harness:
         self._fingerprint = ""
         self._plans: dict[tuple, PruningPlan] = {}
         self._declared: dict[str, Declared] = {}
+        # base run id -> sha256 of its model.pt, as the loop wrote it (or first verified it) in this
+        # grid: what a pruned run loads is checked against this, not against a file read later
+        self._base_sha: dict[str, str] = {}
         self._open_changes: list[str] = []  # open division: what method code changed in the current run
         self._records: list[tuple] | None = None  # a worker's index writes, for the driver to apply
         self.grid_progress: GridProgress | None = None
@@ -658,7 +661,8 @@ class Harness:
                 return None
             self._record_violation(spec, directory, v)
             raise
-        for leftover in directory.glob("checkpoint*.pt"):  # a kill between metrics.json and the clean-up
+        for leftover in [*directory.glob("checkpoint*.pt"), *directory.glob("checkpoint*.pt.sha256")]:  # a kill
+            # between metrics.json and the clean-up
             try:
                 leftover.unlink(missing_ok=True)  # the run is finished: nobody trains from it any more
             except OSError:
@@ -828,7 +832,9 @@ class Harness:
             if budget is not None and self.protocol.budget else None,
         }
         write_atomic(directory / "metrics.json", json.dumps(metrics, indent=2))
-        for checkpoint in directory.glob("checkpoint*.pt"):
+        if spec.kind == "base":
+            self._base_sha[spec.run_id] = metrics["model_sha256"]
+        for checkpoint in [*directory.glob("checkpoint*.pt"), *directory.glob("checkpoint*.pt.sha256")]:
             checkpoint.unlink(missing_ok=True)
         self._index(spec, "done", metrics)
         return metrics
@@ -847,18 +853,21 @@ class Harness:
             checkpoint=directory / checkpoint, regularizer=regularizer, on_phase_end=check,
             label=f"seed {spec.seed}", progress=self.progress, masks=masks, compiled=self.compiled,
             on_epoch=(lambda row, epochs: progress.epoch(label, row, epochs)) if progress and self.progress else None,
+            log=self.log,
         )
         return Trace(rows=(prior.rows if prior else ()) + trace.rows)
 
-    def _load_base(self, run_id: str) -> nn.Module:
-        """A trained base model, its file checked against the sha256 recorded when it was trained."""
+    def _load_base(self, run_id: str, pinned: str | None = None) -> nn.Module:
+        """A trained base model, its file checked against the sha256 the loop recorded when it
+        trained it (kept by this harness from then on; `pinned`: the one a pruned run recorded)."""
         metrics = self.files.metrics(run_id)
         if metrics is None:
             raise UserError(f"base model run {run_id[:12]} is not trained yet.")
+        expected = pinned or self._base_sha.setdefault(run_id, metrics["model_sha256"])
         path = self.files.run_dir(run_id) / "model.pt"
         actual = sha256_file(path)
-        if actual != metrics["model_sha256"]:
-            raise ProtocolViolation(self.setup, "base checkpoint sha256", metrics["model_sha256"], actual)
+        if actual != expected or metrics["model_sha256"] != expected:
+            raise ProtocolViolation(self.setup, "base checkpoint sha256", expected, actual)
         model = self.build()
         model.load_state_dict(torch.load(path, map_location="cpu"))
         return model.to(self.device)
@@ -873,7 +882,7 @@ class Harness:
             got = (self.files.metrics(spec.base) or {}).get("model_sha256", f"run {spec.base[:12]}")
             raise ProtocolViolation(self.setup, "same base checkpoint (sha256)", want, got)
         mspec = spec.method
-        model = self._load_base(spec.base)
+        model = self._load_base(spec.base, self._pin_base(spec, directory))
         prior = Trace()
         prune_phases = [p for p in spec.phases if p[0] == "prune"]
         if prune_phases:
@@ -898,6 +907,22 @@ class Harness:
         model = model.to(self.device, memory_format=self.memory_format)
         return Start(model, [p for p in spec.phases if p[0] != "prune"], prior, plan.masks or None)
 
+    def _pin_base(self, spec: RunSpec, directory: Path) -> str:
+        """The sha256 of the base a pruned run starts from, pinned in its directory (`base.json`)
+        when it first starts, so a resumed run checks the same base."""
+        assert spec.base is not None
+        path = directory / "base.json"
+        try:
+            pinned = json.loads(path.read_text())["model_sha256"]
+            assert isinstance(pinned, str)
+            return pinned
+        except (OSError, ValueError, KeyError, TypeError, AssertionError):
+            pass
+        metrics = self.files.metrics(spec.base) or {}
+        sha = self._base_sha.setdefault(spec.base, metrics.get("model_sha256", ""))
+        write_atomic(path, json.dumps({"base": spec.base, "model_sha256": sha}))
+        return sha
+
     def _regularizer(self, spec: RunSpec, method: MethodInfo,
                      intent: PruningPlan | None) -> penalties.Regularizer | None:
         """The pruning phase's loss term: the harness's penalty the spec names (closed division),
@@ -905,8 +930,17 @@ class Harness:
         assert spec.method is not None
         if method.own_code_in_loop:
             assert isinstance(self.planner, OpenPlanner), "the closed division refuses such methods up front"
-            own = self.planner.regularizer(spec.method, intent)
-            return lambda model, step: self._watched(model, lambda: own(model, step))
+            own, name = self.planner.regularizer(spec.method, intent), spec.method.name
+
+            def watched(model: nn.Module, step: int) -> Any:
+                try:
+                    return self._watched(model, lambda: own(model, step))
+                except (UserError, ProtocolViolation, TrainingFailed, KeyboardInterrupt):
+                    raise
+                except Exception as e:  # the method's own code failed inside the loop: one line
+                    raise UserError(f"method {name!r}: its regularizer failed at step {step}: "
+                                    f"{type(e).__name__}: {e}") from None
+            return watched
         if spec.penalty is None:
             return None
         try:
@@ -928,7 +962,7 @@ class Harness:
             train_phases(model, [(base.phases[0][0], recipe)], train, test, seed=base.seed,
                          input_shape=self.input_shape, checkpoint=directory / "checkpoint-rewind.pt",
                          label=f"seed {base.seed} rewind", progress=self.progress, stop_after=epoch,
-                         compiled=self.compiled)
+                         compiled=self.compiled, log=self.log)
         return model
 
     def _start_scratch(self, spec: RunSpec, plan: PruningPlan, directory: Path) -> Start:
@@ -1000,6 +1034,10 @@ def summarise(done: dict[str, list[tuple[str, dict]]],
             "budget_kind": kind,
             "budget": _mean_or_none([b["amount"] for b in budget]) if kind else None,
             "budget_used": _mean_or_none(used) if kind else None,
+            "division": metrics[0].get("division", "closed"),
+            # whether every seed's planning ran sandboxed (None: nothing was planned, e.g. the dense row)
+            "sandboxed": (None if not any(isinstance(m.get("planning"), dict) for m in metrics)
+                          else all(bool((m.get("planning") or {}).get("sandboxed")) for m in metrics)),
             "run_ids": [rid for rid, _ in runs],
             "per_seed": [{"seed": m["seed"], "run_id": rid, "test_acc": m["test_acc"]} for rid, m in runs],
         }

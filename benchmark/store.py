@@ -38,7 +38,7 @@ T = TypeVar("T")
 # SQLite errors of an index that is fine but busy, full or not writable (anything else is damage)
 NOT_DAMAGE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")
 
-SCHEMA_VERSION = 4  # PRAGMA user_version; an older index is rebuilt from the run directories
+SCHEMA_VERSION = 5  # PRAGMA user_version; an older index is rebuilt from the run directories
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS runs (
     target TEXT,                     -- '0.5', 'config A', or '-' for base models
     variant TEXT,
     recipe_of TEXT,
+    division TEXT NOT NULL DEFAULT 'closed',  -- closed | open (method code inside training, ranked apart)
+    sandboxed INTEGER,               -- 1 when the run's planning ran under bubblewrap, 0 when not
     seed INTEGER NOT NULL,
     base TEXT,
     status TEXT NOT NULL,            -- running | done | violated | failed
@@ -89,7 +91,7 @@ CREATE TABLE IF NOT EXISTS epochs (  -- the trace of every finished run, one row
 );
 """
 RUN_COLUMNS = ("id", "kind", "suite", "protocol", "setup", "row", "method", "method_code", "settings", "ratio", "config",
-               "target", "variant", "recipe_of", "seed", "base", "status", "violation", "failure", "test_acc", "train_acc",
+               "target", "variant", "recipe_of", "division", "sandboxed", "seed", "base", "status", "violation", "failure", "test_acc", "train_acc",
                "base_test_acc", "ta_train", "ta_test", "ta_epochs", "macs", "effective_macs", "params",
                "density", "epochs", "total_epochs", "train_flops", "seconds", "spec", "updated")
 
@@ -338,6 +340,9 @@ class Store(RunFiles):
             "settings": json.dumps(method.settings, sort_keys=True) if method else None,
             "ratio": method.ratio if method else None, "config": method.config if method else None,
             "target": method.target if method else "-", "variant": spec.variant, "recipe_of": spec.recipe_of,
+            "division": spec.division,
+            "sandboxed": (None if not isinstance(m.get("planning"), dict)
+                          else int(bool(m["planning"].get("sandboxed")))),
             "seed": spec.seed, "base": spec.base, "status": status, "violation": violation, "failure": failure,
             **{k: m.get(k) for k in ("test_acc", "train_acc", "base_test_acc", "ta_train", "ta_test", "ta_epochs",
                                      "macs", "params", "density", "epochs", "total_epochs", "train_flops",

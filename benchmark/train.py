@@ -14,7 +14,9 @@ of the forward) is an execution setting: the same recipe, the same run id.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import math
 import random
 import sys
@@ -29,7 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from prunebench import signals
-from prunebench._atomic import write_atomic
+from prunebench._atomic import sha256_file, write_atomic
 from prunebench.config import Recipe
 from prunebench.data import Split
 from prunebench.errors import TrainingFailed
@@ -95,6 +97,31 @@ def save_atomic(obj: object, path: Path) -> None:
     write_atomic(path, buffer.getvalue())
 
 
+def _record_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name + ".sha256")
+
+
+def save_checkpoint(state: dict, checkpoint: Path) -> None:
+    """Write a checkpoint and the loop's record of it: the sha256 of the last two checkpoints it
+    wrote (a kill between the record and the file leaves the previous one trusted)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    record = _record_path(checkpoint)
+    previous = sha256_file(checkpoint) if checkpoint.exists() and trusted(checkpoint) else None
+    write_atomic(record, json.dumps([h for h in (previous, hashlib.sha256(data).hexdigest()) if h]))
+    write_atomic(checkpoint, data)
+
+
+def trusted(checkpoint: Path) -> bool:
+    """Whether the loop wrote this checkpoint: its sha256 is in the loop's record."""
+    try:
+        known = json.loads(_record_path(checkpoint).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(known, list) and sha256_file(checkpoint) in known
+
+
 def train_phases(
     model: nn.Module,
     phases: list[tuple[str, Recipe]],
@@ -112,14 +139,22 @@ def train_phases(
     stop_after: int | None = None,
     compiled: bool = False,
     on_epoch: EpochEnd | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Trace:
     """Train `model` through `phases` in order, resuming from `checkpoint` if it exists.
 
     `masks` (parameter name -> kept) hold pruned weights at zero throughout; `stop_after` ends
     the first phase after that many epochs (replaying the start of a stored run); `compiled`
     runs the forward through `torch.compile` (the model's own weights, so checkpoints are the
-    same); `on_epoch` hears of every epoch once its checkpoint is written."""
+    same); `on_epoch` hears of every epoch once its checkpoint is written. A checkpoint the loop
+    did not write (no record of its sha256) is never resumed from: it is set aside as
+    `<name>.untrusted` and the phases train from the model given."""
     trace, start_phase, start_epoch, opt_state = Trace(), 0, 0, None
+    if checkpoint.exists() and not trusted(checkpoint):
+        aside = checkpoint.with_name(checkpoint.name + ".untrusted")
+        checkpoint.replace(aside)
+        (log or print)(f"{checkpoint} was not written by the training loop (its sha256 is not in the loop's "
+                       f"record): set aside as {aside.name}; training from the start instead")
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
         model.load_state_dict(saved["model"])
@@ -157,7 +192,7 @@ def train_phases(
                                f"{label} {phase} {epoch + 1}/{recipe.epochs}", show, masks)
             trace = trace.append(row)
             done_phase = epoch + 1 == recipe.epochs
-            save_atomic({
+            save_checkpoint({
                 "model": model.state_dict(), "optimizer": None if done_phase else optimizer.state_dict(),
                 "phase_index": pi + 1 if done_phase else pi, "epoch": 0 if done_phase else epoch + 1,
                 "trace": trace.model_dump(), "rng": _rng_state(),

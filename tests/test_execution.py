@@ -17,12 +17,10 @@ from prunebench.protocol_files import load_protocol
 from prunebench.runner import Harness
 from tests.conftest import RETRAIN, write_yaml
 from tests.plugins import UNFAIR
-from tests.plugins import UNFAIR
 
 
 def harness(setup: str, store, **kw) -> Harness:
     protocol, _, sha = load_protocol(setup, "synth-small")
-    kw.setdefault("plugins", (UNFAIR,))  # test-fp32
     kw.setdefault("plugins", (UNFAIR,))  # test-fp32
     return Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None, **kw)
 

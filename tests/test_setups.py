@@ -10,7 +10,6 @@ from prunebench.protocol_files import load_protocol
 from prunebench.runner import Harness
 from tests.plugins import UNFAIR
 
-
 EXTRA_EPOCH = "unfair-extra-epoch"
 HIGHER_LR = "unfair-higher-lr"
 NO_WD = "unfair-no-weight-decay"
