@@ -23,6 +23,9 @@ _PUBLIC = {
     "register_method": "method",
     "METHODS": "method",
     "PruningPlan": "pruning",
+    "BnL1": "penalties",
+    "GrowingL2": "penalties",
+    "GroupLasso": "penalties",
     "Masks": "pruning",
     "LRSchedule": "schedule",
     "Recipe": "config",
@@ -48,6 +51,7 @@ if TYPE_CHECKING:  # the names above, for type checkers and IDEs
         kept,
         register_method,
     )
+    from prunebench.penalties import BnL1, GroupLasso, GrowingL2  # noqa: F401
     from prunebench.pruning import Masks, PruningPlan  # noqa: F401
     from prunebench.schedule import LRSchedule  # noqa: F401
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:  # torch is imported when a loss term is built, not when a spec is read
     from torch import nn
@@ -26,20 +26,30 @@ if TYPE_CHECKING:  # torch is imported when a loss term is built, not when a spe
 
 
 class Frozen(BaseModel):
+    """A penalty's `kind` has no default, so a canonical dump (defaults dropped) keeps it; it is
+    filled in from the class when not given (`BnL1(lam=1e-4)`)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "kind" not in data:
+            return {**data, "kind": cls.model_fields["kind"].annotation.__args__[0]}
+        return data
 
 
 class BnL1(Frozen):
     """λ·Σ|γ| over every BatchNorm2d's scaling factors."""
 
-    kind: Literal["bn_l1"] = "bn_l1"
+    kind: Literal["bn_l1"]
     lam: float = Field(ge=0, le=1e6, description="λ of the L1 penalty on BN scaling factors")
 
 
 class GrowingL2(Frozen):
     """½·λ·Σ‖W_j‖² over the filters the intent drops; λ grows by δ every K_u steps to a ceiling."""
 
-    kind: Literal["growing_l2"] = "growing_l2"
+    kind: Literal["growing_l2"]
     delta: float = Field(gt=0, le=1e6, description="λ increment")
     update_every: int = Field(ge=1, le=2**40, description="steps between λ increments (K_u)")
     ceiling: float = Field(gt=0, le=1e6, description="the largest λ")
@@ -51,7 +61,7 @@ class GrowingL2(Frozen):
 class GroupLasso(Frozen):
     """λ·Σ‖W_j‖₂ over filters: every prunable conv's, or those the intent drops."""
 
-    kind: Literal["group_lasso"] = "group_lasso"
+    kind: Literal["group_lasso"]
     lam: float = Field(ge=0, le=1e6, description="λ of the filter-wise group lasso")
     on: Literal["prunable", "intent"] = Field("prunable", description="every filter of the prunable convs, or "
                                               "only the filters the method's intent drops")

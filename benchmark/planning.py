@@ -238,14 +238,37 @@ def bwrap() -> str | None:
     return shutil.which("bwrap")
 
 
+_PROBED: dict[str, str] = {}
+
+
+def bwrap_problem() -> str:
+    """Why bubblewrap cannot sandbox here ('' when it can): not installed, or it cannot start
+    (e.g. user namespaces disabled). Probed once per process."""
+    exe = bwrap()
+    if exe is None:
+        return "bubblewrap (`bwrap`) is not installed"
+    if exe not in _PROBED:
+        try:
+            done = subprocess.run([exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all",
+                                   "--die-with-parent", "--", "true"], capture_output=True, text=True, timeout=30)
+            _PROBED[exe] = "" if done.returncode == 0 else \
+                f"bubblewrap cannot start here ({done.stderr.strip()[:200] or f'exit code {done.returncode}'})"
+        except (OSError, subprocess.SubprocessError) as e:
+            _PROBED[exe] = f"bubblewrap cannot start here ({e})"
+    return _PROBED[exe]
+
+
 def sandbox_wanted(mode: str) -> bool:
-    """Whether planning runs sandboxed under `--sandbox MODE` (auto: where bwrap is installed)."""
+    """Whether planning runs sandboxed under `--sandbox MODE` (auto: where bubblewrap works)."""
     if mode not in SANDBOX_MODES:
         raise UserError(f"--sandbox {mode!r}: use auto, on or off.")
-    if mode == "on" and bwrap() is None:
-        raise UserError("--sandbox on needs bubblewrap (`bwrap`), which is not installed: apt-get install "
-                        "bubblewrap, or use --sandbox off (planning then runs unsandboxed, and every run says so).")
-    return mode == "on" or (mode == "auto" and bwrap() is not None)
+    if mode == "off":
+        return False
+    problem = bwrap_problem()
+    if mode == "on" and problem:
+        raise UserError(f"--sandbox on needs bubblewrap, but {problem}: apt-get install bubblewrap, or use "
+                        "--sandbox off (planning then runs unsandboxed, and every run says so).")
+    return not problem
 
 
 def sandbox_command(tmp: Path, hidden: list[Path], readable: list[Path]) -> list[str]:
@@ -274,14 +297,18 @@ class Worker:
         self.label, self.sandbox = label, sandbox
         self.tmp = Path(tempfile.mkdtemp(prefix="prunebench-planning-"))
         self.data_keys: set[str] = set()
-        command = [sys.executable, "-m", "prunebench.planning_worker", *plugins]
+        here = Path.cwd()  # a plug-in given as a module name is also looked for here, as `python -m` would
+        command = [sys.executable, "-m", "prunebench.planning_worker", "--cwd", str(here), *plugins]
         if entry_points:
             command.append("--entry-points")
         if sandbox:
             import prunebench
 
+            modules = [here / top for p in plugins if not p.endswith(".py") for top in
+                       (p.split(".")[0], p.split(".")[0] + ".py")]  # only the plug-in, not the folder
             readable = [Path(sys.prefix), Path(sys.base_prefix), Path(prunebench.__file__).resolve().parent.parent,
-                        *(Path(p) for p in sys.path if p), *(Path(p).resolve() for p in plugins if p.endswith(".py"))]
+                        *(Path(p) for p in sys.path if p), *(Path(p).resolve() for p in plugins if p.endswith(".py")),
+                        *modules]
             command = sandbox_command(self.tmp, list(hidden), readable) + command
         # the worker is handed everything it may use: none of the harness's settings ($PRUNEBENCH_*)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PRUNEBENCH_") and k != "PYTHONSTARTUP"}

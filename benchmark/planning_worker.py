@@ -173,7 +173,7 @@ def plan_from_data(data: dict) -> PruningPlan:
     return PruningPlan(keep={k: tuple(v) for k, v in data["keep"].items()}, masks=data["masks"])
 
 
-def serve(plugins: tuple[str, ...], entry_points: bool) -> None:
+def serve(plugins: tuple[str, ...], entry_points: bool, cwd: str = "") -> None:
     """Answer requests on the pipe the harness gave (stdin/stdout at start) until it closes."""
     from prunebench.planning import read_message, write_message
 
@@ -185,11 +185,16 @@ def serve(plugins: tuple[str, ...], entry_points: bool) -> None:
     os.dup2(devnull, 0)
     sys.stdout = sys.stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the harness's to handle; it closes the pipe
+    home = os.getcwd()
     try:
+        if cwd and os.path.isdir(cwd):
+            os.chdir(cwd)  # the harness's folder: where a plug-in named as a module is also looked for
         host = MethodHost(plugins, entry_points)
         ready: dict[str, Any] = {"ok": {"pid": os.getpid()}}
     except UserError as e:
         host, ready = None, {"error": "user", "message": str(e)}
+    finally:
+        os.chdir(home)
     write_message(channel_out, ready)
     while host is not None:
         request = read_message(channel_in)
@@ -200,5 +205,8 @@ def serve(plugins: tuple[str, ...], entry_points: bool) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    cwd = ""
+    if args[:1] == ["--cwd"]:
+        cwd, args = args[1], args[2:]
     entry = "--entry-points" in args
-    serve(tuple(a for a in args if a != "--entry-points"), entry)
+    serve(tuple(a for a in args if a != "--entry-points"), entry, cwd)

@@ -43,6 +43,7 @@ from prunebench.planning import (
     OpenPlanner,
     PlanInputs,
     Planner,
+    bwrap_problem,
     changes,
     fingerprint,
     method_modules,
@@ -200,8 +201,12 @@ class Harness:
         # the data roots are hidden from a sandboxed worker; the store, like everything else, is
         # read-only there (not hidden, so one worker serves every store of this process)
         hidden = [self.data_root or paths.default_data_root(), paths.cache_home(), paths.DEBIAN_FASHION_MNIST]
-        return ClosedPlanner(self.plugins, self.sandbox,
-                             tuple(sorted({Path(p).expanduser().resolve() for p in hidden})))
+        planner = ClosedPlanner(self.plugins, self.sandbox,
+                                tuple(sorted({Path(p).expanduser().resolve() for p in hidden})))
+        if not planner.sandboxed and self.sandbox == "auto":
+            self.log(f"planning runs unsandboxed: {bwrap_problem()} (apt-get install bubblewrap; every run "
+                     "records that it was not sandboxed)")
+        return planner
 
     def _index(self, spec: RunSpec, status: str, metrics: dict[str, Any] | None = None,
                violation: str | None = None, failure: str | None = None) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -16,11 +15,14 @@ import pytest
 import torch
 
 from prunebench.errors import ProtocolViolation, UserError
+from prunebench.planning import bwrap_problem
 from prunebench.protocol_files import load_protocol
 from prunebench.runner import Harness
 from tests.plugins import CHEATS
 
-HAS_BWRAP = shutil.which("bwrap") is not None
+HAS_BWRAP = not bwrap_problem()
+# CI installs bubblewrap: there the sandboxed path must be the one tested
+assert HAS_BWRAP or not os.environ.get("PRUNEBENCH_REQUIRE_BWRAP"), "bubblewrap (bwrap) is not installed"
 
 
 def harness(setup: str, store: Path, **kw) -> Harness:
@@ -213,7 +215,7 @@ def test_the_sandbox_hides_the_data_root_and_keeps_the_store_read_only(user_prot
         assert "test split: FileNotFoundError" in str(sandboxed.value)
         assert "store: OSError" in str(sandboxed.value) and not (store / "planted.txt").exists()
     else:
-        with pytest.raises(UserError, match="needs bubblewrap"):
+        with pytest.raises(UserError, match="needs bubblewrap"):  # and says why it cannot have it
             harness("S2", store, plugins=(str(plugin),), sandbox="on", data_root=data).plan(["cheat-peeks"], [0])
     # without the sandbox the same plug-in reads and writes: what the sandbox stops is real
     with pytest.raises(UserError, match="read the test split: the labels; wrote into the store"):

@@ -10,6 +10,7 @@ from prunebench.data import load_dataset
 from prunebench.errors import UserError
 from prunebench.method import METHODS, Method, PruneContext, Target, kept, load_builtin_methods
 from prunebench.methods.greg import GReg, GRegSettings
+from prunebench.penalties import BnL1, GrowingL2, regularizer
 from prunebench.methods.magnitude import magnitude_masks
 from prunebench.methods.thinet import contributions, greedy_remove
 from prunebench.models import ARCHS, Arch, conv_layers
@@ -105,7 +106,9 @@ def test_slimming_global_threshold_removes_exactly_the_smallest_gammas():
     # ratio 0.9 -> 6 of 7 would go; each layer keeps its largest |γ|
     assert plan("slimming", model, 0.9, ctx).keep == {"0": (0,), "3": (1,)}
     method = METHODS.get("slimming")
-    reg = method.regularizer(model, method.settings({"sparsity": 0.1}), 0, None)
+    penalty = method.penalty(method.settings({"sparsity": 0.1}))  # the harness's bn_l1, as data
+    assert penalty == BnL1(lam=0.1)
+    reg = regularizer(penalty, None, ["0", "3"])(model, 0)
     assert reg.item() == pytest.approx(0.1 * (0.5 + 0.01 + 0.3 + 0.02 + 0.9 + 0.04 + 0.2))
 
 
@@ -188,7 +191,9 @@ def test_greg_penalty_grows_and_hits_only_the_filters_to_prune():
     intent = method.intent(model, Target(ratio=0.5), settings, ctx_for(model, ["0"]))
     assert intent.keep == {"0": (0,)}  # the smaller-L1 filter 1 is to go
     # ½ λ ||w_1||² at step 25: 0.5 x 0.02 x 0.25
-    assert method.regularizer(model, settings, 25, intent).item() == pytest.approx(0.5 * 0.02 * 0.25)
+    penalty = method.penalty(settings)
+    assert penalty == GrowingL2(delta=0.01, update_every=10, ceiling=0.05)
+    assert regularizer(penalty, intent, ["0"])(model, 25).item() == pytest.approx(0.5 * 0.02 * 0.25)
     ctx = ctx_for(model, ["0"])
     ctx.intent = PruningPlan(keep={"0": (1,)})
     assert method.plan(model, Target(ratio=0.5), settings, ctx) == ctx.intent  # it removes what it regularised
