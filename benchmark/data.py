@@ -242,7 +242,7 @@ def _image_folder_tensors(folder: Path, cache: Path, classes: list[str],
     cached = paths.tensor_cache(cache, key)
     if cached.exists():
         try:
-            images, labels = torch.load(cached)
+            images, labels = torch.load(cached, weights_only=True)
             return images, labels
         except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError):  # damaged: decode again
             cached.unlink(missing_ok=True)

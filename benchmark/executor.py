@@ -6,7 +6,7 @@ run whose dependencies are finished to a Ray task instead of training it: base m
 scratch baseline once the run whose architecture it copies is stored. Tasks ask for
 `cpus_per_run` CPUs and `gpus_per_run` GPUs (fractions pack several small runs on one GPU).
 
-A task trains in its own process through the same `Harness._execute` (the run's lock, its
+A task trains in its own process through the same `Harness.execute` (the run's lock, its
 checkpoints, its audit), writing only the run's directory; the index writes it would have made
 come back to the driver with the result, and the driver alone writes the SQLite index. Killing
 the driver loses nothing: finished runs are in the store, started ones resume from their last
@@ -35,11 +35,22 @@ POLL_SECONDS = 30.0  # a progress line at least this often while runs train
 
 
 class Executor:
-    """How a grid's runs are executed (the default, `None` on the harness, is one at a time)."""
+    """How a grid's runs are executed: each run of `harness.grid(...)` through `harness.execute`,
+    returning (run, metrics or None for a failed run) pairs in any order."""
 
     def run(self, harness: Harness, methods: list[str], seeds: list[int], ratio: float | None,
-            config: str | None, borrow: Borrowed | None) -> list[tuple[Planned, dict[str, Any]]]:
+            config: str | None, borrow: Borrowed | None) -> list[tuple[Planned, dict[str, Any] | None]]:
         raise NotImplementedError
+
+
+class SequentialExecutor(Executor):
+    """One run after another in this process (the default): the grid is walked live, so each
+    pruned run is planned on its trained base."""
+
+    def run(self, harness: Harness, methods: list[str], seeds: list[int], ratio: float | None,
+            config: str | None, borrow: Borrowed | None) -> list[tuple[Planned, dict[str, Any] | None]]:
+        return [(job, harness.execute(job.spec, job.start, job.budget))  # type: ignore[arg-type]
+                for job in harness.grid(methods, seeds, ratio, config, live=True, borrow=borrow)]
 
 
 @dataclass
@@ -104,13 +115,13 @@ class RayExecutor(Executor):
         progress = harness.grid_progress
         assert progress is not None
         started = {job.spec.run_id for job in pending.values()}
-        for job in harness._grid(methods, seeds, ratio, config, live=True, borrow=borrow,
+        for job in harness.grid(methods, seeds, ratio, config, live=True, borrow=borrow,
                                  ready=lambda run_id: run_id in results):
             rid = job.spec.run_id
             if rid in results or rid in started:
                 continue
             if harness.files.failure(rid) is not None:
-                results[rid] = (job, harness._execute(job.spec, job.start, job.budget))  # says so, records it
+                results[rid] = (job, harness.execute(job.spec, job.start, job.budget))  # says so, records it
                 continue
             if (metrics := harness.stored(job.spec, repair=False)) is not None:  # intact (a task repairs, locked)
                 harness.store.index(job.spec, "done", metrics)
@@ -177,18 +188,18 @@ def _train_job(payload: bytes, plugins: list[str], gpu: bool) -> tuple[str, Any,
     harness.set_device(device)
     key = (harness.suite.dataset, str(harness.data_root), device)
     if key in _DATA:
-        harness._data, harness._fingerprint = _DATA[key]
-    harness._records = []
+        harness.use_data(_DATA[key])
     harness.grid_progress = GridProgress(1, lambda m: print(m, file=sys.stderr, flush=True), counting=False)
-    try:
-        metrics = harness._execute(job.spec, job.start, job.budget)
-        if metrics is None:
-            return "failed", harness.files.failure(job.spec.run_id), harness._records
-        return "done", metrics, harness._records
-    except ProtocolViolation as v:
-        return "violated", (v.setup, v.rule, v.expected, v.actual), harness._records
-    except UserError as e:
-        return "error", str(e), harness._records
-    finally:
-        if harness._data is not None:
-            _DATA[key] = (harness._data, harness._fingerprint)
+    with harness.recording() as records:
+        try:
+            metrics = harness.execute(job.spec, job.start, job.budget)
+            if metrics is None:
+                return "failed", harness.files.failure(job.spec.run_id), records
+            return "done", metrics, records
+        except ProtocolViolation as v:
+            return "violated", (v.setup, v.rule, v.expected, v.actual), records
+        except UserError as e:
+            return "error", str(e), records
+        finally:
+            if (loaded := harness.loaded_data()) is not None:
+                _DATA[key] = loaded

@@ -94,7 +94,7 @@ class PruningPlan:
             return None
         plan = cls.from_json((directory / "plan.json").read_text())
         if (directory / "masks.pt").exists():
-            plan = cls(masks=torch.load(directory / "masks.pt"))
+            plan = cls(masks=torch.load(directory / "masks.pt", weights_only=True))
         return plan
 
     def masks_sha256(self) -> str | None:

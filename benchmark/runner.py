@@ -16,23 +16,25 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import torch
 from pydantic import ValidationError
 from torch import nn
 
 import prunebench
-from prunebench import audit, paths, penalties, signals, stats
-from prunebench._atomic import disk_error, sha256_file, write_atomic
+from prunebench import audit, paths, penalties, signals
+from prunebench._atomic import sha256_file, write_atomic
+from prunebench.budget import Budgets
 from prunebench.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical
 from prunebench.data import DATASETS, Split, TensorData, check_data_root, load_dataset
-from prunebench.errors import DamagedFile, ProtocolViolation, TrainingFailed, UserError
-from prunebench.flops import effective_macs, forward_macs, param_count, training_flops
+from prunebench.errors import ProtocolViolation, TrainingFailed, UserError
+from prunebench.executor import Executor, SequentialExecutor
+from prunebench.flops import effective_macs, forward_macs, param_count
 from prunebench.method import Choices, Target
 from prunebench.models import ARCHS, reinitialise
 from prunebench.planning import (
@@ -54,29 +56,16 @@ from prunebench.pruning import Masks, PruningPlan, apply_plan
 from prunebench.schedule import LRSchedule
 from prunebench.setups import fixes
 from prunebench.store import RunFiles, Store, trainability
+from prunebench.summary import Failure, failures, summarise_grid
 from prunebench.trace import Trace
 from prunebench.train import save_atomic, train_phases
-
-if TYPE_CHECKING:
-    from prunebench.executor import Executor
+from prunebench.verify import RunChecks
 
 Log = Callable[[str], None]
 
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def scratch_epochs(variant: str, k1: int, k2: int, dense_macs: int, pruned_macs: int) -> int:
-    """Epochs of the scratch baseline (Liu et al.; Wang et al. Sec. 2).
-
-    Scratch-E: the pipeline's K1 + K2 epochs. Scratch-B: the same training FLOPs, K1*F1/F2 + K2
-    epochs, rounded down so the baseline never exceeds the pipeline's budget (Rethinking's
-    int(E*F1/F2) is the case K2 = 0).
-    """
-    if variant == "Scratch-E":
-        return k1 + k2
-    return int(k1 * dense_macs / pruned_macs) + k2
 
 
 @dataclass
@@ -108,17 +97,6 @@ def _code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return f"prunebench {prunebench.__version__}" + (f" ({commit})" if commit else "")
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A run whose training went wrong (`TrainingFailed`): in no table, listed with its reason."""
-
-    row: str
-    seed: int
-    target: str | None
-    run_id: str
-    reason: str
 
 
 Borrowed = dict[str, tuple[str, Recipe]]  # method (as given) -> (lender's label, retraining recipe)
@@ -216,6 +194,24 @@ class Harness:
         else:
             self.store.index(spec, status, metrics, violation=violation, failure=failure)
 
+    @contextmanager
+    def recording(self) -> Iterator[list[tuple]]:
+        """Index writes kept in a list instead of made (a Ray task: the driver alone writes the
+        SQLite index, from the records the task returns)."""
+        self._records = records = []
+        try:
+            yield records
+        finally:
+            self._records = None
+
+    def loaded_data(self) -> tuple[tuple[Split, Split], str] | None:
+        """The splits this harness has loaded and their fingerprint (for a worker to keep)."""
+        return (self._data, self._fingerprint) if self._data is not None else None
+
+    def use_data(self, loaded: tuple[tuple[Split, Split], str]) -> None:
+        """Splits another harness of this process loaded (same dataset, root and device)."""
+        self._data, self._fingerprint = loaded
+
     @cached_property
     def store(self) -> Store:
         return Store(self.store_root)
@@ -247,11 +243,15 @@ class Harness:
     def dense_macs(self) -> int:
         return forward_macs(self.build(), self.input_shape)
 
+    @cached_property
+    def budgets(self) -> Budgets:
+        """The protocol's epoch and FLOPs arithmetic (benchmark/budget.py)."""
+        return Budgets(self.protocol, self.suite, self.dense_macs, self.dataset.train_size)
+
     @property
     def base_recipe(self) -> Recipe:
         """The shared base: the suite's recipe, or its first P epochs under a P/F schedule."""
-        pf = self.protocol.pf_epochs
-        return self.suite.base.truncated(pf[0]) if pf else self.suite.base
+        return self.budgets.base_recipe
 
     def _spec(self, **fields: Any) -> RunSpec:
         s = self.suite
@@ -260,16 +260,7 @@ class Harness:
 
     @property
     def squeezes(self) -> bool:
-        """SX-B with a P/F schedule: the dense part is squeezed by the speedup (Wang et al. Tab. 4)."""
-        return self.setup == "SX-B" and self.protocol.pf_epochs is not None
-
-    def pipeline_base(self, pruned_macs: int) -> Recipe:
-        """The base recipe of a pruning pipeline. Under SX-B with P/F, pruning happens at epoch
-        int(P / speedup), so that P'*F1 + F*F2 <= (P + F)*F2, the scratch baseline's FLOPs."""
-        if not self.squeezes:
-            return self.base_recipe
-        p, _ = self.protocol.pf_epochs  # type: ignore[misc]
-        return self.suite.base.truncated(max(1, int(p * pruned_macs / self.dense_macs)))
+        return self.budgets.squeezes
 
     def base_spec(self, seed: int, recipe: Recipe | None = None) -> RunSpec:
         return self._spec(kind="base", seed=seed, phases=[("pretrain", recipe or self.base_recipe)])
@@ -318,73 +309,17 @@ class Harness:
                           base=base.run_id, method=mspec, recipe_of=recipe_of,
                           penalty=penalty if len(phases) > 1 else None)  # a penalty acts in the pruning phase
 
-    def _fit_budget(self, chosen: Choices, pruned_macs: int) -> Choices:
-        """Under SX-A/SX-B a pruning phase the method adds (the protocol has none) comes out of
-        its retraining, which is shortened (LR stages stretched) so the pipeline keeps the total
-        budget; a method that chose its own retraining length is left to the audit."""
-        b = self.protocol.budget
-        retrain = chosen.retrain or self.protocol.retrain  # its own LR schedule, if it chose one
-        if (b is None or chosen.prune is None or self.protocol.prune is not None
-                or retrain.epochs != self.protocol.retrain.epochs):  # its own retraining length: the audit's
-            return chosen
-        prune = chosen.prune
-        # the registered size, not the images present: a run id must not depend on whether the data
-        # happen to be loaded (the two sizes only matter here when one phase sets samples_per_epoch)
-        n_r = retrain.samples_per_epoch or self.dataset.train_size
-        n_p = prune.samples_per_epoch or self.dataset.train_size
-        if b.kind == "epochs":
-            left = retrain.epochs - prune.epochs
-        else:  # FLOPs: a dense pruning epoch costs F1/F2 pruned epochs
-            left = (retrain.epochs * n_r * pruned_macs - prune.epochs * n_p * self.dense_macs) // (n_r * pruned_macs)
-        if left < 1:
-            raise UserError(
-                f"under {self.setup} a method's own pruning phase must come out of the retraining budget, "
-                f"but {prune.epochs} pruning epoch(s) at the dense model's MACs leave no retraining epoch of "
-                f"the {retrain.epochs} the protocol budgets. Use a protocol with a pruning phase ('prune:' in "
-                "the protocol file, counted in everyone's budget) or a smaller 'prune_epochs' setting.")
-        return chosen.model_copy(update={"retrain": retrain.with_epochs(int(left))})
-
-    def k1_k2(self, pruned_macs: int) -> tuple[int, int]:
-        """Epochs the protocol's pipeline trains the dense (K1) and the pruned model (K2)."""
-        prune = self.protocol.prune.epochs if self.protocol.prune else 0
-        return self.pipeline_base(pruned_macs).epochs + prune, self.protocol.retrain.epochs
-
-    def variant(self) -> str:
-        return self.protocol.scratch_variant or "Scratch"
-
     def scratch_spec(self, source: MethodSpec, seed: int, plan: PruningPlan, pruned_macs: int) -> RunSpec:
         """The scratch baseline of `source`: its pruned architecture (widths, or masks by digest)
         from a fresh init, for the epochs of the protocol's variant."""
-        variant = self.variant()
-        if variant == "Scratch":  # outside SX: the base recipe, as Wang et al. describe S2-S4
-            epochs = self.suite.base.epochs
-        elif self.squeezes:  # the scratch run is the anchor: P + F epochs (Wang et al. Tab. 4)
-            epochs = sum(self.protocol.pf_epochs)  # type: ignore[arg-type]
-        else:
-            epochs = scratch_epochs(variant, *self.k1_k2(pruned_macs), self.dense_macs, pruned_macs)
+        variant, epochs = self.budgets.variant, self.budgets.scratch_epochs(pruned_macs)
         return self._spec(kind="scratch", seed=seed, phases=[("scratch", self.suite.base.with_epochs(epochs))],
                           protocol=self.protocol_label, method=source.without_recipe, variant=variant,
                           widths=None if plan.masks else plan.widths(), masks_sha256=plan.masks_sha256())
 
     def budget(self, pruned_macs: int) -> float | None:
-        """The SX budget of one pruning pipeline, in epochs (SX-A) or training FLOPs (SX-B)."""
-        b = self.protocol.budget
-        if b is None:
-            return None
-        k1, k2 = self.k1_k2(pruned_macs)
-        if b.kind == "epochs":
-            return float(k1 + k2)
-
-        def samples(recipe: Recipe | None, epochs: int) -> int:
-            return epochs * ((recipe.samples_per_epoch if recipe else None) or self.train_size)
-
-        if self.squeezes:  # the scratch run's P + F epochs at the pruned MACs
-            pf = sum(self.protocol.pf_epochs)  # type: ignore[arg-type]
-            return float(training_flops(samples(self.suite.base, pf), pruned_macs))
-        base, prune = self.pipeline_base(pruned_macs), self.protocol.prune
-        dense = samples(base, base.epochs) + samples(prune, prune.epochs if prune else 0)
-        return float(training_flops(dense, self.dense_macs)
-                     + training_flops(samples(self.protocol.retrain, k2), pruned_macs))
+        """The SX budget of one pruning pipeline (None outside SX), over the images present."""
+        return self.budgets.budget(pruned_macs, self.train_size)
 
     def targets(self, ratio: float | None, config: str | None) -> list[Target]:
         if ratio is not None or config is not None:
@@ -399,7 +334,7 @@ class Harness:
         planned on an untrained model here: exact for predefined layer-wise ratios (l1norm,
         random, magnitude per layer), an estimate for methods whose architecture depends on
         trained weights or a pruning phase (slimming, global Taylor)."""
-        return list(self._grid(methods, seeds, ratio, config, live=False, borrow=borrow))
+        return list(self.grid(methods, seeds, ratio, config, live=False, borrow=borrow))
 
     def resolve(self, text: str) -> tuple[MethodInfo, MethodSpec]:
         """A method as given (`NAME[:KEY=VALUE,...]`), settings validated by the method; a method
@@ -420,7 +355,7 @@ class Harness:
             raise UserError(f"{mspec.name!r} is a baseline trained from scratch; it has no retraining recipe.")
         return self.choices(mspec).retrain or self.protocol.retrain
 
-    def _grid(self, methods: list[str], seeds: list[int], ratio: float | None, config: str | None,
+    def grid(self, methods: list[str], seeds: list[int], ratio: float | None, config: str | None,
               live: bool, borrow: Borrowed | None = None,
               ready: Callable[[str], bool] | None = None) -> Iterator[Planned]:
         """The runs of a grid, lazily. When `live`, each yielded run is trained before the
@@ -453,7 +388,7 @@ class Harness:
                         chosen = chosen.model_copy(update={"retrain": recipe})
                     shared = self.base_recipe
                     if self.squeezes:  # needs the speedup before the base exists: planned on a fresh model
-                        shared = self.pipeline_base(self._macs_of(self._plan(source, source_spec,
+                        shared = self.budgets.pipeline_base(self._macs_of(self._plan(source, source_spec,
                                                                              self._fresh(seed), seed)))
                     base = self.base_spec(seed, chosen.base or shared)
                     rewind = self.declared(source_spec).rewind
@@ -466,7 +401,7 @@ class Harness:
                         continue  # not trained yet (parallel), or failed: nothing starts from it
                     plan = self._plan_on(source, source_spec, seed, base.run_id if live else None)
                     macs = self._macs_of(plan)
-                    chosen = self._fit_budget(chosen, macs)
+                    chosen = self.budgets.fit(chosen, macs)
                     spec = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender,
                                             penalty=self.declared(source_spec).penalty)
                     has_phase = any(phase == "prune" for phase, _ in spec.phases)
@@ -564,37 +499,14 @@ class Harness:
         planned = self.plan(methods, seeds, ratio, config, borrow)  # user mistakes surface before anything trains
         self.grid_progress = GridProgress(len(planned), self.log)
         self.failures = []
-        if self.executor is not None:
-            results = self.executor.run(self, methods, seeds, ratio, config, borrow)
-        else:
-            results = [(job, self._execute(job.spec, job.start, job.budget))  # type: ignore[arg-type]
-                       for job in self._grid(methods, seeds, ratio, config, live=True, borrow=borrow)]
-        for job, metrics in results:
-            if metrics is None:
-                self.failures.append(Failure(job.row, job.spec.seed, job.target.label() if job.target else None,
-                                             job.spec.run_id, self.files.failure(job.spec.run_id) or "failed"))
-        results = [(job, metrics) for job, metrics in results if metrics is not None]
-        # the same order whatever the executor (Ray returns runs as they finish): rows in the
-        # grid's order, each row's runs by seed
-        def row_key(job: Planned) -> str:
-            return f"{job.row}|{job.target.label()}" if job.target else job.row
-
-        position: dict[str, int] = {}
-        for job in planned:
-            position.setdefault(row_key(job), len(position))
-        results = sorted(results, key=lambda r: (position.get(row_key(r[0]), len(position)), row_key(r[0]),
-                                                 r[0].spec.seed, r[0].spec.run_id))
-        done: dict[str, list[tuple[str, dict]]] = {}  # row key -> [(run id, metrics)]
-        targets: dict[str, Target | None] = {}
-        for job, metrics in results:
-            done.setdefault(row_key(job), []).append((job.spec.run_id, metrics))
-            targets[row_key(job)] = job.target
-        return summarise(done, targets)
+        results = (self.executor or SequentialExecutor()).run(self, methods, seeds, ratio, config, borrow)
+        self.failures = failures(results, self.files.failure)
+        return summarise_grid(planned, [(job, metrics) for job, metrics in results if metrics is not None])
 
     def label(self, spec: RunSpec) -> str:
         return f"{spec.row} seed {spec.seed}" + (f" at {spec.method.target}" if spec.method else "")
 
-    def _execute(self, spec: RunSpec, start: Callable[[Path], Start],
+    def execute(self, spec: RunSpec, start: Callable[[Path], Start],
                  budget: float | None = None) -> dict[str, Any] | None:
         """Run `spec` unless the store has it: `start` gives the model, the trace of anything
         already trained for this run (a pruning phase) and the phases left to train. The run
@@ -603,7 +515,7 @@ class Harness:
         signals.check()  # a Ctrl-C something swallowed stops the grid here
         run_id, progress = spec.run_id, self.grid_progress or GridProgress(1, self.log)
         label = self.label(spec)
-        if (reason := self._readable(spec, self.files.failure, "failed.json")) is not None:
+        if (reason := self.checks.readable(spec, self.files.failure, "failed.json")) is not None:
             self.log(f"{label} (run {run_id[:12]}) failed before: {reason}. Not trained again; delete "
                      f"{self.files.run_dir(run_id) / 'failed.json'} to try again.")
             self._index(spec, "failed", failure=reason)
@@ -624,105 +536,22 @@ class Harness:
         progress.finish(run_id)
         return cached
 
+    @cached_property
+    def checks(self) -> RunChecks:
+        """Checks of a run's files: cache hits verified, damage set aside (benchmark/verify.py)."""
+        return RunChecks(self.files, self.setup, lambda message: self.log(message), self.label,
+                         self._record_violation)
+
     def stored(self, spec: RunSpec, repair: bool) -> dict[str, Any] | None:
-        """The metrics of a finished run whose files are intact, else None. With `repair` (only
-        under the run's lock): a finished run whose files are damaged (spec, metrics, trace or
-        plan unreadable, model missing or unreadable) has them set aside, says so, and trains
-        again; a model file that reads but is not the one the loop wrote is recorded and raised
-        as a `ProtocolViolation`; a checkpoint left by a kill after the run finished is removed."""
-        run_id, directory = spec.run_id, self.files.run_dir(spec.run_id)
-        try:
-            metrics = self.files.metrics(run_id)
-            if metrics is None:
-                return None
-            if not isinstance(metrics.get("model_sha256"), str):
-                raise DamagedFile(directory / "metrics.json", "it records no model sha256")
-            if self.files.spec(run_id) != spec:
-                raise DamagedFile(directory / "spec.json", "it does not match the run's id")
-            if self.files.trace(run_id) is None:  # every finished run has its trace
-                raise DamagedFile(directory / "trace.json", "missing")
-            if self._plan_file(directory) is None and spec.kind == "pruned":  # and every pruned run its plan
-                raise DamagedFile(directory / "plan.json", "missing")
-            model = directory / "model.pt"
-            if not model.is_file():
-                raise DamagedFile(model, "missing")
-            actual = sha256_file(model)
-            if actual != metrics.get("model_sha256"):
-                try:
-                    torch.load(model, map_location="cpu", weights_only=True)
-                except UNREADABLE as e:  # truncated or overwritten: damage, not a swap
-                    raise DamagedFile(model, f"unreadable: {type(e).__name__}") from None
-                raise ProtocolViolation(self.setup, "model file sha256 (recorded by the loop)",
-                                        metrics.get("model_sha256"), actual)
-        except DamagedFile as damaged:
-            if not repair:
-                return None
-            aside = self.files.set_aside(run_id)
-            self.log(f"{self.label(spec)} (run {run_id[:12]}): {damaged.path.name} is damaged ({damaged.why}); "
-                     f"its files are kept in {aside} and the run is retrained")
-            return None
-        except ProtocolViolation as v:
-            if not repair:
-                return None
-            self._record_violation(spec, directory, v)
-            raise
-        for leftover in [*directory.glob("checkpoint*.pt"), *directory.glob("checkpoint*.pt.sha256")]:  # a kill
-            # between metrics.json and the clean-up
-            try:
-                leftover.unlink(missing_ok=True)  # the run is finished: nobody trains from it any more
-            except OSError:
-                pass  # a read-only store: harmless, the metrics decide
-        return metrics
-
-    def _readable(self, spec: RunSpec, read: Callable[[str], Any], name: str) -> Any:
-        """A run's record (`failed.json`, `violation.json`) or None; a damaged one is renamed
-        `<name>.damaged` with a line saying so, and the run is treated as not recorded."""
-        try:
-            return read(spec.run_id)
-        except DamagedFile as damaged:
-            path = self.files.run_dir(spec.run_id) / name
-            try:
-                path.rename(path.with_name(name + ".damaged"))
-            except OSError as e:
-                raise disk_error(path, e) from None
-            self.log(f"{self.label(spec)} (run {spec.run_id[:12]}): {name} is damaged ({damaged.why}); set aside as "
-                     f"{name}.damaged, the run goes on as if it had none")
-            return None
-
-    @staticmethod
-    def _plan_file(directory: Path) -> PruningPlan | None:
-        """The plan stored in a run directory; a damaged one is a `DamagedFile`."""
-        try:
-            return PruningPlan.load(directory)
-        except UNREADABLE as e:  # JSON, pickle or zip errors of a truncated file
-            raise DamagedFile(directory / "plan.json", f"unreadable: {type(e).__name__}") from None
-
-    def _discard_damaged(self, spec: RunSpec, directory: Path) -> None:
-        """An unfinished run's checkpoints and plan that cannot be read are set aside (the run
-        then starts that part again): a kill or a full disk must not jam the store."""
-        for checkpoint in directory.glob("checkpoint*.pt"):
-            try:
-                torch.load(checkpoint, map_location="cpu", weights_only=False)
-            except UNREADABLE as e:
-                checkpoint.rename(checkpoint.with_name(checkpoint.name + ".damaged"))
-                self.log(f"{self.label(spec)}: {checkpoint.name} is damaged ({type(e).__name__}); set aside as "
-                         f"{checkpoint.name}.damaged, training that part again")
-        for sub in (directory, directory / "intent"):
-            try:
-                self._plan_file(sub)
-            except DamagedFile as damaged:
-                for name in ("plan.json", "masks.pt"):
-                    if (sub / name).exists():
-                        (sub / name).rename(sub / f"{name}.damaged")
-                self.log(f"{self.label(spec)}: {damaged.path.relative_to(directory)} is damaged ({damaged.why}); "
-                         "set aside, planning again")
+        """The metrics of a finished run whose files are intact, else None (`RunChecks.stored`)."""
+        return self.checks.stored(spec, repair)
 
     def _train_run(self, spec: RunSpec, start: Callable[[Path], Start], budget: float | None, label: str,
                    progress: GridProgress) -> dict[str, Any] | None:
-        if (violation := self._readable(spec, self.files.violation, "violation.json")) is not None:  # stopped before
+        if (violation := self.checks.readable(spec, self.files.violation, "violation.json")) is not None:  # stopped before
             raise violation
         directory = self.files.prepare(spec)
-        self._discard_damaged(spec, directory)
+        self.checks.discard_damaged(spec, directory)
         progress.start(spec.run_id, label, resumed=any(directory.glob("checkpoint*.pt")))
         self._index(spec, "running")
         train, _ = self.data()
@@ -874,7 +703,7 @@ class Harness:
         if actual != expected or metrics["model_sha256"] != expected:
             raise ProtocolViolation(self.setup, "base checkpoint sha256", expected, actual)
         model = self.build()
-        model.load_state_dict(torch.load(path, map_location="cpu"))
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.to(self.device)
 
     def _start_pruned(self, spec: RunSpec, method: MethodInfo, shared: str, directory: Path) -> Start:
@@ -983,72 +812,3 @@ class Harness:
             plan.save(directory)
             apply_plan(model, plan, self.input_shape)
         return Start(model.to(self.device, memory_format=self.memory_format), spec.phases, masks=plan.masks or None)
-
-
-# what loading a truncated or overwritten torch file raises: unpickling arbitrary bytes can raise
-# almost anything (IndexError, TypeError, UnicodeDecodeError, ...), so any Exception; the line that
-# sets the file aside names the exception
-UNREADABLE = (Exception,)
-
-
-def _mean_int(values: list[int]) -> int:
-    return int(round(float(np.mean(values))))
-
-
-def _mean_or_none(values: list) -> float | None:
-    return None if not values or any(v is None for v in values) else float(np.mean(values))
-
-
-def summarise(done: dict[str, list[tuple[str, dict]]],
-              targets: dict[str, Target | None] | None = None) -> list[dict[str, Any]]:
-    """One row per (method, target): mean and std of final test accuracy over seeds, with n, and
-    the mean accuracy drop from the base model of the same seed (paired): the run's own base
-    where it has one (a method's own base under S1), else the shared base of that seed. Under an
-    SX budget, the budget and what the rows' pipelines used of it (means over seeds)."""
-    dense = done.get("dense", [])
-    base_acc = {m["seed"]: m["test_acc"] for _, m in dense}
-    dense_macs = dense[0][1]["macs"] if dense else None
-    rows = []
-    for key, runs in done.items():
-        name, _, target = key.partition("|")
-        acc = stats.summarise([m["test_acc"] for _, m in runs])
-        metrics = [m for _, m in runs]
-        # an automatic architecture (slimming, global Taylor) may differ by seed: means over seeds
-        macs = _mean_int([m["macs"] for m in metrics])
-        effective = _mean_int([m.get("effective_macs", m["macs"]) for m in metrics])
-        epochs = sorted({m["total_epochs"] for _, m in runs})
-        own = sorted({m["epochs"] for _, m in runs})
-        t = (targets or {}).get(key)
-        budget = [m.get("budget") for m in metrics]
-        kind = budget[0]["kind"] if budget[0] else None
-        used = [m.get("total_epochs") if kind == "epochs" else m.get("total_train_flops") for m in metrics]
-        phases = [tuple((m.get("phase_epochs") or {}).items()) for m in metrics]
-        row: dict[str, Any] = {
-            "row": name, "target": target or None, "n": len(runs),
-            "ratio": t.ratio if t else None, "config": t.config if t else None,
-            "mean": acc.mean, "std": acc.std,
-            "drop": None, "macs": macs, "effective_macs": effective,
-            "params": _mean_int([m["params"] for m in metrics]),
-            "density": float(np.mean([m["density"] for m in metrics])) if metrics[0].get("density") else None,
-            # from density-weighted MACs: for masked models a sparse kernel's, not dense hardware's
-            "speedup": dense_macs / effective if dense_macs else None,
-            "epochs": epochs[0] if len(epochs) == 1 else epochs,
-            "epochs_own": own[0] if len(own) == 1 else own,
-            # epochs of each phase the row trained itself, where every seed trained the same
-            "phase_epochs": dict(phases[0]) if phases[0] and len(set(phases)) == 1 else None,
-            "budget_kind": kind,
-            "budget": _mean_or_none([b["amount"] for b in budget]) if kind else None,
-            "budget_used": _mean_or_none(used) if kind else None,
-            "division": metrics[0].get("division", "closed"),
-            # whether every seed's planning ran sandboxed (None: nothing was planned, e.g. the dense row)
-            "sandboxed": (None if not any(isinstance(m.get("planning"), dict) for m in metrics)
-                          else all(bool((m.get("planning") or {}).get("sandboxed")) for m in metrics)),
-            "run_ids": [rid for rid, _ in runs],
-            "per_seed": [{"seed": m["seed"], "run_id": rid, "test_acc": m["test_acc"]} for rid, m in runs],
-        }
-        if name != "dense":
-            row["drop"] = float(np.mean([
-                (m["base_test_acc"] if m.get("base_test_acc") is not None else base_acc[m["seed"]]) - m["test_acc"]
-                for _, m in runs]))
-        rows.append(row)
-    return rows

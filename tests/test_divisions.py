@@ -60,8 +60,11 @@ def test_a_patched_audit_in_the_plugin_does_not_switch_the_harness_audit_off(use
         harness("S3.1", store).run(["cheat-patched"], seeds=[0])
 
 
-@pytest.mark.parametrize("cheat", ["cheat-bn-momentum", "cheat-forward-hook", "cheat-extra-parameter",
-                                   "cheat-extra-steps"])
+OWN_LOOP = ["cheat-bn-momentum", "cheat-forward-hook", "cheat-extra-parameter", "cheat-extra-steps",
+            "cheat-scaled-loss", "cheat-wider-layer"]
+
+
+@pytest.mark.parametrize("cheat", OWN_LOOP)
 def test_code_inside_the_loop_is_refused_in_the_closed_division(user_protocols, store, cheat):
     with pytest.raises(UserError, match="--division open"):
         harness("S2", store).plan([cheat], seeds=[0])
@@ -76,7 +79,7 @@ def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_the_open_division_runs_them_labelled_and_records_what_changed(user_protocols, store, tmp_path):
-    methods = ["cheat-bn-momentum", "cheat-forward-hook", "cheat-extra-parameter", "cheat-extra-steps"]
+    methods = OWN_LOOP
     args = ["run", "--protocol", "S2", "--suite", "synth-small", "--plugins", CHEATS, "--seeds", "0",
             "--store", str(store)]
     done = bench(*args, "--division", "open", *(a for m in methods for a in ("--method", m)), "--json",
@@ -87,7 +90,8 @@ def test_the_open_division_runs_them_labelled_and_records_what_changed(user_prot
     for method in methods:
         m = metrics(store, rows[method]["run_ids"][0])
         assert m["division"] == "open" and m["planning"]["process"] == "training process"
-        assert m["open_changes"], f"{method}: the change it made was not recorded"
+        if method != "cheat-scaled-loss":  # changes nothing in the model: its label is what tells
+            assert m["open_changes"], f"{method}: the change it made was not recorded"
         assert any(name.startswith("prunebench_plugin_") for name in m["planning"]["method_modules_in_training_process"])
     with sqlite3.connect(store / "index.sqlite") as db:
         assert {d for (d,) in db.execute("SELECT DISTINCT division FROM runs")} == {"open"}
@@ -113,7 +117,7 @@ def test_a_checkpoint_the_loop_did_not_write_is_never_resumed_from(user_protocol
     h = harness("S2", forged_store, plugins=())
     spec = next(p.spec for p in h.plan(["l1norm"], seeds=[0]) if p.spec.kind == "pruned")
     base = next(p.spec for p in h.plan(["l1norm"], seeds=[0]) if p.spec.kind == "base")
-    h._execute(base, h._base_job(base).start)  # the base, trained honestly
+    h.execute(base, h._base_job(base).start)  # the base, trained honestly
     honest_model = torch.load(tmp_path / "honest" / "runs" / spec.run_id / "model.pt")
     trace = json.loads((tmp_path / "honest" / "runs" / spec.run_id / "trace.json").read_text())
     directory = forged_store / "runs" / spec.run_id
@@ -127,7 +131,7 @@ def test_a_checkpoint_the_loop_did_not_write_is_never_resumed_from(user_protocol
     lines: list[str] = []
     h.log = lines.append
     assert accuracies(h.run(["l1norm"], seeds=[0]))["l1norm"] == acc["l1norm"]
-    assert (directory / "checkpoint.pt.untrusted").exists()
+    assert (directory / "checkpoint.pt.damaged").exists() and not (directory / "checkpoint.pt").exists()
     assert any("not written by the training loop" in line for line in lines)
 
 

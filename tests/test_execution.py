@@ -101,8 +101,8 @@ class LastFinishedFirst(Executor):
     executor may (Ray returns runs in the order they finish)."""
 
     def run(self, harness, methods, seeds, ratio, config, borrow):
-        done = [(job, harness._execute(job.spec, job.start, job.budget))
-                for job in harness._grid(methods, seeds, ratio, config, live=True, borrow=borrow)]
+        done = [(job, harness.execute(job.spec, job.start, job.budget))
+                for job in harness.grid(methods, seeds, ratio, config, live=True, borrow=borrow)]
         return done[::-1]
 
 

@@ -10,10 +10,10 @@ from prunebench.data import load_dataset
 from prunebench.errors import UserError
 from prunebench.method import METHODS, Method, PruneContext, Target, kept, load_builtin_methods
 from prunebench.methods.greg import GReg, GRegSettings
-from prunebench.penalties import BnL1, GrowingL2, regularizer
 from prunebench.methods.magnitude import magnitude_masks
 from prunebench.methods.thinet import contributions, greedy_remove
 from prunebench.models import ARCHS, Arch, conv_layers
+from prunebench.penalties import BnL1, GrowingL2, regularizer
 from prunebench.pruning import PruningPlan, apply_masks
 from prunebench.train import train_phases
 
@@ -249,7 +249,7 @@ def harness(setup, store):
 
 def retrain_start(h, method):
     """The model a stored pruned run started retraining from, rebuilt through the harness's path."""
-    job = next(p for p in h._grid([method], [0], None, None, live=True) if p.spec.kind == "pruned")
+    job = next(p for p in h.grid([method], [0], None, None, live=True) if p.spec.kind == "pruned")
     return job.spec, job.start(h.store.run_dir(job.spec.run_id))
 
 

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
+from prunebench.budget import scratch_epochs
 from prunebench.errors import DatasetNotFound, ProtocolViolation
 from prunebench.protocol_files import load_protocol
-from prunebench.runner import Harness, scratch_epochs
+from prunebench.runner import Harness
 
 
 def harness(store, setup="SX-B"):

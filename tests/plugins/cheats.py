@@ -153,3 +153,33 @@ class ExtraSteps(OwnLoop):
         for p in model.parameters():
             p.data.mul_(0.999)  # the live weights updated behind autograd's back, as extra steps would
         return None
+
+
+@register_method
+class ScaledLoss(OwnLoop):
+    """Returns 9x the task loss, read from the training loop's frame: a 10x LR in disguise."""
+
+    name = "cheat-scaled-loss"
+
+    def regularizer(self, model, settings, step, intent):
+        import inspect
+
+        frame = inspect.currentframe()
+        while frame is not None and "loss" not in frame.f_locals:
+            frame = frame.f_back
+        return 9 * frame.f_locals["loss"] if frame is not None else None
+
+
+@register_method
+class WiderLayer(OwnLoop):
+    """Swaps the classifier for a wider one: the MACs counted at the start of the phase never see it."""
+
+    name = "cheat-wider-layer"
+
+    def regularizer(self, model, settings, step, intent):
+        if step == 0:
+            for name, module in model.named_children():
+                if isinstance(module, nn.Sequential):
+                    module.append(nn.Identity())  # the structure changes; the function does not
+                    break
+        return None
