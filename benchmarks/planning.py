@@ -6,7 +6,8 @@ the training split are handed over, and the plan comes back as data. This script
 grid with whatever `prunebench` it imports, so the figure before the change comes from running it
 against the older code (e.g. `PYTHONPATH=<a checkout of the older commit, packaged>`).
 
-Printed: seconds to start planning (the workers: the catalogue of methods), seconds to plan the
+Printed: seconds to start planning (importing the methods: into this process before the change,
+into the planning worker after, with the worker's start and the catalogue), seconds to plan the
 whole grid without training (`bench run --dry-run`'s work: every method's plan on a fresh model of
 each seed), and with --train the wall time of training the grid from an empty store.
 
@@ -51,9 +52,9 @@ def main() -> None:
     extra = {"sandbox": args.sandbox} if worker else {}
     figures: dict[str, float | int | str | bool] = {"planning_worker": worker}
     with tempfile.TemporaryDirectory() as store:
+        started = time.perf_counter()  # the methods imported: in this process before, in the worker now
         h = runner.Harness(protocol, store=Path(store), protocol_sha256=sha, data_root=args.data_root, device="cpu",
                            progress=False, log=lambda m: None, **extra)
-        started = time.perf_counter()
         if worker:
             h.planner.catalogue()
             figures["sandboxed"] = h.planner.sandboxed
