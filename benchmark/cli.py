@@ -227,11 +227,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         methods = ClosedPlanner(_plugin_paths(args.plugins), args.sandbox).catalogue()
         rows = []
         for n, m in sorted(methods.items()):
-            code = "own (open division)" if m.own_code_in_loop else m.penalty or "-"
+            code = "own code (open division only)" if m.own_code_in_loop else m.penalty or "-"
             rows.append((n, m.granularity, "yes" if m.needs_data else "no",
                          "own" if m.prune_phase else "-", code, ", ".join(m.hooks) or "-",
                          ", ".join(f"{k}={d}" for k, d, _ in m.settings) or "-", m.origin, m.description))
-        print(tabulate(rows, headers=["method", "granularity", "data", "pruning phase", "regularizer", "hooks",
+        print(tabulate(rows, headers=["method", "granularity", "data", "pruning phase", "penalty", "hooks",
                                       "settings (defaults)", "from", "description"]))
     else:
         print(tabulate([(s, setup, str(p)) for s, setup, p in list_protocols()],

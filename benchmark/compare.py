@@ -97,6 +97,12 @@ def compare(a: StoredRun, b: StoredRun) -> dict:
         raise UserError(f"{base.spec.run_id[:12]} is a dense base model and {other.spec.run_id[:12]} a "
                         f"{other.spec.kind} run: the setups compare pruned (or scratch) runs with each other. Pass "
                         "two of those.")
+    if a.spec.division != b.spec.division:  # never comparable: one ran method code inside training
+        words = "division (closed: method code only in the planning worker; open: inside training)"
+        broken = {"rule": "division", "a": a.spec.division, "b": b.spec.division}
+        return {"a": a.spec.run_id, "b": b.spec.run_id, "strictest": None,
+                "breaks": {"setup": LADDER[0], "words": words, **broken},
+                "sx": {setup: {"comparable": False, **broken} for setup in ("SX-A", "SX-B")}}
     strictest, breaks = None, None
     for setup in LADDER:
         broken = _first_broken(setup, a, b)

@@ -174,8 +174,13 @@ class Planner:
 
         name, raw = parse_method(text)
         info = self.info(name)
-        settings = json.loads(self._ask(name, {"op": "settings", "method": name, "settings": json.dumps(raw)}))
-        return info, MethodSpec(name=name, settings=settings)
+        reply = self._ask(name, {"op": "settings", "method": name, "settings": json.dumps(raw)})
+        try:
+            settings = json.loads(reply)
+            assert isinstance(settings, dict)
+            return info, MethodSpec(name=name, settings=settings)
+        except (AssertionError, TypeError, ValueError):
+            raise _malformed(name, "settings") from None
 
     def declare(self, mspec: MethodSpec, protocol: Protocol) -> Declared:
         from pydantic import TypeAdapter, ValidationError
@@ -399,8 +404,8 @@ def _worker(plugins: tuple[str, ...], entry_points: bool, sandbox: bool, hidden:
     key = (plugins, entry_points, sandbox, hidden)
     worker = _WORKERS.get(key)
     if worker is None or worker.process.poll() is not None:
-        label = "the built-in methods" if not plugins and not entry_points else \
-            f"plug-in{'s' if len(plugins) > 1 else ''} {', '.join(plugins) or '(installed entry points)'}"
+        label = ("the built-in methods" if not plugins and not entry_points else
+                 f"plug-in {plugins[0]}" if plugins else "the installed plug-ins (entry points)")
         worker = _WORKERS[key] = Worker(plugins, entry_points, sandbox, hidden, label)
     return worker
 
@@ -425,15 +430,23 @@ class ClosedPlanner(Planner):
 
         builtin = _worker((), False, self.sandboxed, self.hidden)
         methods = {info.name: info for info in self._list(builtin, "built-in")}
+        builtins = dict(methods)
         routes = dict.fromkeys(methods, builtin)
-        if self.plugins or installed_plugins():
-            plugin = _worker(self.plugins, True, self.sandboxed, self.hidden)
+        # each plug-in in a worker of its own (beside the built-ins it may build on), so no plug-in
+        # can reach another's code or data; the installed entry points share one
+        workers = [_worker((plugin,), False, self.sandboxed, self.hidden) for plugin in self.plugins]
+        if installed_plugins():
+            workers.append(_worker((), True, self.sandboxed, self.hidden))
+        for plugin in workers:
             for info in self._list(plugin, plugin.label):
-                if info.name in methods:
-                    if info.code != methods[info.name].code:
+                if info.name in builtins:
+                    if info.code != builtins[info.name].code:
                         raise UserError(f"{plugin.label} replaces the built-in method {info.name!r}; a plug-in "
                                         "registers methods under names of its own.")
                     continue
+                if info.name in methods:
+                    raise UserError(f"method {info.name!r} is registered by both {methods[info.name].origin} and "
+                                    f"{plugin.label}; load one of them.")
                 methods[info.name] = info
                 routes[info.name] = plugin
         self._catalogue, self._routes = methods, routes

@@ -135,9 +135,11 @@ class MethodHost:
         target = Target(ratio=request["ratio"], config=request["config"])
         data = None
         if method.needs_data:
-            data = self.data.get(request.get("data_key") or "")
-            if data is None:
+            held = self.data.get(request.get("data_key") or "")
+            if held is None:
                 raise UserError(f"method {method.name!r} needs training data to plan, but none was handed over")
+            data = held.to(held.images.device)
+            data.images, data.labels = held.images.clone(), held.labels.clone()  # a plan cannot spoil the next
         intent = request.get("intent")
         ctx = PruneContext(arch, tuple(request["input_shape"]), torch.Generator().manual_seed(request["seed"]),
                            data=data, batch_size=request["batch_size"],

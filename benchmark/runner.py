@@ -2,10 +2,16 @@
 summarises the results.
 
 For each seed the base model is trained once (or found in the store) and feeds every method and
-target of that seed, so comparisons are paired. A pruned run loads the base (its sha256 checked),
-trains the pruning phase if the protocol has one, cuts the filters the method's plan drops and
-retrains. Under SX-A / SX-B a scratch baseline trains the same pruned architecture from a fresh
-init for the matched budget (Scratch-E / Scratch-B).
+target of that seed, so comparisons are paired. A pruned run loads the base (its sha256 checked
+against the loop's record), trains the pruning phase if the protocol has one (under the penalty
+the method declared), cuts the filters the method's plan drops and retrains. Under SX-A / SX-B a
+scratch baseline trains the same pruned architecture from a fresh init for the matched budget
+(Scratch-E / Scratch-B).
+
+The pipeline: method declarations and plans come from the planner (`planning`: a worker process
+in the closed division), budgets from `budget`, the grid's runs from `Harness.grid`, their
+execution from an executor (`executor`: sequential or Ray) through `Harness.execute` (the lock,
+the checks of `verify`, training, the audit), and the rows from `summary`.
 """
 
 from __future__ import annotations

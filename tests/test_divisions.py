@@ -106,6 +106,9 @@ def test_the_open_division_runs_them_labelled_and_records_what_changed(user_prot
     row = next(r for r in json.loads(done.stdout) if r["row"] == "l1norm")
     record = metrics(store, row["run_ids"][0])
     assert record["division"] == "closed" and record["planning"]["method_modules_in_training_process"] == []
+    # an open run and a closed one are comparable under no setup
+    done = bench("compare", rows[methods[0]]["run_ids"][0], row["run_ids"][0], "--store", str(store), cwd=tmp_path)
+    assert "not comparable under any setup: division" in done.stdout, done.stderr[-1000:]
 
 
 def test_a_checkpoint_the_loop_did_not_write_is_never_resumed_from(user_protocols, tmp_path):
