@@ -130,7 +130,7 @@ class RayExecutor(Executor):
                 continue
             if (violation := harness.files.violation(rid)) is not None:
                 return violation
-            pending[train.remote(_dumps(harness, job), list(harness.plugins), self.gpus_per_run > 0)] = job
+            pending[train.remote(_dumps(harness, job), self.gpus_per_run > 0)] = job
             started.add(rid)
             progress.start(rid, harness.label(job.spec))
         return None
@@ -161,8 +161,8 @@ def _import_ray() -> Any:
 
 
 def _dumps(harness: Harness, job: Planned) -> bytes:
-    """The job as bytes (cloudpickle: the run's start is a closure over the harness), so a
-    worker can load the plug-ins it needs before unpickling it."""
+    """The job as bytes (cloudpickle: the run's start is a closure over the harness). It holds
+    no method code: the task's harness asks a planning worker of its own (closed division)."""
     from ray import cloudpickle
 
     return cloudpickle.dumps((harness, job))
@@ -172,7 +172,7 @@ def _dumps(harness: Harness, job: Planned) -> bytes:
 _DATA: dict[tuple, Any] = {}
 
 
-def _train_job(payload: bytes, plugins: list[str], gpu: bool) -> tuple[str, Any, list[tuple]]:
+def _train_job(payload: bytes, gpu: bool) -> tuple[str, Any, list[tuple]]:
     """A Ray task: train one run (or find it done) and return ("done", metrics), ("failed", the
     reason its training failed), ("violated", its fields) or ("error", a user error's message),
     with the index records the run made."""
