@@ -90,11 +90,15 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_atomic(obj: object, path: Path) -> None:
-    """torch.save through `write_atomic`: a killed or full-disk write leaves the old file."""
+def _torch_bytes(obj: object) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    write_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    """torch.save through `write_atomic`: a killed or full-disk write leaves the old file."""
+    write_atomic(path, _torch_bytes(obj))
 
 
 def _record_path(checkpoint: Path) -> Path:
@@ -104,9 +108,7 @@ def _record_path(checkpoint: Path) -> Path:
 def save_checkpoint(state: dict, checkpoint: Path) -> None:
     """Write a checkpoint and the loop's record of it: the sha256 of the last two checkpoints it
     wrote (a kill between the record and the file leaves the previous one trusted)."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    data = buffer.getvalue()
+    data = _torch_bytes(state)
     record = _record_path(checkpoint)
     previous = sha256_file(checkpoint) if checkpoint.exists() and trusted(checkpoint) else None
     write_atomic(record, json.dumps([h for h in (previous, hashlib.sha256(data).hexdigest()) if h]))
