@@ -9,18 +9,35 @@ from __future__ import annotations
 
 from prunebench.config import Protocol, Recipe
 from prunebench.errors import ProtocolViolation
-from prunebench.setups import fixes
+from prunebench.setups import FIELD_WORDS, fixed_fields, fixes
 from prunebench.trace import Trace, TraceRow
 
-HPARAMS = ("momentum", "weight_decay", "nesterov", "augment", "precision")
+
+
+def observed(field: str, row: TraceRow) -> object:
+    """What the loop did for one recipe field in one epoch, read from the trace."""
+    return row.samples if field == "samples_per_epoch" else getattr(row, field)
+
+
+def wanted(field: str, recipe: Recipe, n_train: int) -> object:
+    """What the protocol's recipe makes of one field in one epoch of `n_train` images: one pass
+    unless it sets its samples per epoch; a batch no larger than the epoch."""
+    samples = recipe.samples_per_epoch or n_train
+    if field == "samples_per_epoch":
+        return samples
+    if field == "batch_size":
+        return min(recipe.batch_size, samples)
+    return getattr(recipe, field)
 
 
 def audit_phase(setup: str, phase: str, expected: Recipe | None, rows: list[TraceRow], n_train: int) -> None:
-    """Raise `ProtocolViolation` on the first rule of `setup` that the phase broke.
+    """Raise `ProtocolViolation` on the first rule of `setup` that the phase broke: every field of
+    the phase's recipe that the setup fixes (`setups.fixed_fields`), epoch by epoch.
 
     `expected` is the protocol's recipe for the phase (None: the protocol has no such phase).
     """
-    if fixes(setup, f"{phase}.epochs"):
+    fields = fixed_fields(setup, phase)
+    if "epochs" in fields:
         want = expected.epochs if expected else 0
         if len(rows) != want:
             raise ProtocolViolation(setup, f"{phase} epochs", want, len(rows))
@@ -28,19 +45,17 @@ def audit_phase(setup: str, phase: str, expected: Recipe | None, rows: list[Trac
         return
     for row in rows:
         where = f"{phase} epoch {row.epoch}"
-        if fixes(setup, f"{phase}.lr"):
-            want_lr = expected.lr.lr_at(row.epoch, expected.epochs)
-            if abs(row.lr - want_lr) > 1e-12 * max(1.0, want_lr):
-                raise ProtocolViolation(setup, f"{where} LR", want_lr, row.lr)
-        if fixes(setup, f"{phase}.hparams"):
-            want_samples = expected.samples_per_epoch or n_train
-            if row.samples != want_samples:
-                raise ProtocolViolation(setup, f"{where} samples", want_samples, row.samples)
-            if row.batch_size != min(expected.batch_size, want_samples):
-                raise ProtocolViolation(setup, f"{where} batch size", expected.batch_size, row.batch_size)
-            for field in HPARAMS:
-                if getattr(row, field) != getattr(expected, field):
-                    raise ProtocolViolation(setup, f"{where} {field}", getattr(expected, field), getattr(row, field))
+        for field in fields:
+            if field == "epochs":
+                continue
+            if field == "lr":
+                want_lr = expected.lr.lr_at(row.epoch, expected.epochs)
+                if abs(row.lr - want_lr) > 1e-12 * max(1.0, want_lr):
+                    raise ProtocolViolation(setup, f"{where} LR", want_lr, row.lr)
+                continue
+            want, got = wanted(field, expected, n_train), observed(field, row)
+            if got != want:
+                raise ProtocolViolation(setup, f"{where} {FIELD_WORDS[field]}", want, got)
 
 
 def expected_recipe(protocol: Protocol, phase: str) -> Recipe | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from prunebench import paths
 from prunebench.config import RunSpec
 from prunebench.errors import UserError
-from prunebench.setups import LADDER, RULES, WORDS
+from prunebench.setups import LADDER, PARTS, RULES, WORDS
 from prunebench.store import RunFiles
 
 FLOPS_TOLERANCE = 0.01
@@ -43,12 +43,8 @@ class StoredRun:
         recipe = self.phase(phase)
         if recipe is None:
             return 0 if part == "epochs" else None
-        if part == "epochs":
-            return recipe.epochs
-        if part == "lr":
-            return str(recipe.lr)
-        return (recipe.batch_size, recipe.samples_per_epoch, recipe.momentum, recipe.weight_decay,
-                recipe.nesterov, recipe.augment, recipe.pad)
+        values = tuple(str(v) if f == "lr" else v for f, v in ((f, getattr(recipe, f)) for f in PARTS[part]))
+        return values[0] if len(values) == 1 else values
 
 
 def load_run(store: RunFiles, run: str) -> StoredRun:
@@ -74,15 +70,32 @@ def load_run(store: RunFiles, run: str) -> StoredRun:
 
 def holds(rule: str, a: StoredRun, b: StoredRun) -> tuple[bool, object, object]:
     va, vb = a.value(rule), b.value(rule)
-    if rule == "total.flops":
+    kinds = (a.spec.kind, b.spec.kind)
+    if rule == "total.flops" and sorted(kinds) == ["pruned", "scratch"]:
+        # Scratch-B trains whole epochs up to the pipeline's FLOPs (K1*F1/F2 + K2, rounded down):
+        # it matches when it stays within the budget and less than one of its epochs below it
+        scratch, budget = (va, vb) if kinds[0] == "scratch" else (vb, va)
+        run = a if kinds[0] == "scratch" else b
+        epoch = scratch / max(1, run.metrics.get("epochs") or 1)  # type: ignore[operator]
+        ok = budget - epoch < scratch <= budget * (1 + FLOPS_TOLERANCE)  # type: ignore[operator]
+    elif rule == "total.flops":
         ok = abs(va - vb) <= FLOPS_TOLERANCE * max(va, vb)  # type: ignore[operator]
     else:
         ok = va == vb
     return ok, va, vb
 
 
+def _rules(setup: str, a: StoredRun, b: StoredRun) -> tuple[str, ...]:
+    """The rules a pair is held to under `setup`. A scratch baseline (SX-A/SX-B) starts from no
+    base and trains the suite's recipe for its matched budget: as the setup does, it is held to
+    the pruned architecture's target and the total budget only."""
+    if "scratch" in (a.spec.kind, b.spec.kind):
+        return ("target",) + tuple(r for r in RULES[setup] if r.startswith("total."))
+    return ("target",) + RULES[setup]
+
+
 def _first_broken(setup: str, a: StoredRun, b: StoredRun) -> tuple[str, object, object] | None:
-    for rule in ("target",) + RULES[setup]:
+    for rule in _rules(setup, a, b):
         ok, va, vb = holds(rule, a, b)
         if not ok:
             return rule, va, vb
@@ -104,7 +117,10 @@ def compare(a: StoredRun, b: StoredRun) -> dict:
                 "breaks": {"setup": LADDER[0], "words": words, **broken},
                 "sx": {setup: {"comparable": False, **broken} for setup in ("SX-A", "SX-B")}}
     strictest, breaks = None, None
-    for setup in LADDER:
+    if "scratch" in kinds:  # the ladder compares pruning pipelines; scratch baselines belong to SX-A / SX-B
+        breaks = {"setup": LADDER[0], "rule": "kind", "a": a.spec.kind, "b": b.spec.kind,
+                  "words": "kind of run (a scratch baseline is compared under SX-A and SX-B only)"}
+    for setup in LADDER if breaks is None else ():
         broken = _first_broken(setup, a, b)
         if broken:
             rule, va, vb = broken

@@ -10,8 +10,19 @@ schedules are left to the method there.
 
 from __future__ import annotations
 
-# One rule per line: "<what>" ; phase rules read "<phase>.<part>", part in epochs, lr, hparams
-# (batch size, samples per epoch, momentum, weight decay, nesterov, augmentation, precision).
+# One rule per line: "<what>" ; phase rules read "<phase>.<part>", part in epochs, lr, hparams.
+# PARTS says which fields of a phase's recipe each part covers: the one table of what a setup
+# fixes, field by field, read by the audit, `bench compare`, `bench validate` and the dry run
+# (every field of `Recipe` is in exactly one part; a test checks it).
+PARTS: dict[str, tuple[str, ...]] = {
+    "epochs": ("epochs",),
+    "lr": ("lr",),
+    "hparams": ("batch_size", "samples_per_epoch", "momentum", "weight_decay", "nesterov", "augment", "pad",
+                "precision"),
+}
+FIELD_WORDS = {"batch_size": "batch size", "samples_per_epoch": "samples per epoch", "momentum": "momentum",
+               "weight_decay": "weight decay", "nesterov": "nesterov", "augment": "augmentation",
+               "pad": "crop padding", "precision": "precision"}
 LADDER = ("S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2")
 RULES: dict[str, tuple[str, ...]] = {
     "S1": (),
@@ -28,12 +39,10 @@ WORDS = {
     "base": "the base checkpoint (the suite's base model of each seed, sha256 checked)",
     "retrain.epochs": "retraining epochs",
     "retrain.lr": "retraining LR schedule",
-    "retrain.hparams": "retraining batch size, samples per epoch, momentum, weight decay, nesterov, augmentation, "
-                       "precision",
+    "retrain.hparams": "retraining " + ", ".join(FIELD_WORDS[f] for f in PARTS["hparams"]),
     "prune.epochs": "pruning-phase epochs",
     "prune.lr": "pruning-phase LR schedule",
-    "prune.hparams": "pruning-phase batch size, samples per epoch, momentum, weight decay, nesterov, "
-                     "augmentation, precision",
+    "prune.hparams": "pruning-phase " + ", ".join(FIELD_WORDS[f] for f in PARTS["hparams"]),
     "total.epochs": "total epochs of pretrain + prune + retrain (Scratch-E trains them all)",
     "total.flops": "total training FLOPs of pretrain + prune + retrain (Scratch-B: K1*F1/F2 + K2 epochs)",
 }
@@ -44,16 +53,20 @@ def fixes(setup: str, rule: str) -> bool:
     return rule in RULES[setup]
 
 
+def fixed_fields(setup: str, phase: str) -> tuple[str, ...]:
+    """The fields of `phase`'s recipe that `setup` holds equal across methods."""
+    return tuple(f for part, fields in PARTS.items() if fixes(setup, f"{phase}.{part}") for f in fields)
+
+
 def free(setup: str) -> list[str]:
     """What a setup leaves to the method (the method's declared choice, else the protocol's default)."""
     return [r for r in ALL_RULES if r not in RULES[setup] and not r.startswith("total.")]
 
 
 def _hparams(recipe) -> str:
-    samples = recipe.samples_per_epoch or "one pass"
-    return (f"batch {recipe.batch_size}, samples/epoch {samples}, momentum {recipe.momentum}, "
-            f"weight decay {recipe.weight_decay}, nesterov {recipe.nesterov}, augment {recipe.augment}, "
-            f"precision {recipe.precision}")
+    values = {**{f: getattr(recipe, f) for f in PARTS["hparams"]},
+              "samples_per_epoch": recipe.samples_per_epoch or "one pass"}
+    return ", ".join(f"{FIELD_WORDS[f]} {values[f]}" for f in PARTS["hparams"])
 
 
 def rule_value(rule: str, protocol, base_epochs: int) -> str:

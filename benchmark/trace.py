@@ -25,6 +25,8 @@ class TraceRow(BaseModel):
     weight_decay: float = Field(description="optimizer weight decay, read from the optimizer")
     nesterov: bool = Field(description="optimizer nesterov flag, read from the optimizer")
     augment: str = Field(description="augmentation the loop applied")
+    pad: int | None = Field(None, description="zero padding of the random crop the loop applied (None: a trace "
+                            "written before prunebench recorded it)")
     precision: str = Field("fp32", description="arithmetic the loop ran forward and backward in (fp32, bf16)")
     macs: int = Field(description="forward MACs of the model trained in this epoch")
     train_loss: float

@@ -257,7 +257,7 @@ def _train_epoch(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tenso
         lr=max(seen_lrs, key=lambda v: abs(v - lr)) if seen_lrs else lr,
         samples=samples, steps=steps, batch_size=largest, momentum=group["momentum"],
         weight_decay=group["weight_decay"], nesterov=group["nesterov"], augment=recipe.augment,
-        precision=recipe.precision, macs=macs,
+        pad=recipe.pad, precision=recipe.precision, macs=macs,
         train_loss=loss_sum / max(samples, 1), train_acc=100.0 * correct / max(samples, 1),
         test_loss=test_loss, test_acc=test_acc, seconds=time.perf_counter() - started,
     )

@@ -12,7 +12,7 @@ RECIPE = Recipe(epochs=2, lr="0:0.1,1:0.01", batch_size=32, momentum=0.9, weight
 def row(epoch, **kw):
     base = dict(phase="retrain", epoch=epoch, lr=[0.1, 0.01][epoch] if epoch < 2 else 0.01, samples=100,
                 steps=4, batch_size=32, momentum=0.9, weight_decay=1e-4, nesterov=False, augment="crop+flip",
-                macs=1000,
+                pad=4, macs=1000,
                 train_loss=1.0, train_acc=50.0, test_loss=1.0, test_acc=50.0, seconds=0.1)
     return TraceRow(**{**base, **kw})
 
@@ -25,10 +25,13 @@ def test_a_faithful_phase_passes():
 @pytest.mark.parametrize("rows, rule", [
     ([row(0), row(1), row(2)], "retrain epochs"),
     ([row(0), row(1, lr=0.1)], "retrain epoch 1 LR"),
-    ([row(0, samples=200), row(1)], "retrain epoch 0 samples"),
-    ([row(0), row(1, weight_decay=0.0)], "retrain epoch 1 weight_decay"),
+    ([row(0, samples=200), row(1)], "retrain epoch 0 samples per epoch"),
+    ([row(0), row(1, weight_decay=0.0)], "retrain epoch 1 weight decay"),
     ([row(0, momentum=0.5), row(1)], "retrain epoch 0 momentum"),
     ([row(0, batch_size=64), row(1)], "retrain epoch 0 batch size"),
+    ([row(0), row(1, pad=0)], "retrain epoch 1 crop padding"),
+    ([row(0, pad=None), row(1)], "retrain epoch 0 crop padding"),  # a trace that does not say
+    ([row(0, precision="bf16"), row(1)], "retrain epoch 0 precision"),
 ])
 def test_each_broken_rule_is_named(rows, rule):
     with pytest.raises(ProtocolViolation) as e:

@@ -31,13 +31,13 @@ CASES = [
     # method, setup that catches it, rule, setup that leaves the freedom open
     (EXTRA_EPOCH, "S3.1", "retrain epochs", "S2"),
     (HIGHER_LR, "S3.2", "retrain epoch 0 LR", "S3.1"),
-    (NO_WD, "S3.1", "retrain epoch 0 weight_decay", "S2"),
+    (NO_WD, "S3.1", "retrain epoch 0 weight decay", "S2"),
     (LOW_MOMENTUM, "S3.1", "retrain epoch 0 momentum", "S2"),
     (OWN_BASE, "S2", "same base checkpoint (sha256)", "S1"),
     (LONG_PRUNE, "S4.1", "prune epochs", "S3.2"),
     (OVER_BUDGET, "SX-B", "total flops budget (+1% tolerance)", "S2"),
     (OVER_BUDGET, "SX-A", "total epochs budget (+0% tolerance)", "S2"),
-    (MORE_SAMPLES, "S3.1", "retrain epoch 0 samples", "S2"),
+    (MORE_SAMPLES, "S3.1", "retrain epoch 0 samples per epoch", "S2"),
 ]
 
 
@@ -173,3 +173,13 @@ def test_dry_run_prints_scratch_b_epochs_of_the_named_l1_configs(capsys):
     # 160-epoch base + 40 retraining epochs: int(160 * F1 / F2) + 40
     assert scratch_epochs_of("cifar10-resnet56") == {"config A": 178 + 40, "config B": 220 + 40}
     assert scratch_epochs_of("cifar10-vgg16") == {"config A": 243 + 40}
+
+
+def test_compare_finds_a_pruned_run_and_its_scratch_b_comparable_under_sx_b(user_protocols, tmp_path):
+    from prunebench.compare import compare_ids
+
+    _, rows = run("SX-B", "l1norm", tmp_path)
+    pruned, scratch = _pruned_id(rows, "l1norm"), _pruned_id(rows, "Scratch-B of l1norm")
+    result = compare_ids(tmp_path, pruned, scratch)
+    assert result["sx"]["SX-B"] == {"comparable": True}
+    assert result["breaks"]["rule"] == "kind"  # the ladder compares pruning pipelines only
