@@ -13,7 +13,6 @@ from prunebench.setups import FIELD_WORDS, fixed_fields, fixes
 from prunebench.trace import Trace, TraceRow
 
 
-
 def observed(field: str, row: TraceRow) -> object:
     """What the loop did for one recipe field in one epoch, read from the trace."""
     return row.samples if field == "samples_per_epoch" else getattr(row, field)
