@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prunebench.config import Protocol, Recipe
 from prunebench.errors import ProtocolViolation
-from prunebench.setups import FIELD_WORDS, fixed_fields, fixes
+from prunebench.setups import FIELD_WORDS, PARTS, fixed_fields, fixes
 from prunebench.trace import Trace, TraceRow
 
 
@@ -35,7 +35,17 @@ def audit_phase(setup: str, phase: str, expected: Recipe | None, rows: list[Trac
 
     `expected` is the protocol's recipe for the phase (None: the protocol has no such phase).
     """
-    fields = fixed_fields(setup, phase)
+    _audit_fields(setup, phase, expected, rows, n_train, fixed_fields(setup, phase))
+
+
+def audit_faithful(phase: str, recipe: Recipe, rows: list[TraceRow], n_train: int) -> None:
+    """A phase's trace against the recipe its run's spec says it trained, every field: what
+    `bench verify` checks of every run (base and scratch runs included)."""
+    _audit_fields("the run's spec", phase, recipe, rows, n_train, tuple(f for part in PARTS.values() for f in part))
+
+
+def _audit_fields(setup: str, phase: str, expected: Recipe | None, rows: list[TraceRow], n_train: int,
+                  fields: tuple[str, ...]) -> None:
     if "epochs" in fields:
         want = expected.epochs if expected else 0
         if len(rows) != want:

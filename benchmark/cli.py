@@ -96,6 +96,17 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: reports/)")
     rp.add_argument("--store", type=Path, help=f"run store (default ${paths.STORE_ENV} or the user cache)")
     rp.add_argument("--json", action="store_true", help="also print the tables as JSON")
+    rp.add_argument("--verify", action="store_true",
+                    help="verify every run of the tables first (`bench verify`) and leave out rows whose runs fail")
+    rp.add_argument("--data-root", type=Path, help="dataset root for --verify's re-evaluation (as for `bench run`)")
+
+    ve = sub.add_parser("verify", help="re-derive finished runs from their files in a fresh process: model sha256, "
+                        "architecture from the plan, target, MACs, test accuracy, trace re-audit, index")
+    ve.add_argument("runs", nargs="*", metavar="RUN", help="run ids or unique prefixes (default: every finished run)")
+    ve.add_argument("--store", type=Path, help=f"run store (default ${paths.STORE_ENV} or the user cache)")
+    ve.add_argument("--data-root", type=Path, help="dataset root for the re-evaluation (as for `bench run`)")
+    ve.add_argument("--device", default="cpu", help="torch device of the re-evaluation (default cpu)")
+    ve.add_argument("--json", action="store_true", help="print a JSON list")
 
     va = sub.add_parser("validate", help="check a protocol file; show what it fixes and what it leaves free")
     va.add_argument("file", type=Path, help="protocol YAML file")
@@ -129,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             signals.install()
         args = _parser().parse_args(argv)
         commands = {"run": cmd_run, "list": cmd_list, "flops": cmd_flops, "validate": cmd_validate,
-                    "compare": cmd_compare, "crossval": cmd_crossval, "report": cmd_report}
+                    "compare": cmd_compare, "crossval": cmd_crossval, "report": cmd_report, "verify": cmd_verify}
         return commands[args.command](args)
     except (KeyboardInterrupt, signals.Terminated) as e:
         return _stopped(e)
@@ -140,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: error: {e}", file=sys.stderr)
             return 2
         if isinstance(e, ProtocolViolation):
-            print(f"bench: protocol violation: {e}. The run is marked violated in the store and "
-                  "will not enter a leaderboard.", file=sys.stderr)
+            where = (f"Run {e.recorded[:12]} is marked violated in the store and will not enter a leaderboard."
+                     if e.recorded else "It was found while planning, before the run it concerns started; nothing of that run "
+                     "was trained or stored.")
+            print(f"bench: protocol violation: {e}. {where}", file=sys.stderr)
             return 3
         raise
 
@@ -394,7 +407,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from prunebench.report import build, to_json, write_report
+    from prunebench.report import build, report_runs, to_json, write_report
     from prunebench.store import Store
 
     root = args.store or paths.default_store()
@@ -402,13 +415,56 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UserError(f"no run store at {root} (no {paths.db_path(root).name}); pass --store DIR of a store "
                         "that `bench run` wrote.")
     store = Store(root)
-    written = write_report(store, args.out, args.suite, args.protocol, args.reference)
+    if args.verify:
+        from prunebench.reverify import verify_runs
+
+        ids = report_runs(store, args.suite, args.protocol)
+        print(f"verifying {len(ids)} runs of the report ...", file=sys.stderr, flush=True)
+        verdicts = verify_runs(root, ids, args.data_root, progress=_verify_progress)
+        failed = [v for v in verdicts if not v.ok]
+        for v in failed:
+            print(f"  refused: {v.row} seed {v.seed} (run {v.run_id[:12]}): {'; '.join(v.problems)}", file=sys.stderr)
+        store = Store(root)  # the verifications just recorded
+    written = write_report(store, args.out, args.suite, args.protocol, args.reference, verified_only=args.verify)
     if args.json:
-        print(json.dumps(to_json(build(store, args.suite, args.protocol, args.reference)), indent=1))
+        print(json.dumps(to_json(build(store, args.suite, args.protocol, args.reference, args.verify)), indent=1))
         return 0
     for path in written:
         print(path)
     return 0
+
+
+def _verify_progress(verdict, done: int, total: int) -> None:
+    mark = "ok" if verdict.ok else "FAILED"
+    print(f"[{done}/{total}] {verdict.row} seed {verdict.seed} (run {verdict.run_id[:12]}): {mark}", file=sys.stderr,
+          flush=True)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from prunebench.reverify import finished_runs, index_problems, resolve_ids, verify_runs
+
+    root = args.store or paths.default_store()
+    if not paths.runs_dir(root).is_dir():
+        raise UserError(f"no run store at {root} (no runs/ folder); pass --store DIR of a store that `bench run` "
+                        "wrote.")
+    ids = resolve_ids(root, args.runs) if args.runs else finished_runs(root)
+    if not ids:
+        raise UserError(f"the store {root} has no finished run to verify.")
+    verdicts = verify_runs(root, ids, args.data_root, args.device, progress=None if args.json else _verify_progress)
+    stray = index_problems(root) if not args.runs else []
+    if args.json:
+        print(json.dumps([{**v.__dict__, "ok": v.ok} for v in verdicts] + [{"index": p} for p in stray], indent=1))
+    else:
+        rows = [[v.run_id[:12], v.row, v.seed, "ok" if v.ok else "FAILED",
+                 "; ".join(v.problems + [f"({f})" for f in v.flags]) or "-"] for v in verdicts]
+        print(tabulate(rows, headers=["run", "row", "seed", "verified", "problems (flags)"], maxcolwidths=[None, 30, None,
+                                                                                                       None, 80]))
+        for line in stray:
+            print(f"index: {line}")
+        failed = sum(not v.ok for v in verdicts)
+        print(f"\n{len(verdicts) - failed} of {len(verdicts)} runs verified"
+              + (f"; {failed} FAILED" if failed else "") + (f"; {len(stray)} index problems" if stray else "") + ".")
+    return 0 if all(v.ok for v in verdicts) and not stray else 1
 
 
 def _rounded(value, digits: int = 4):

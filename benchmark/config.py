@@ -259,5 +259,12 @@ def canonical(model: BaseModel) -> str:
     )
 
 
+def content_sha256(model: BaseModel) -> str:
+    """sha256 of a config's content (every field, defaults included, sorted keys): what a suite
+    or protocol *is*, whatever its file's name, comments or layout."""
+    text = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def run_id(spec: RunSpec) -> str:
     return hashlib.sha256(canonical(spec).encode()).hexdigest()

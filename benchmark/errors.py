@@ -1,5 +1,7 @@
 """Errors a user can cause and fix; the CLI prints them as one paragraph, without a traceback."""
 
+from __future__ import annotations
+
 
 class UserError(Exception):
     """Bad input: the message says what was wrong, where, and what to do."""
@@ -28,4 +30,9 @@ class ProtocolViolation(Exception):
 
     def __init__(self, setup: str, rule: str, expected: object, actual: object) -> None:
         self.setup, self.rule, self.expected, self.actual = setup, rule, expected, actual
+        self.recorded: str | None = None  # the run id whose record says so (None: stopped before any run)
         super().__init__(f"{setup}: rule {rule!r} broken: expected {expected}, got {actual}")
+
+    def recorded_as(self, run_id: str) -> ProtocolViolation:
+        self.recorded = run_id
+        return self

@@ -99,7 +99,8 @@ class RayExecutor(Executor):
                         progress.finish(job.spec.run_id, f"done {label}: test acc {value['test_acc']:.2f}% "
                                                          f"({value['seconds']:.0f} s)")
                         continue
-                    error = ProtocolViolation(*value) if status == "violated" else UserError(value)
+                    error = (ProtocolViolation(*value).recorded_as(job.spec.run_id) if status == "violated"
+                             else UserError(value))
                     progress.finish(job.spec.run_id, f"{label}: {error}")
                     failure = failure or error  # let the runs in flight finish, then stop
         finally:

@@ -40,6 +40,7 @@ from prunebench.penalties import Penalty
 from prunebench.pruning import PruningPlan
 from prunebench.schedule import LRSchedule
 from prunebench.setups import fixes
+from prunebench.targets import TargetRule
 
 
 class MethodSettings(BaseModel):
@@ -243,6 +244,11 @@ class Method:
     def runs_own_code_in_loop(cls) -> bool:
         """Whether the method needs its own code inside the training loop (the open division)."""
         return cls.regularizer is not Method.regularizer
+
+    def target_rule(self, settings: BaseModel) -> TargetRule:
+        """How the method reaches a target, which the harness checks every plan against
+        (`prunebench.targets`): per layer by Li et al.'s rounding unless it says otherwise."""
+        return TargetRule()
 
     def rewind_epoch(self, settings: BaseModel) -> int | None:
         """Epoch of the base training whose weights the pruned model restarts from (the lottery

@@ -33,6 +33,7 @@ from prunebench._registry import did_you_mean
 from prunebench.config import MethodSpec, Protocol, canonical
 from prunebench.errors import ProtocolViolation, UserError
 from prunebench.penalties import Penalty
+from prunebench.targets import TargetRule
 
 if TYPE_CHECKING:
     import torch
@@ -109,6 +110,7 @@ class Declared:
     penalty: Penalty | None
     rewind: int | None
     source: MethodSpec | None = None
+    target_rule: TargetRule = field(default_factory=TargetRule)  # how its plans are checked against a target
 
 
 @dataclass
@@ -198,6 +200,7 @@ class Planner:
             penalty = TypeAdapter(Penalty).validate_json(reply["penalty"]) if reply["penalty"] else None
             rewind = reply["rewind"]
             assert rewind is None or type(rewind) is int
+            rule = TargetRule.model_validate_json(reply["target_rule"])
             source = None
             if reply["source"] is not None:
                 name, settings, code = reply["source"]
@@ -207,7 +210,7 @@ class Planner:
             raise UserError(f"method {mspec.name!r} declared choices the harness cannot accept: {problems}.") from None
         except (AssertionError, KeyError, TypeError, ValueError):
             raise _malformed(mspec.name, "declaration") from None
-        return Declared(choices, penalty, rewind, source)
+        return Declared(choices, penalty, rewind, source, rule)
 
     def plan(self, mspec: MethodSpec, model: nn.Module, inputs: PlanInputs) -> PruningPlan:
         return plan_from_reply(mspec.name, self._ask_plan("plan", mspec, model, inputs))

@@ -36,6 +36,7 @@ from prunebench.method import (
 )
 from prunebench.models import ARCHS
 from prunebench.pruning import PruningPlan
+from prunebench.targets import TargetRule
 
 
 class MethodHost:
@@ -107,11 +108,15 @@ class MethodHost:
             raw = origin.settings(getattr(settings, "source_settings", {}))
             source = [origin.name, json.dumps(raw.model_dump(mode="json", exclude_defaults=True)), method_code(origin)]
         rewind = method.rewind_epoch(settings)
+        rule = method.target_rule(settings)
+        if not isinstance(rule, TargetRule):
+            raise UserError(f"method {method.name!r}: target_rule() returned {type(rule).__name__}, not a TargetRule")
         after = canonical(protocol)
         return {
             "choices": chosen.model_dump_json(),
             "altered": None if after == before else [_digest(before), _digest(after)], "penalty": penalty.model_dump_json() if penalty else "",
             "rewind": None if rewind is None else int(rewind), "source": source,
+            "target_rule": rule.model_dump_json(),
         }
 
     def op_data(self, request: dict) -> None:

@@ -51,7 +51,8 @@ class Cell:
     params: int | None = None
     speedup: float | None = None
     missing: dict[int, str] = field(default_factory=dict)  # seed -> why it is missing
-    superseded: list[str] = field(default_factory=list)  # runs of an older version of the row, left out
+    superseded: list[str] = field(default_factory=list)  # an older run of the same seed and version, left out
+    verified: str = "no"  # yes: every run verified by `bench verify` (files unchanged since); FAILED; no
     reference: str | None = None
     comparison: stats.Comparison | None = None
     p_adjusted: float | None = None
@@ -75,14 +76,21 @@ class Table:
     reference_note: str = ""  # how the reference row was chosen, where the default one is missing
     division: str = "closed"  # open: method code ran inside training; never mixed with closed rows
     unsandboxed: list[str] = field(default_factory=list)  # rows with a run whose planning was not sandboxed
+    suite_sha256: str = ""  # the suite and protocol content every run of the table was audited against
+    protocol_sha256: str = ""
+    identity: str = ""  # "" for the shipped files' content, else e.g. "custom protocol S3.2 (sha256 1a2b...)"
+    machines: list[str] = field(default_factory=list)  # where its runs ran, when more than one machine
 
     @property
     def name(self) -> str:
-        return f"{self.suite} {self.setup} {self.target}" + (" (open division)" if self.division == "open" else "")
+        return (f"{self.suite} {self.setup} {self.target}" + (f" ({self.identity})" if self.identity else "")
+                + (" (open division)" if self.division == "open" else ""))
 
     @property
     def slug(self) -> str:
-        return _slug(f"{self.suite}_{self.setup}_{self.target}" + ("_open" if self.division == "open" else ""))
+        return _slug(f"{self.suite}_{self.setup}_{self.target}" + (f"_{self.protocol_sha256[:12]}" if self.identity
+                                                                  else "")
+                     + ("_open" if self.division == "open" else ""))
 
 
 def _slug(text: str) -> str:
@@ -141,30 +149,34 @@ def _mean(values: pd.Series) -> float | None:
 
 
 def _latest(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """The runs of a row's latest version: a method whose code changed since some of its runs
-    (`method_code`) has those runs superseded, as has any older run of the same seed. Latest
-    means last indexed, i.e. the version last run."""
-    runs = runs.sort_values("updated")
-    if runs["method_code"].notna().any():
-        code = runs["method_code"].dropna().iloc[-1]
-        current = runs[runs["method_code"].isna() | (runs["method_code"] == code)]
-    else:
-        current = runs
+    """The runs of one version of a row, the latest of each seed: an older run of the same seed
+    (e.g. trained again after its files were set aside) is superseded. Versions of a method's
+    code are separate rows (`_versions`), never superseded by one another."""
+    current = runs.sort_values("updated")
     done = current[current["status"] == "done"]
     keep = set(done.drop_duplicates("seed", keep="last")["id"]) | set(current[current["status"] != "done"]["id"])
     return current[current["id"].isin(keep)], sorted(set(runs["id"]) - keep)
 
 
-def _cell(row: str, runs: pd.DataFrame, seeds: list[int], base_acc: dict[int, float]) -> Cell:
+def _cell(row: str, runs: pd.DataFrame, seeds: list[int], base_acc: dict[int, float],
+          checks: Verifications | None = None) -> Cell:
     runs, superseded = _latest(runs)
     done = runs[runs["status"] == "done"].sort_values("seed")
     missing: dict[int, str] = {}
+    checks = checks or Verifications()
+    marks = [checks.mark(i) for i in done["id"]]
+    verified = "FAILED" if "FAILED" in marks else ("yes" if marks and all(m == "yes" for m in marks) else "no")
+    if checks.strict:  # `bench report --verify`: a run that fails (or was not verified) is no result
+        refused = {i: checks.why(i) for i in done["id"] if checks.mark(i) != "yes"}
+        for _, r in done[done["id"].isin(refused)].iterrows():
+            missing[int(r["seed"])] = f"refused by verification (run {r['id'][:12]}: {refused[r['id']]})"
+        done = done[~done["id"].isin(refused)]
     for seed in seeds:
-        if seed in set(done["seed"]):
+        if seed in set(done["seed"]) or seed in missing:
             continue
         others = runs[runs["seed"] == seed]
         if others.empty:
-            missing[seed] = "not run" + (" with the latest code of the method" if superseded else "")
+            missing[seed] = "not run"
         elif (others["status"] == "violated").any():
             missing[seed] = f"violated ({others[others['status'] == 'violated'].iloc[0]['violation']})"
         elif (others["status"] == "failed").any():
@@ -182,7 +194,7 @@ def _cell(row: str, runs: pd.DataFrame, seeds: list[int], base_acc: dict[int, fl
         ta_train=_mean(done["ta_train"]), ta_test=_mean(done["ta_test"]),
         ta_epochs=int(done["ta_epochs"].dropna().iloc[0]) if done["ta_epochs"].notna().any() else None,
         macs=_mean_int(done["macs"]), effective_macs=_mean_int(done["effective_macs"]),
-        params=_mean_int(done["params"]), missing=missing, superseded=superseded)
+        params=_mean_int(done["params"]), missing=missing, superseded=superseded, verified=verified)
 
 
 def _scratch_of(runs: pd.DataFrame) -> str | None:
@@ -194,23 +206,92 @@ def _scratch_of(runs: pd.DataFrame) -> str | None:
     return MethodSpec(name=first["method"], settings=json.loads(first["settings"] or "{}")).without_recipe.label
 
 
+@dataclass
+class Verifications:
+    """The store's last `bench verify` of each run (`Store.verifications`); `strict`: rows of runs
+    that did not pass are refused (`bench report --verify`)."""
+
+    found: dict[str, dict] = field(default_factory=dict)
+    strict: bool = False
+
+    def mark(self, run_id: str) -> str:
+        found = self.found.get(run_id)
+        return "no" if found is None else ("yes" if found["ok"] else "FAILED")
+
+    def why(self, run_id: str) -> str:
+        found = self.found.get(run_id)
+        return "not verified" if found is None else "; ".join(found["problems"]) or "passed"
+
+
+def report_runs(store: Store, suite: str | None = None, protocol: str | None = None) -> list[str]:
+    """The finished runs a report's tables are built from (base models included)."""
+    df = load_runs(store, suite, protocol)
+    return sorted(df[df["status"] == "done"]["id"])
+
+
+def _versions(row: str, runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """A row's runs by version of the method's code (`method_code`), each its own row: the
+    version last run keeps the plain label, older ones read 'l1norm (older code 1a2b3c4d)'."""
+    codes = runs["method_code"].fillna("")
+    order = sorted(set(codes), key=lambda c: runs[codes == c]["updated"].max())
+    return [(row if code == order[-1] else f"{row} (older code {code[:8] or 'unrecorded'})", runs[codes == code])
+            for code in order]
+
+
+def shipped_content() -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    """sha256 of the content of every suite and protocol file in the protocols folders (the
+    shipped ones and $PRUNEBENCH_PROTOCOLS): what a table's own content is checked against."""
+    from prunebench.config import Protocol, content_sha256
+    from prunebench.protocol_files import list_protocols, load_suites, read_model
+
+    try:
+        suites = load_suites()
+        found = {name: content_sha256(suites.get(name)) for name in suites}
+        protocols = {}
+        for suite_name, setup, path in list_protocols():
+            try:
+                protocols[(suite_name, setup)] = content_sha256(read_model(path, Protocol))
+            except UserError:
+                continue
+    except UserError:
+        return {}, {}
+    return found, protocols
+
+
+def identity(suite: str, setup: str, suite_sha: str, protocol_sha: str,
+             shipped: tuple[dict[str, str], dict[tuple[str, str], str]]) -> str:
+    """How a table's protocol differs from the file of its name: '' when it is that file's content."""
+    if not protocol_sha or not suite_sha:
+        return "protocol content not recorded (runs of an older prunebench)"
+    parts = []
+    if shipped[0].get(suite) != suite_sha:
+        parts.append(f"custom suite {suite} (sha256 {suite_sha[:12]})")
+    if shipped[1].get((suite, setup)) != protocol_sha:
+        parts.append(f"custom protocol {setup} (sha256 {protocol_sha[:12]})")
+    return ", ".join(parts)
+
+
 def build(store: Store, suite: str | None = None, protocol: str | None = None,
-          reference: str | None = None) -> list[Table]:
-    """The tables of every (suite, protocol, target) in the store, statistics included."""
+          reference: str | None = None, verified_only: bool = False) -> list[Table]:
+    """The tables of every (suite content, protocol content, target) in the store, statistics
+    included. A file with a shipped name but other content gets its own table."""
     df = load_runs(store, suite, protocol)
     tables = []
+    for column, default in (("division", "closed"), ("suite_sha256", ""), ("protocol_sha256", ""), ("machine", "")):
+        df = df.assign(**{column: df[column].fillna(default) if column in df else default})
     runs = df[df["kind"] != "base"]
     bases = df[df["kind"] == "base"]
-    if "division" not in runs:
-        runs = runs.assign(division="closed")
-    for (suite_name, setup, division), group in sorted(runs.groupby(["suite", "setup", "division"]),
-                                                       key=lambda kv: kv[0]):
+    shipped = shipped_content()
+    checks = Verifications(store.verifications(), strict=verified_only)
+    keys = ["suite", "setup", "division", "suite_sha256", "protocol_sha256"]
+    for (suite_name, setup, division, suite_sha, protocol_sha), group in sorted(runs.groupby(keys),
+                                                                                key=lambda kv: kv[0]):
         # the dense cell: the base models this protocol's pipelines start from (the longest per seed)
         used = bases[bases["id"].isin(set(group["base"].dropna())) & (bases["status"] == "done")]
         used = used.sort_values("epochs")
         used = used.drop_duplicates("seed", keep="last")
         seeds = sorted(set(group["seed"]) | set(used["seed"]))
-        dense = _cell(DENSE, used, seeds, {}) if not used.empty else None
+        dense = _cell(DENSE, used, seeds, {}, checks) if not used.empty else None
         if dense:
             dense.speedup = 1.0
         base_acc = dense.scores if dense else {}
@@ -218,16 +299,21 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
         for target, at in sorted(group.groupby("target"), key=lambda kv: kv[0]):
             cells, scratch_of = [], {}
             for row, part in at.groupby("row"):
-                cells.append(_cell(str(row), part, seeds, base_acc))
-                scratch_of[str(row)] = _scratch_of(part)
+                for label, version in _versions(str(row), part):
+                    cells.append(_cell(label, version, seeds, base_acc, checks))
+                    scratch_of[label] = _scratch_of(version)
             for c in cells:
                 c.speedup = dense_macs / c.effective_macs if dense_macs and c.effective_macs else None
             complete = sorted([c for c in cells if c.complete], key=lambda c: -c.summary.mean)  # type: ignore[union-attr]
             incomplete = [c for c in cells if not c.complete]
             note = _test_against_reference(complete, setup, reference, scratch_of)
             unsandboxed = sorted({str(r) for r, sb in zip(at["row"], at.get("sandboxed", [])) if sb == 0})
+            done = pd.concat([at[at["status"] == "done"], used])
+            machines = sorted({m or "not recorded" for m in done["machine"]})
             tables.append(Table(suite_name, setup, str(target), seeds, dense, complete, incomplete,
-                                _all_pairs(complete), note, str(division), unsandboxed))
+                                _all_pairs(complete), note, str(division), unsandboxed, suite_sha, protocol_sha,
+                                identity(suite_name, setup, suite_sha, protocol_sha, shipped),
+                                machines if len(machines) > 1 else []))
     if reference is not None and not any(c.row == reference for t in tables for c in t.cells):
         rows = sorted({c.row for t in tables for c in t.cells})
         raise UserError(f"--reference {reference!r} is not a row of any leaderboard here; rows: {', '.join(rows)}.")
@@ -298,7 +384,8 @@ def _p(p: float | None) -> str:
 
 
 HEADERS = ["rank", "", "test acc % (mean ± std)", "95% CI", "n", "drop", "vs", "Δ [95% CI]", "p (Holm)",
-           "P(A>B)", "verdict", "TA train", "TA test", "MACs", "eff. MACs", "params", "speedup", "runs"]
+           "P(A>B)", "verdict", "TA train", "TA test", "MACs", "eff. MACs", "params", "speedup", "verified", "runs"]
+VERIFIED = {"yes": "✓", "FAILED": "✗ FAILED", "no": "–"}
 
 
 def _row(rank: str, c: Cell) -> list[str]:
@@ -317,6 +404,7 @@ def _row(rank: str, c: Cell) -> list[str]:
         f"{c.effective_macs:,}" if c.effective_macs is not None else "-",
         f"{c.params:,}" if c.params is not None else "-",
         f"{c.speedup:.2f}x" if c.speedup else "-",
+        VERIFIED[c.verified],
         " ".join(c.runs[s][:8] for s in sorted(c.runs)),
     ]
 
@@ -354,18 +442,28 @@ NOTES = (
     "than 3 seeds no test is run. P(A>B): share of seeds where the row beats its reference (ties half). "
     "TA: trainability accuracy (Wang et al. Eq. 1), mean train / test accuracy over the first LR stage of the "
     "final phase. MACs: forward multiply-accumulates of one image (torch.utils.flop_counter); effective MACs "
-    "weight each layer by its non-zero fraction (masked models); speedup from effective MACs. Runs: the ids "
-    "(8 characters) behind each row, by seed."
+    "weight each layer by its non-zero fraction (masked models); speedup from effective MACs. Verified: ✓ when "
+    "`bench verify` re-derived every run of the row (model file, architecture, target, MACs, test accuracy, trace "
+    "re-audit, index) and its record is unchanged since; ✗ when one failed; – when not verified (`bench report "
+    "--verify` verifies first and refuses rows that fail). Runs: the ids (8 characters) behind each row, by seed."
 )
 
 
 def division_heading(t: Table) -> str:
-    return " — OPEN DIVISION" if t.division == "open" else ""
+    return (f" — {t.identity}" if t.identity else "") + (" — OPEN DIVISION" if t.division == "open" else "")
 
 
 def division_note(t: Table) -> str:
-    """What a reader must know about how the table's method code ran."""
+    """What a reader must know about the table's protocol, where its runs ran and how their method
+    code ran."""
     notes = []
+    if t.identity.startswith("custom"):
+        notes.append(f"Its runs were audited against a {t.identity.replace('custom', 'protocol file', 1)} whose "
+                     "content is not the file of that name in the protocols folders: they are never ranked with "
+                     "the runs of that file.")
+    if t.machines:
+        notes.append(f"Its runs come from {len(t.machines)} machines ({'; '.join(t.machines)}): floating-point "
+                     "kernels differ between CPUs and GPUs, so equal runs can differ slightly between them.")
     if t.division == "open":
         notes.append("Open division: method code ran inside the training process (`--division open`); these rows "
                      "are not comparable with the closed division's and are ranked only against each other.")
@@ -537,10 +635,10 @@ def plot_ta_vs_final(tables: list[Table], path: Path) -> Path | None:
 # --- the report ----------------------------------------------------------------------------
 
 def write_report(store: Store, out: Path, suite: str | None = None, protocol: str | None = None,
-                 reference: str | None = None) -> list[Path]:
+                 reference: str | None = None, verified_only: bool = False) -> list[Path]:
     """Write the Markdown leaderboards (one per suite and protocol), plots and `index.html`
     into `out`; return the files written."""
-    tables = build(store, suite, protocol, reference)
+    tables = build(store, suite, protocol, reference, verified_only)
     if not tables:
         raise UserError(f"the store {store.root} has no pruned or scratch runs"
                         f"{' of suite ' + repr(suite) if suite else ''}{' under ' + protocol if protocol else ''}; "
@@ -550,14 +648,15 @@ def write_report(store: Store, out: Path, suite: str | None = None, protocol: st
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     images: dict[str, list[Path]] = {}
-    groups: dict[tuple[str, str], list[Table]] = {}
-    for t in tables:
-        groups.setdefault((t.suite, t.setup), []).append(t)
-    for (suite_name, setup), group in groups.items():
-        slug = _slug(f"{suite_name}_{setup}")
+    groups: dict[tuple[str, str, str], list[Table]] = {}
+    for t in tables:  # one page per suite and protocol content
+        groups.setdefault((t.suite, t.setup, t.protocol_sha256 if t.identity else ""), []).append(t)
+    for (suite_name, setup, custom), group in groups.items():
+        slug = _slug(f"{suite_name}_{setup}" + (f"_{custom[:12]}" if custom else ""))
         shared = [p for p in (plot_accuracy_vs_ratio(group, out / f"{slug}_accuracy_vs_ratio.png"),
                               plot_ta_vs_final(group, out / f"{slug}_ta_vs_final.png")) if p]
-        parts = [f"# Leaderboard: {suite_name} under {setup}", "", NOTES, ""]
+        heading = f" ({group[0].identity})" if group[0].identity else ""
+        parts = [f"# Leaderboard: {suite_name} under {setup}{heading}", "", NOTES, ""]
         for t in group:
             curves = plot_learning_curves(store, t, out / f"{t.slug}_curves.png")
             images[t.slug] = [curves] if curves else []
@@ -582,13 +681,15 @@ def to_json(tables: list[Table]) -> list[dict]:
         return {"row": c.row, "n": s.n if s else 0, "mean": s.mean if s else None, "std": s.std if s else None,
                 "ci": list(s.ci) if s and s.ci else None, "drop": c.drop, "ta_train": c.ta_train,
                 "ta_test": c.ta_test, "ta_epochs": c.ta_epochs, "macs": c.macs, "effective_macs": c.effective_macs,
-                "params": c.params, "speedup": c.speedup, "reference": c.reference,
+                "params": c.params, "speedup": c.speedup, "reference": c.reference, "verified": c.verified,
                 "delta": comp.delta if comp else None, "delta_ci": list(comp.ci) if comp and comp.ci else None,
                 "test": comp.test if comp else None, "p": comp.p if comp else None, "p_holm": c.p_adjusted,
                 "prob_better": comp.prob_a_better if comp else None, "verdict": c.verdict,
                 "scores": {str(k): v for k, v in c.scores.items()}, "runs": {str(k): v for k, v in c.runs.items()},
                 "missing": {str(k): v for k, v in c.missing.items()}}
     return [{"suite": t.suite, "setup": t.setup, "target": t.target, "division": t.division,
+             "suite_sha256": t.suite_sha256 or None, "protocol_sha256": t.protocol_sha256 or None,
+             "protocol": t.identity or "as shipped", "machines": t.machines,
              "unsandboxed": t.unsandboxed, "seeds": t.seeds,
              "dense": cell(t.dense) if t.dense else None, "cells": [cell(c) for c in t.cells],
              "incomplete": [cell(c) for c in t.incomplete], "reference_note": t.reference_note or None}

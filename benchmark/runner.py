@@ -33,10 +33,10 @@ from pydantic import ValidationError
 from torch import nn
 
 import prunebench
-from prunebench import audit, paths, penalties, signals
+from prunebench import audit, machine, paths, penalties, signals, targets
 from prunebench._atomic import sha256_file, write_atomic
 from prunebench.budget import Budgets
-from prunebench.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical
+from prunebench.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical, content_sha256
 from prunebench.data import DATASETS, Split, TensorData, check_data_root, load_dataset
 from prunebench.errors import ProtocolViolation, TrainingFailed, UserError
 from prunebench.executor import Executor, SequentialExecutor
@@ -82,6 +82,7 @@ class Start:
     phases: list[tuple[str, Recipe]]
     prior: Trace = field(default_factory=Trace)
     masks: Masks | None = None  # unstructured pruning: weights held at zero while training
+    target: dict[str, Any] | None = None  # what the plan keeps against its target (`targets.check`)
 
 
 @dataclass
@@ -105,6 +106,11 @@ def _code_version() -> str:
     return f"prunebench {prunebench.__version__}" + (f" ({commit})" if commit else "")
 
 
+def _raise(error: Exception, directory: Path) -> Start:
+    """The start of a run that cannot start: it raises, inside the run, so the run records it."""
+    raise error
+
+
 Borrowed = dict[str, tuple[str, Recipe]]  # method (as given) -> (lender's label, retraining recipe)
 
 
@@ -126,7 +132,9 @@ class Harness:
         self.dataset = DATASETS.get(self.suite.dataset)
         self.input_shape = self.dataset.input_shape
         self.store_root = Path(store)
-        self.protocol_sha256 = protocol_sha256
+        self.protocol_file_sha256 = protocol_sha256  # the file's bytes, as given (provenance)
+        # what tables group by: the content each run was audited against, whatever its name
+        self.protocol_sha256, self.suite_sha256 = content_sha256(protocol), content_sha256(self.suite)
         self.data_root = data_root
         check_data_root(data_root)  # a named root that does not exist is an error, even if every run is cached
         self.set_device(device)
@@ -195,6 +203,7 @@ class Harness:
     def _index(self, spec: RunSpec, status: str, metrics: dict[str, Any] | None = None,
                violation: str | None = None, failure: str | None = None) -> None:
         """Record a run's state in the SQLite index; in a worker, kept for the driver to record."""
+        metrics = metrics if metrics is not None else self.audited_against(spec)  # which table it belongs to
         if self._records is not None:
             self._records.append((spec, status, metrics, violation, failure))
         else:
@@ -390,8 +399,10 @@ class Harness:
                         chosen = chosen.model_copy(update={"retrain": recipe})
                     shared = self.base_recipe
                     if self.squeezes:  # needs the speedup before the base exists: planned on a fresh model
-                        shared = self.budgets.pipeline_base(self._macs_of(self._plan(source, source_spec,
-                                                                             self._fresh(seed), seed)))
+                        fresh = self._fresh(seed)
+                        planned = self._plan(source, source_spec, fresh, seed)
+                        self._check_target(planned, source, source_spec, fresh)
+                        shared = self.budgets.pipeline_base(self._macs_of(planned))
                     base = self.base_spec(seed, chosen.base or shared)
                     rewind = self.declared(source_spec).rewind
                     if rewind is not None and not 0 <= rewind <= base.phases[0][1].epochs:
@@ -401,7 +412,17 @@ class Harness:
                     yield from once(self._base_job(base))
                     if live and (ready is not None and not ready(base.run_id) or self.files.failure(base.run_id)):
                         continue  # not trained yet (parallel), or failed: nothing starts from it
-                    plan = self._plan_on(source, source_spec, seed, base.run_id if live else None)
+                    try:
+                        plan = self._plan_on(source, source_spec, seed, base.run_id if live else None)
+                    except ProtocolViolation as v:
+                        if not live:
+                            raise
+                        # the trained base fails its check (e.g. its sha256): a violation of the run
+                        # that starts from it, recorded there (its start raises it)
+                        spec = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender,
+                                                penalty=self.declared(source_spec).penalty)
+                        yield from once(Planned(spec, spec.row, target, self.dense_macs, start=partial(_raise, v)))
+                        continue
                     macs = self._macs_of(plan)
                     chosen = self.budgets.fit(chosen, macs)
                     spec = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender,
@@ -460,7 +481,20 @@ class Harness:
         if key not in self._plans:
             model = self._load_base(base_id) if base_id else self._fresh(seed)
             self._plans[key] = self._plan(method, mspec, model, seed)
+            if base_id is None:  # planned before anything trains: a plan that misses its target stops the grid
+                self._check_target(self._plans[key], method, mspec, model)
+            # (on the trained base the run itself checks it, and records a miss as its violation)
         return self._plans[key]
+
+    def _check_target(self, plan: PruningPlan, method: MethodInfo, mspec: MethodSpec,
+                      model: nn.Module) -> dict[str, Any]:
+        """The plan against its target, on the unpruned `model` (`targets.check`): what it keeps,
+        or a `ProtocolViolation` on the rule "pruning target"."""
+        rule = self.declared(mspec).target_rule
+        rule.check_visible(self.setup, mspec.settings)
+        kept = targets.check(self.setup, plan, model, self.arch, Target(ratio=mspec.ratio, config=mspec.config),
+                             rule, method.granularity)
+        return {**kept, "rule": rule.model_dump(mode="json")}
 
     def _plan(self, method: MethodInfo, mspec: MethodSpec, model: nn.Module, seed: int,
               intent: PruningPlan | None = None) -> PruningPlan:
@@ -553,6 +587,7 @@ class Harness:
         if (violation := self.checks.readable(spec, self.files.violation, "violation.json")) is not None:  # stopped before
             raise violation
         directory = self.files.prepare(spec)
+        write_atomic(directory / "protocol.json", json.dumps(self.audited_against(spec), indent=1))
         self.checks.discard_damaged(spec, directory)
         progress.start(spec.run_id, label, resumed=any(directory.glob("checkpoint*.pt")))
         self._index(spec, "running")
@@ -584,7 +619,7 @@ class Harness:
             progress.finish(spec.run_id, f"{label} (run {spec.run_id[:12]}) FAILED: {failed}; it enters no table, "
                                          "the grid goes on")
             return None
-        metrics = self._finish(spec, directory, model, trace, budget, started, begin.masks)
+        metrics = self._finish(spec, directory, model, trace, budget, started, begin)
         progress.finish(spec.run_id, f"done {label}: test acc {metrics['test_acc']:.2f}% after {trace.epochs} "
                                      f"epochs ({metrics['seconds']:.0f} s)")
         return metrics
@@ -609,11 +644,19 @@ class Harness:
             "method_modules_in_training_process": method_modules(),
         }
 
+    def audited_against(self, spec: RunSpec) -> dict[str, Any]:
+        """The suite and protocol content a run is audited against (a base run: the suite only),
+        with their sha256: `protocol.json` in its directory, what `bench verify` re-audits with."""
+        return {"suite": json.loads(self.suite.model_dump_json()), "suite_sha256": self.suite_sha256,
+                **({"protocol": json.loads(self.protocol.model_dump_json()), "protocol_sha256": self.protocol_sha256}
+                   if spec.kind != "base" else {})}
+
     def _record_violation(self, spec: RunSpec, directory: Path, v: ProtocolViolation) -> None:
         """What makes "marked violated" true: `violation.json` and the index say so."""
         write_atomic(directory / "violation.json", json.dumps(
             {"setup": v.setup, "rule": v.rule, "expected": str(v.expected), "actual": str(v.actual)}))
         self._index(spec, "violated", violation=str(v))
+        v.recorded_as(spec.run_id)
 
     def _audit_budget(self, spec: RunSpec, trace: Trace, budget: float) -> None:
         """SX budgets cover the whole pipeline: a pruned run's base counts towards it."""
@@ -626,8 +669,9 @@ class Harness:
         audit.audit_budget(self.setup, kind, budget, used, self.protocol.budget.tolerance)
 
     def _finish(self, spec: RunSpec, directory: Path, model: nn.Module, trace: Trace,
-                budget: float | None, started: float, masks: Masks | None = None) -> dict[str, Any]:
+                budget: float | None, started: float, begin: Start) -> dict[str, Any]:
         save_atomic(model.state_dict(), directory / "model.pt")
+        write_atomic(directory / "protocol.json", json.dumps(self.audited_against(spec), indent=1))
         write_atomic(directory / "trace.csv", trace.to_csv())
         write_atomic(directory / "trace.json", trace.model_dump_json(indent=1))
         last = trace.rows[-1] if trace.rows else None
@@ -642,8 +686,9 @@ class Harness:
             # density-weighted: below `macs` only for masked (unstructured) models
             "effective_macs": effective_macs(model, self.input_shape),
             "params": param_count(model),
-            "density": (sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
-                        if masks else None),
+            # over every conv and linear weight of the model, not only the masked ones
+            "density": targets.density(model, begin.masks or {}),
+            "target": begin.target,  # what the plan keeps against its target (pruned runs)
             "epochs": trace.epochs,
             # epochs per phase, in training order (e.g. prune then retrain)
             "phase_epochs": {phase: sum(1 for r in trace.rows if r.phase == phase)
@@ -657,7 +702,11 @@ class Harness:
             "model_sha256": sha256_file(directory / "model.pt"),
             "data_fingerprint": self._fingerprint,
             "data_source": self.data()[0].source,
-            "protocol_sha256": self.protocol_sha256,
+            # the suite and protocol content the run was audited against (protocol.json holds them)
+            "suite_sha256": self.suite_sha256,
+            "protocol_sha256": self.protocol_sha256 if spec.kind != "base" else None,
+            "protocol_file_sha256": self.protocol_file_sha256 if spec.kind != "base" else None,
+            "machine": machine.describe(self.device),
             "code": _code_version(),
             "division": self.division,
             # base runs plan nothing: no method code ran for them
@@ -736,12 +785,13 @@ class Harness:
         if plan is None:  # the method scores a copy: the model the harness cuts is the verified one
             plan = self._plan(method, mspec, model, spec.seed, intent=PruningPlan.load(directory / "intent"))
             plan.save(directory)
+        met = self._check_target(plan, method, mspec, model)  # every start, a resumed one too
         rewind = self.declared(mspec).rewind
         if rewind is not None:
             model.load_state_dict(self.rewound(spec.base, rewind, directory).state_dict())
         apply_plan(model, plan, self.input_shape)
         model = model.to(self.device, memory_format=self.memory_format)
-        return Start(model, [p for p in spec.phases if p[0] != "prune"], prior, plan.masks or None)
+        return Start(model, [p for p in spec.phases if p[0] != "prune"], prior, plan.masks or None, met)
 
     def _pin_base(self, spec: RunSpec, directory: Path) -> str:
         """The sha256 of the base a pruned run starts from, pinned in its directory (`base.json`)
@@ -791,7 +841,9 @@ class Harness:
         it reconstructs the base's own training rather than adding to it."""
         base = self.files.spec(base_id)
         recipe = base.phases[0][1]
-        assert 0 <= epoch <= recipe.epochs, "the grid checks rewind epochs before anything trains"
+        if not 0 <= epoch <= recipe.epochs:  # the grid refuses this up front; a run reached otherwise stops here
+            raise ProtocolViolation(self.setup, "rewind epoch within the base's training", f"0 to {recipe.epochs}",
+                                    epoch)
         model = self._fresh(base.seed).to(self.device, memory_format=self.memory_format)
         if epoch:
             train, test = self.data()

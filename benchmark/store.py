@@ -14,6 +14,7 @@ dies, and the holder's name left in the file tells that the last holder was kill
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -32,13 +33,14 @@ from prunebench import paths, stats
 from prunebench._atomic import disk_error, write_atomic
 from prunebench.config import RunSpec, canonical
 from prunebench.errors import DamagedFile, ProtocolViolation, UserError
+from prunebench.machine import label as machine_label
 from prunebench.trace import Trace
 
 T = TypeVar("T")
 # SQLite errors of an index that is fine but busy, full or not writable (anything else is damage)
 NOT_DAMAGE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")
 
-SCHEMA_VERSION = 5  # PRAGMA user_version; an older index is rebuilt from the run directories
+SCHEMA_VERSION = 6  # PRAGMA user_version; an older index is rebuilt from the run directories
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -57,6 +59,9 @@ CREATE TABLE IF NOT EXISTS runs (
     recipe_of TEXT,
     division TEXT NOT NULL DEFAULT 'closed',  -- closed | open (method code inside training, ranked apart)
     sandboxed INTEGER,               -- 1 when the run's planning ran under bubblewrap, 0 when not
+    suite_sha256 TEXT,               -- content of the suite the run was audited against (tables group by it)
+    protocol_sha256 TEXT,            -- content of the protocol it was audited against (NULL for base models)
+    machine TEXT,                    -- where it ran: CPU or GPU model, threads, torch version
     seed INTEGER NOT NULL,
     base TEXT,
     status TEXT NOT NULL,            -- running | done | violated | failed
@@ -79,6 +84,15 @@ CREATE TABLE IF NOT EXISTS runs (
     spec TEXT NOT NULL,
     updated REAL NOT NULL            -- when the run was last indexed (run, or found done)
 );
+CREATE TABLE IF NOT EXISTS verifications (  -- the last `bench verify` of each run
+    run_id TEXT PRIMARY KEY,
+    ok INTEGER NOT NULL,
+    problems TEXT NOT NULL,          -- JSON list: why it failed
+    flags TEXT NOT NULL,             -- JSON list: what was said without failing (e.g. another machine)
+    metrics_sha256 TEXT NOT NULL,    -- of metrics.json as verified: a later edit voids the mark
+    test_acc REAL,                   -- as re-evaluated
+    checked REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS epochs (  -- the trace of every finished run, one row per epoch
     run_id TEXT NOT NULL REFERENCES runs(id),
     step INTEGER NOT NULL,           -- position in the run's trace
@@ -91,7 +105,8 @@ CREATE TABLE IF NOT EXISTS epochs (  -- the trace of every finished run, one row
 );
 """
 RUN_COLUMNS = ("id", "kind", "suite", "protocol", "setup", "row", "method", "method_code", "settings", "ratio", "config",
-               "target", "variant", "recipe_of", "division", "sandboxed", "seed", "base", "status", "violation", "failure", "test_acc", "train_acc",
+               "target", "variant", "recipe_of", "division", "sandboxed", "suite_sha256", "protocol_sha256",
+               "machine", "seed", "base", "status", "violation", "failure", "test_acc", "train_acc",
                "base_test_acc", "ta_train", "ta_test", "ta_epochs", "macs", "effective_macs", "params",
                "density", "epochs", "total_epochs", "train_flops", "seconds", "spec", "updated")
 
@@ -168,7 +183,12 @@ class RunFiles:
 
     def violation(self, run_id: str) -> ProtocolViolation | None:
         """The protocol violation a run was stopped by, or None."""
-        return self._read(run_id, "violation.json", lambda text: ProtocolViolation(**_json_object(text)))
+        return self._read(run_id, "violation.json",
+                          lambda text: ProtocolViolation(**_json_object(text)).recorded_as(run_id))
+
+    def audited(self, run_id: str) -> dict[str, Any] | None:
+        """The suite and protocol content a run is (or was) audited against: `protocol.json`."""
+        return self._read(run_id, "protocol.json", _json_object)
 
     def failure(self, run_id: str) -> str | None:
         """Why a run failed (its training went wrong), or None."""
@@ -343,6 +363,8 @@ class Store(RunFiles):
             "division": spec.division,
             "sandboxed": (None if not isinstance(m.get("planning"), dict)
                           else int(bool(m["planning"].get("sandboxed")))),
+            "suite_sha256": m.get("suite_sha256"), "protocol_sha256": m.get("protocol_sha256"),
+            "machine": machine_label(m["machine"]) if isinstance(m.get("machine"), dict) else None,
             "seed": spec.seed, "base": spec.base, "status": status, "violation": violation, "failure": failure,
             **{k: m.get(k) for k in ("test_acc", "train_acc", "base_test_acc", "ta_train", "ta_test", "ta_epochs",
                                      "macs", "params", "density", "epochs", "total_epochs", "train_flops",
@@ -367,6 +389,31 @@ class Store(RunFiles):
                                 "again; the run directories hold every result, and the index is rebuilt from "
                                 "them if needed.") from None
 
+    def record_verifications(self, verdicts: list) -> None:
+        """Keep what `bench verify` found (`reverify.Verdict`s); the report marks rows with it."""
+        self._db.executemany(
+            "INSERT OR REPLACE INTO verifications VALUES (?,?,?,?,?,?,?)",
+            [(v.run_id, int(v.ok), json.dumps(v.problems), json.dumps(v.flags), v.metrics_sha256, v.test_acc,
+              time.time()) for v in verdicts])
+        try:
+            self._db.commit()
+        except sqlite3.OperationalError as e:
+            raise UserError(f"cannot record the verification in {paths.db_path(self.root)}: {e}.") from None
+
+    def verifications(self) -> dict[str, dict[str, Any]]:
+        """The last verification of each run that still holds: its metrics.json is unchanged since."""
+        out = {}
+        for row in self.query("SELECT * FROM verifications"):
+            path = self.run_dir(row["run_id"]) / "metrics.json"
+            try:
+                current = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                continue
+            if current == row["metrics_sha256"]:
+                out[row["run_id"]] = {**dict(row), "problems": json.loads(row["problems"]),
+                                      "flags": json.loads(row["flags"])}
+        return out
+
     def reindex(self, commit: bool = True) -> int:
         """Rebuild the index from the run directories (the source of truth): finished runs from
         their metrics and trace, violated ones from their violation record, the rest as
@@ -382,14 +429,19 @@ class Store(RunFiles):
                     raise ValueError("its spec.json does not hash to the directory's name")
                 # when the run last changed, so the report's "latest version" survives a rebuild
                 when = max(f.stat().st_mtime for f in directory.iterdir())
-                if (metrics := self.metrics(directory.name)) is not None:
+                metrics = self.metrics(directory.name)
+                try:  # which protocol's table a run that did not finish belongs to
+                    audited = (self.audited(directory.name) or {}) if metrics is None else {}
+                except DamagedFile:
+                    audited = {}
+                if metrics is not None:
                     self.index(spec, "done", metrics, commit=commit, updated=when)
                 elif (v := self.violation(directory.name)) is not None:
-                    self.index(spec, "violated", violation=str(v), commit=commit, updated=when)
+                    self.index(spec, "violated", audited, violation=str(v), commit=commit, updated=when)
                 elif (reason := self.failure(directory.name)) is not None:
-                    self.index(spec, "failed", failure=reason, commit=commit, updated=when)
+                    self.index(spec, "failed", audited, failure=reason, commit=commit, updated=when)
                 else:
-                    self.index(spec, "running", commit=commit, updated=when)
+                    self.index(spec, "running", audited, commit=commit, updated=when)
             except (OSError, ValueError, TypeError, KeyError, DamagedFile) as e:  # pydantic's are ValueErrors
                 warnings.warn(f"run store {self.root}: not indexing {directory.name[:12]}: {e}", stacklevel=2)
                 continue

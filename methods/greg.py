@@ -19,6 +19,7 @@ from prunebench.method import Method, PhaseSettings, PruneContext, Target, regis
 from prunebench.methods.l1norm import L1Norm, L1Settings
 from prunebench.penalties import GrowingL2
 from prunebench.pruning import PruningPlan
+from prunebench.targets import TargetRule
 
 
 class GRegSettings(PhaseSettings):
@@ -47,3 +48,7 @@ class GReg(Method):
         # the filters regularised in the phase; without a phase (e.g. an S4.x protocol with none),
         # the same L1 choice on the weights as they are
         return ctx.intent if ctx.intent is not None else self.intent(model, target, settings, ctx)
+
+    def target_rule(self, settings) -> TargetRule:
+        assert isinstance(settings, GRegSettings)
+        return TargetRule(scope="layer", rounding=settings.rounding)

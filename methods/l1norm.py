@@ -20,6 +20,7 @@ from prunebench.errors import UserError
 from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
 from prunebench.methods._common import layer_plan, prunable_convs, top_k
 from prunebench.pruning import PruningPlan
+from prunebench.targets import TargetRule
 
 
 class L1Settings(MethodSettings):
@@ -74,3 +75,8 @@ class L1Norm(Method):
         counts = target.keep_counts(ctx.arch, model, settings.rounding,
                                     layer_ratios(model, ctx, target, settings.stage_ratios))
         return layer_plan({n: convs[n].weight.abs().flatten(1).sum(1) for n in counts}, counts)
+
+    def target_rule(self, settings: BaseModel) -> TargetRule:
+        assert isinstance(settings, L1Settings)
+        stages = tuple(settings.stage_ratios) if settings.stage_ratios is not None else None
+        return TargetRule(scope="layer", rounding=settings.rounding, stage_ratios=stages)

@@ -18,6 +18,7 @@ from prunebench.method import Method, MethodSettings, PruneContext, Target, regi
 from prunebench.methods._common import ratio_of
 from prunebench.methods.magnitude import magnitude_masks, weights
 from prunebench.pruning import PruningPlan
+from prunebench.targets import TargetRule
 
 
 class LotterySettings(MethodSettings):
@@ -40,6 +41,10 @@ class Lottery(Method):
         assert isinstance(settings, LotterySettings)
         return PruningPlan(masks=magnitude_masks(weights(model, settings.layers), ratio_of(target, self.name),
                                                  settings.scope))
+
+    def target_rule(self, settings: BaseModel) -> TargetRule:
+        assert isinstance(settings, LotterySettings)
+        return TargetRule(scope=settings.scope, weights=settings.layers)
 
     def rewind_epoch(self, settings: BaseModel) -> int | None:
         assert isinstance(settings, LotterySettings)

@@ -18,6 +18,7 @@ from torch import nn
 from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
 from prunebench.methods._common import ratio_of
 from prunebench.pruning import Masks, PruningPlan
+from prunebench.targets import TargetRule
 
 
 class MagnitudeSettings(MethodSettings):
@@ -63,3 +64,7 @@ class Magnitude(Method):
         assert isinstance(settings, MagnitudeSettings)
         return PruningPlan(masks=magnitude_masks(weights(model, settings.layers), ratio_of(target, self.name),
                                                  settings.scope))
+
+    def target_rule(self, settings: BaseModel) -> TargetRule:
+        assert isinstance(settings, MagnitudeSettings)
+        return TargetRule(scope=settings.scope, weights=settings.layers)

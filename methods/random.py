@@ -14,6 +14,7 @@ from torch import nn
 from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
 from prunebench.methods._common import prunable_convs
 from prunebench.pruning import PruningPlan
+from prunebench.targets import TargetRule
 
 
 class RandomSettings(MethodSettings):
@@ -35,3 +36,7 @@ class RandomFilters(Method):
         return PruningPlan(keep={
             name: tuple(sorted(torch.randperm(convs[name].out_channels, generator=ctx.generator)[:k].tolist()))
             for name, k in counts.items()})
+
+    def target_rule(self, settings: BaseModel) -> TargetRule:
+        assert isinstance(settings, RandomSettings)
+        return TargetRule(scope="layer", rounding=settings.rounding)

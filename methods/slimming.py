@@ -22,6 +22,7 @@ from prunebench.method import Method, PhaseSettings, PruneContext, Target, regis
 from prunebench.methods._common import global_plan, ratio_of
 from prunebench.penalties import BnL1
 from prunebench.pruning import PruningPlan, bn_after
+from prunebench.targets import TargetRule
 
 
 class SlimmingSettings(PhaseSettings):
@@ -54,3 +55,6 @@ class Slimming(Method):
 
     def plan(self, model: nn.Module, target: Target, settings, ctx: PruneContext) -> PruningPlan:
         return global_plan(bn_scales(model, ctx), ratio_of(target, self.name))
+
+    def target_rule(self, settings) -> TargetRule:
+        return TargetRule(scope="global")

@@ -23,6 +23,7 @@ from prunebench.errors import UserError
 from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
 from prunebench.methods._common import global_plan, layer_plan, prunable_convs, ratio_of
 from prunebench.pruning import PruningPlan, bn_after
+from prunebench.targets import TargetRule
 
 
 class TaylorSettings(MethodSettings):
@@ -78,3 +79,7 @@ class Taylor(Method):
         if settings.scope == "global":
             return global_plan(scores, ratio_of(target, self.name))
         return layer_plan(scores, target.keep_counts(ctx.arch, model))
+
+    def target_rule(self, settings: BaseModel) -> TargetRule:
+        assert isinstance(settings, TaylorSettings)
+        return TargetRule(scope=settings.scope)

@@ -1,0 +1,135 @@
+"""Pruning targets, enforced: a plan is checked against its target before anything trains.
+
+A method declares, as data, how it reaches a target (`TargetRule`): per layer (each prunable
+conv keeps `kept(C, p)` filters, by Li et al.'s or Wang et al.'s rounding, or by its stage's
+ratio), or globally (one threshold over all prunable filters or weights). The harness then
+counts what the plan keeps over *every* prunable filter or weight of the architecture, never
+over what the plan chose to name:
+
+- per-layer filter targets and named configs: exactly the target's count in every layer;
+- global filter targets: N - int(N·p) of the N prunable filters, and at most one more per layer
+  (a global threshold keeps each layer's best filter rather than emptying it);
+- weight masks: N - int(N·p) of the N weights the rule names (conv, or conv + linear), and at
+  most one more per tensor (per-layer rounding down of each tensor's int(n·p)).
+
+A miss is a `ProtocolViolation` on the rule "pruning target", with what was expected and what
+the plan keeps.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from prunebench.errors import ProtocolViolation
+
+if TYPE_CHECKING:  # torch is imported where weights are counted: the rule itself is plain data
+    from torch import nn
+
+RULE = "pruning target"
+
+
+class TargetRule(BaseModel):
+    """How a method reaches its target, declared as data and enforced by the harness."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    scope: Literal["layer", "global"] = Field("layer", description="per layer, or one threshold over all")
+    rounding: Literal["li", "wang"] = Field("li", description="per-layer filter counts: 'li' keeps int(C(1-p)), "
+                                            "'wang' prunes min(ceil(pC), C-1)")
+    stage_ratios: tuple[float, ...] | None = Field(
+        None, description="per-layer filter targets: a ratio per stage (stem, residual stages, fc) instead of the "
+        "uniform one; only as the run's own `stage_ratios` setting, which its row's label shows")
+    weights: Literal["conv", "conv+linear"] = Field("conv+linear", description="weight masks: the weights the "
+                                                    "target counts over")
+
+    def check_visible(self, setup: str, settings: dict) -> None:
+        """Stage ratios replace the uniform target only where the row's label says so: they must
+        be the run's `stage_ratios` setting."""
+        given = settings.get("stage_ratios")
+        if self.stage_ratios is not None and (given is None or tuple(given) != self.stage_ratios):
+            raise ProtocolViolation(setup, RULE, "stage ratios only as the run's stage_ratios setting (shown in "
+                                    f"its row), here {given}", list(self.stage_ratios))
+
+
+def prunable_weights(model: nn.Module, which: str = "conv+linear") -> dict[str, nn.Parameter]:
+    """The weights a weight-level target counts over: of every conv (and linear) layer."""
+    from torch import nn
+
+    kinds = (nn.Conv2d, nn.Linear) if which == "conv+linear" else (nn.Conv2d,)
+    return {f"{name}.weight": m.weight for name, m in model.named_modules() if isinstance(m, kinds)}
+
+
+def density(model: nn.Module, masks: dict) -> float | None:
+    """Fraction kept of every conv and linear weight of the model (None without masks): a mask
+    on one layer only is counted against all of them, not against itself."""
+    if not masks:
+        return None
+    weights = prunable_weights(model)
+    total = sum(w.numel() for w in weights.values())
+    kept = sum(int(masks[n].sum()) if n in masks else w.numel() for n, w in weights.items())
+    return kept / total
+
+
+def check(setup: str, plan, model: nn.Module, arch, target, rule: TargetRule, granularity: str) -> dict:
+    """Raise a `ProtocolViolation` ("pruning target") when `plan` does not meet `target` on the
+    unpruned `model`; else return what it keeps, for the run's record."""
+    if granularity == "weight" or plan.masks:
+        if granularity != "weight" or plan.keep:
+            raise ProtocolViolation(setup, RULE, f"a {granularity}-level plan (the method's granularity)",
+                                    "kept filters" if plan.keep else "weight masks")
+        return _check_masks(setup, plan, model, target, rule)
+    return _check_filters(setup, plan, model, arch, target, rule)
+
+
+def _check_filters(setup: str, plan, model: nn.Module, arch, target, rule: TargetRule) -> dict:
+    modules = dict(model.named_modules())
+    prunable = arch.prunable(model)
+    outside = sorted(set(plan.keep) - set(prunable))
+    if outside:
+        raise ProtocolViolation(setup, RULE, f"filters of the prunable layers only ({len(prunable)} of "
+                                f"{arch.name})", f"the plan cuts {outside[0]!r}")
+    widths = {n: len(plan.keep[n]) if n in plan.keep else modules[n].out_channels for n in prunable}
+    total = sum(modules[n].out_channels for n in prunable)
+    kept = sum(widths.values())
+    record = {"kept": kept, "of": total, "unit": "filters", "scope": rule.scope}
+    if target.config is not None or rule.scope == "layer":
+        ratios = None
+        if rule.stage_ratios is not None and target.config is None:
+            ratios = {n: rule.stage_ratios[arch.stage_of(n)] for n in prunable} if arch.stage_of else None
+            if ratios is None or max(arch.stage_of(n) for n in prunable) >= len(rule.stage_ratios):
+                raise ProtocolViolation(setup, RULE, f"stage ratios for the stages of {arch.name}",
+                                        list(rule.stage_ratios))
+        want = target.keep_counts(arch, model, rule.rounding, ratios)
+        for name in prunable:
+            expected = want.get(name, modules[name].out_channels)
+            if widths[name] != expected:
+                raise ProtocolViolation(setup, RULE, f"{name} keeps {expected} of {modules[name].out_channels} "
+                                        f"filters ({target.label()}, per layer)",
+                                        f"{widths[name]} (the plan keeps {kept} of {total} prunable filters)")
+        return {**record, "expected": sum(want.get(n, modules[n].out_channels) for n in prunable), "slack": 0}
+    expected = total - int(total * target.ratio)
+    if not expected <= kept <= expected + len(prunable):
+        raise ProtocolViolation(setup, RULE, f"{expected} of {total} prunable filters kept ({target.label()}, "
+                                f"global; up to {len(prunable)} more, one per layer a threshold would empty)",
+                                f"{kept} of {total}")
+    return {**record, "expected": expected, "slack": len(prunable)}
+
+
+def _check_masks(setup: str, plan, model: nn.Module, target, rule: TargetRule) -> dict:
+    weights = prunable_weights(model, rule.weights)
+    outside = sorted(set(plan.masks) - set(weights))
+    if outside:
+        raise ProtocolViolation(setup, RULE, f"masks of {rule.weights} weights only", f"a mask of {outside[0]!r}")
+    if target.ratio is None:
+        raise ProtocolViolation(setup, RULE, "a pruning ratio (weight masks have no named configs)", target.label())
+    total = sum(w.numel() for w in weights.values())
+    kept = sum(int(plan.masks[n].sum()) if n in plan.masks else w.numel() for n, w in weights.items())
+    expected = total - int(total * target.ratio)
+    if not expected <= kept <= expected + len(weights):
+        raise ProtocolViolation(setup, RULE, f"{expected} of {total} {rule.weights} weights kept (density "
+                                f"{expected / total:.4f}, {target.label()}; up to {len(weights)} more, one per "
+                                "tensor rounded per layer)", f"{kept} (density {kept / total:.4f})")
+    return {"kept": kept, "of": total, "unit": f"{rule.weights} weights", "scope": rule.scope,
+            "expected": expected, "slack": len(weights)}

@@ -1,0 +1,84 @@
+"""Plug-ins whose plans miss their target: each is a "pruning target" violation before it trains."""
+
+import torch
+from torch import nn
+
+from prunebench.method import Method, register_method
+from prunebench.methods.l1norm import L1Norm
+from prunebench.pruning import PruningPlan
+from prunebench.targets import TargetRule
+
+
+def _convs(model):
+    return {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+@register_method
+class KeepsAll(Method):
+    name = "cheat-keeps-all"
+    description = "declared at the run's ratio, keeps every filter"
+
+    def plan(self, model, target, settings, ctx):
+        return PruningPlan(keep={n: tuple(range(m.out_channels)) for n, m in _convs(model).items()})
+
+
+@register_method
+class KeepsNinety(Method):
+    name = "cheat-keeps-90"
+    description = "declares a global threshold, keeps 90% of the filters"
+
+    def target_rule(self, settings):
+        return TargetRule(scope="global")
+
+    def plan(self, model, target, settings, ctx):
+        return PruningPlan(keep={n: tuple(range(max(1, int(m.out_channels * 0.9)))) for n, m in _convs(model).items()})
+
+
+@register_method
+class DenseMasks(Method):
+    name = "cheat-dense-masks"
+    description = "weight masks of density 0.999"
+    granularity = "weight"
+
+    def plan(self, model, target, settings, ctx):
+        masks = {}
+        for name, p in model.named_parameters():
+            if name.endswith("weight") and p.dim() > 1:
+                m = torch.ones_like(p, dtype=torch.bool)
+                m.view(-1)[: max(1, p.numel() // 1000)] = False
+                masks[name] = m
+        return PruningPlan(masks=masks)
+
+
+@register_method
+class OneLayerMask(Method):
+    name = "cheat-one-layer-mask"
+    description = "masks half of one layer's weights, none of the others"
+    granularity = "weight"
+
+    def plan(self, model, target, settings, ctx):
+        name, p = next((n, p) for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1)
+        m = torch.ones_like(p, dtype=torch.bool)
+        m.view(-1)[: p.numel() // 2] = False
+        return PruningPlan(masks={name: m})
+
+
+@register_method
+class UndeclaredStages(L1Norm):
+    name = "cheat-undeclared-stages"
+    description = "declares stage ratios its settings (and so its row) do not show"
+
+    def target_rule(self, settings):
+        return TargetRule(stage_ratios=(0.0, 0.0, 0.0, 0.0, 0.0))
+
+
+@register_method
+class TrainedOnly(Method):
+    name = "cheat-trained-only"
+    description = "l1norm on an untrained model (the dry run); keeps every filter of a trained one"
+
+    def plan(self, model, target, settings, ctx):
+        trained = any(float(b.abs().sum()) > 0 for n, b in model.named_buffers() if n.endswith("running_mean"))
+        if trained:
+            return PruningPlan(keep={n: tuple(range(m.out_channels)) for n, m in _convs(model).items()})
+        return L1Norm().plan(model, target, L1Norm.Settings(), ctx)

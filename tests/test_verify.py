@@ -1,0 +1,182 @@
+"""`bench verify` re-derives finished runs from their files in a fresh process: it passes on a real
+store and fails on each kind of tampering; the report marks verified rows, and `--verify` refuses
+the rows that fail."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+import torch
+
+from prunebench.cli import main
+from prunebench.protocol_files import load_protocol
+from prunebench.reverify import finished_runs, index_problems, verify_runs
+from prunebench.runner import Harness
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """A finished grid of every kind of run: bases, filter and masked pruned runs, Scratch-B of each."""
+    root = tmp_path_factory.mktemp("verify")
+    mp = pytest.MonkeyPatch()
+    from tests.conftest import LADDER, SUITE, SX_B, write_yaml
+
+    protocols = root / "protocols"
+    write_yaml(protocols / "synth-small" / "suite.yaml", SUITE)
+    write_yaml(protocols / "synth-small" / "S2.yaml", LADDER["S2"])
+    write_yaml(protocols / "synth-small" / "SX-B.yaml", SX_B)
+    mp.setenv("PRUNEBENCH_PROTOCOLS", str(protocols))
+    store = root / "store"
+    ids = {}
+    for setup, methods in (("S2", ["l1norm", "magnitude"]), ("SX-B", ["l1norm", "magnitude"])):
+        protocol, _, sha = load_protocol(setup, "synth-small")
+        h = Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None)
+        for r in h.run(methods, seeds=[0]):
+            ids[(setup, r["row"])] = r["run_ids"][0]
+    yield store, ids
+    mp.undo()
+
+
+@pytest.fixture
+def store(grid, tmp_path):
+    """A fresh copy of the grid's store, to tamper with."""
+    copy = tmp_path / "store"
+    shutil.copytree(grid[0], copy)
+    return copy, grid[1]
+
+
+def verdict(store, run_id):
+    (v,) = verify_runs(store, [run_id])
+    return v
+
+
+def test_every_run_of_a_real_store_verifies(store):
+    root, ids = store
+    runs = finished_runs(root)
+    assert len(runs) == len(set(ids.values())) == 7  # one base, l1norm/magnitude under S2 and SX-B, two Scratch-B
+    verdicts = verify_runs(root, runs)
+    assert [(v.row, v.problems, v.flags) for v in verdicts if not v.ok or v.flags] == []
+    recorded = {v.run_id: json.loads((root / "runs" / v.run_id / "metrics.json").read_text())["test_acc"]
+                for v in verdicts}
+    assert all(v.test_acc == recorded[v.run_id] for v in verdicts)  # the same number, from the file alone
+    assert index_problems(root) == []
+
+
+def edit_json(path: Path, **changes):
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def rewrite_model(run: Path, state: dict) -> None:
+    torch.save(state, run / "model.pt")
+    import hashlib
+
+    edit_json(run / "metrics.json", model_sha256=hashlib.sha256((run / "model.pt").read_bytes()).hexdigest())
+
+
+def test_an_edited_accuracy_fails(store):
+    root, ids = store
+    run = root / "runs" / ids[("S2", "l1norm")]
+    edit_json(run / "metrics.json", test_acc=99.0)
+    problems = " ".join(verdict(root, run.name).problems)
+    assert "re-evaluated accuracy" in problems and "trace's last epoch" in problems and "index's test_acc" in problems
+
+
+def test_an_edited_index_fails(store):
+    root, ids = store
+    db = sqlite3.connect(root / "index.sqlite")
+    db.execute("UPDATE runs SET test_acc = 5.0 WHERE id = ?", (ids[("S2", "magnitude")],))
+    db.commit()
+    db.close()
+    assert verdict(root, ids[("S2", "magnitude")]).problems == [
+        f"the index's test_acc (5.0) is not the run directory's "
+        f"({json.loads((root / 'runs' / ids[('S2', 'magnitude')] / 'metrics.json').read_text())['test_acc']})"]
+
+
+def test_a_swapped_model_with_its_sha256_rewritten_fails(store):
+    root, ids = store
+    run = root / "runs" / ids[("S2", "l1norm")]
+    state = torch.load(run / "model.pt", weights_only=True)
+    rewrite_model(run, {k: torch.zeros_like(v) if v.is_floating_point() else v for k, v in state.items()})
+    assert any("re-evaluated accuracy" in p for p in verdict(root, run.name).problems)
+
+
+def test_hidden_capacity_fails(store):
+    root, ids = store
+    run = root / "runs" / ids[("S2", "l1norm")]
+    state = torch.load(run / "model.pt", weights_only=True)
+    rewrite_model(run, {**state, "teacher.weight": torch.ones(10, 10)})
+    assert any("does not fit the architecture" in p and "teacher.weight" in p for p in verdict(root, run.name).problems)
+
+
+def test_a_trace_with_an_extra_epoch_fails(store):
+    root, ids = store
+    run = root / "runs" / ids[("S2", "l1norm")]
+    trace = json.loads((run / "trace.json").read_text())
+    trace["rows"].insert(0, {**trace["rows"][0], "lr": 0.5})
+    (run / "trace.json").write_text(json.dumps(trace))
+    problems = " ".join(verdict(root, run.name).problems)
+    assert "re-audit" in problems and "epochs or training FLOPs" in problems
+
+
+def test_an_edited_protocol_record_fails(store):
+    root, ids = store
+    run = root / "runs" / ids[("SX-B", "Scratch-B of l1norm")]
+    audited = json.loads((run / "protocol.json").read_text())
+    audited["protocol"]["budget"]["tolerance"] = 0.5
+    (run / "protocol.json").write_text(json.dumps(audited))
+    assert any("protocol.json's protocol is not the content" in p for p in verdict(root, run.name).problems)
+
+
+def test_a_plan_that_keeps_more_than_its_target_fails(store):
+    root, ids = store
+    run = root / "runs" / ids[("S2", "l1norm")]
+    plan = json.loads((run / "plan.json").read_text())
+    (run / "plan.json").write_text(json.dumps({k: list(range(len(v) * 2)) for k, v in plan.items()}))
+    problems = " ".join(verdict(root, run.name).problems)
+    assert "misses its target" in problems and "does not fit" in problems
+
+
+def test_live_masked_weights_fail(store):
+    root, ids = store
+    run = root / "runs" / ids[("S2", "magnitude")]
+    state = torch.load(run / "model.pt", weights_only=True)
+    rewrite_model(run, {k: v + 1e-3 if k.endswith("weight") and v.dim() > 1 else v for k, v in state.items()})
+    assert any("masked weights" in p for p in verdict(root, run.name).problems)
+
+
+def test_an_edited_spec_and_a_stray_index_row_fail(store):
+    root, ids = store
+    run = root / "runs" / ids[("S2", "l1norm")]
+    edit_json(run / "spec.json", seed=7)
+    assert "does not hash to the run's id" in " ".join(verdict(root, run.name).problems)
+    (root / "runs" / ids[("S2", "magnitude")] / "metrics.json").unlink()
+    assert any(ids[("S2", "magnitude")][:12] in p for p in index_problems(root))
+
+
+def test_report_marks_verified_rows_and_verify_refuses_failing_ones(store, tmp_path, capsys):
+    root, ids = store
+    assert main(["verify", "--store", str(root)]) == 0
+    assert "7 of 7 runs verified." in capsys.readouterr().out
+    assert main(["report", "--store", str(root), "--out", str(tmp_path / "r1"), "--json"]) == 0
+    tables = json.loads(capsys.readouterr().out)
+    assert {c["verified"] for t in tables for c in t["cells"]} == {"yes"}
+    assert "| ✓ " in (tmp_path / "r1" / "synth-small_S2.md").read_text()
+    edit_json(root / "runs" / ids[("S2", "l1norm")] / "metrics.json", test_acc=99.0)  # the mark no longer holds
+    assert main(["report", "--store", str(root), "--out", str(tmp_path / "r2"), "--json"]) == 0
+    s2 = next(t for t in json.loads(capsys.readouterr().out) if t["setup"] == "S2")
+    assert {c["row"]: c["verified"] for c in s2["cells"]}["l1norm"] == "no"
+    assert main(["report", "--store", str(root), "--out", str(tmp_path / "r3"), "--verify", "--json"]) == 0
+    captured = capsys.readouterr()
+    s2 = next(t for t in json.loads(captured.out) if t["setup"] == "S2")
+    assert "l1norm" not in [c["row"] for c in s2["cells"]]
+    refused = next(c for c in s2["incomplete"] if c["row"] == "l1norm")
+    assert "refused by verification" in refused["missing"]["0"] and "re-evaluated accuracy" in refused["missing"]["0"]
+    assert "refused: l1norm seed 0" in captured.err
+    assert main(["verify", ids[("S2", "l1norm")][:10], "--store", str(root)]) == 1
+    assert "FAILED" in capsys.readouterr().out
