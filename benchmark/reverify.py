@@ -25,7 +25,6 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from prunebench import paths
 from prunebench.errors import UserError
@@ -236,7 +235,7 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
         problems.append(str(e))
     except (DamagedFile, UserError) as e:
         problems.append(str(e))
-    except Exception as e:  # an unreadable or forged file of any other kind: a failed verification, one line
+    except Exception as e:  # noqa: BLE001 - a forged file of any other kind: a failed verification, one line
         problems.append(f"cannot be re-derived: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
     return verdict
 

@@ -748,6 +748,8 @@ class Harness:
         metrics = self.files.metrics(run_id)
         if metrics is None:
             raise UserError(f"base model run {run_id[:12]} is not trained yet.")
+        if pinned is None and run_id not in self._base_sha:
+            self._check_pins(run_id, metrics["model_sha256"])
         expected = pinned or self._base_sha.setdefault(run_id, metrics["model_sha256"])
         path = self.files.run_dir(run_id) / "model.pt"
         actual = sha256_file(path)
@@ -793,6 +795,20 @@ class Harness:
         model = model.to(self.device, memory_format=self.memory_format)
         return Start(model, [p for p in spec.phases if p[0] != "prune"], prior, plan.masks or None, met)
 
+    def _check_pins(self, base_id: str, recorded: str) -> None:
+        """A base first loaded by this harness: every run that started from it pinned its sha256
+        (`base.json`); a base whose record now says otherwise was retrained or swapped, with its
+        `metrics.json` rewritten to match."""
+        for pin in paths.runs_dir(self.store_root).glob("*/base.json"):
+            try:
+                found = json.loads(pin.read_text())
+                base, sha = found["base"], found["model_sha256"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a damaged pin is its own run's problem
+            if base == base_id and sha and sha != recorded:
+                raise ProtocolViolation(self.setup, f"base checkpoint sha256 (pinned by run {pin.parent.name[:12]} "
+                                        "when it started from it)", sha, recorded)
+
     def _pin_base(self, spec: RunSpec, directory: Path) -> str:
         """The sha256 of the base a pruned run starts from, pinned in its directory (`base.json`)
         when it first starts, so a resumed run checks the same base."""
@@ -805,6 +821,8 @@ class Harness:
         except (OSError, ValueError, KeyError, TypeError, AssertionError):
             pass
         metrics = self.files.metrics(spec.base) or {}
+        if spec.base not in self._base_sha:
+            self._check_pins(spec.base, metrics.get("model_sha256", ""))
         sha = self._base_sha.setdefault(spec.base, metrics.get("model_sha256", ""))
         write_atomic(path, json.dumps({"base": spec.base, "model_sha256": sha}))
         return sha

@@ -97,9 +97,10 @@ def leaderboard_store(fast_suite, tmp_path_factory):
     with pytest.raises(ProtocolViolation):
         h.run(["test-longer"], seeds=SEEDS)
     # a run killed mid-training: started (indexed 'running'), never finished
-    planned = [p for p in harness(store, "S3.1").plan(["random"], seeds=[0]) if p.spec.kind == "pruned"][0]
+    h = harness(store, "S3.1")
+    planned = [p for p in h.plan(["random"], seeds=[0]) if p.spec.kind == "pruned"][0]
     Store(store).prepare(planned.spec)
-    Store(store).index(planned.spec, "running")
+    Store(store).index(planned.spec, "running", h.audited_against(planned.spec))  # what the harness indexes
     return store
 
 
@@ -156,7 +157,7 @@ def test_leaderboard_statistics_equal_scipy_on_the_stored_runs(leaderboard_store
     assert missing["random"][0].startswith("incomplete (run")
 
 
-def test_an_older_version_of_a_method_is_superseded_not_averaged(leaderboard_store, tmp_path):
+def test_an_older_version_of_a_method_is_a_row_of_its_own_not_averaged(leaderboard_store, tmp_path):
     store = tmp_path / "store"
     shutil.copytree(leaderboard_store, store)
     s = Store(store)
@@ -168,8 +169,11 @@ def test_an_older_version_of_a_method_is_superseded_not_averaged(leaderboard_sto
     for f in (store / "runs" / old.run_id).iterdir():  # finished before the current code's runs
         os.utime(f, (1e9, 1e9))
     assert s.reindex() == len(list((store / "runs").iterdir()))
-    cell = next(c for t in build(s, protocol="S2") for c in t.cells if c.row == "l1norm")
-    assert cell.superseded == [old.run_id] and cell.runs[1] == spec.run_id and len(cell.scores) == 3
+    (table,) = build(s, protocol="S2")
+    cell = next(c for c in table.cells if c.row == "l1norm")
+    assert not cell.superseded and cell.runs[1] == spec.run_id and len(cell.scores) == 3
+    older = next(c for c in table.incomplete if c.row == "l1norm (older code 00000000)")
+    assert older.runs == {1: old.run_id} and older.missing == {0: "not run", 2: "not run"}
 
 
 def test_report_files_name_the_runs_and_leave_out_what_is_missing(leaderboard_store, tmp_path, capsys):

@@ -28,7 +28,10 @@ def first(counts):
     return PruningPlan(keep={n: tuple(range(k)) for n, k in counts.items()})
 
 
-def violation(plan, rule=TargetRule(), ratio=0.5, config=None, granularity="filter", model=None, arch=SMALL):
+LAYER = TargetRule()
+
+
+def violation(plan, rule=LAYER, ratio=0.5, config=None, granularity="filter", model=None, arch=SMALL):
     with pytest.raises(ProtocolViolation) as caught:
         check("S2", plan, model or small(), arch, Target(ratio=ratio, config=config), rule, granularity)
     assert caught.value.rule == "pruning target"
@@ -70,7 +73,7 @@ def test_named_configs_and_filters_outside_the_prunable_layers():
     v = violation(first({outside: 1}), model=model, arch=resnet)
     assert repr(outside) in str(v.actual)
     if resnet.configs:
-        name = sorted(resnet.configs)[0]
+        name = min(resnet.configs)
         want = resnet.configs[name](model)
         check("S2", first(want), model, resnet, Target(config=name), TargetRule(), "filter")
         more = dict(want)

@@ -93,9 +93,9 @@ def test_an_edited_index_fails(store):
     db.execute("UPDATE runs SET test_acc = 5.0 WHERE id = ?", (ids[("S2", "magnitude")],))
     db.commit()
     db.close()
+    recorded = json.loads((root / "runs" / ids[("S2", "magnitude")] / "metrics.json").read_text())["test_acc"]
     assert verdict(root, ids[("S2", "magnitude")]).problems == [
-        f"the index's test_acc (5.0) is not the run directory's "
-        f"({json.loads((root / 'runs' / ids[('S2', 'magnitude')] / 'metrics.json').read_text())['test_acc']})"]
+        f"the index's test_acc (5.0) is not the run directory's ({recorded})"]
 
 
 def test_a_swapped_model_with_its_sha256_rewritten_fails(store):
