@@ -164,10 +164,11 @@ def _cell(row: str, runs: pd.DataFrame, seeds: list[int], base_acc: dict[int, fl
     done = runs[runs["status"] == "done"].sort_values("seed")
     missing: dict[int, str] = {}
     checks = checks or Verifications()
-    marks = [checks.mark(i) for i in done["id"]]
+    shown = dict(zip(done["id"], done["test_acc"]))
+    marks = [checks.mark(i, shown[i]) for i in done["id"]]
     verified = "FAILED" if "FAILED" in marks else ("yes" if marks and all(m == "yes" for m in marks) else "no")
     if checks.strict:  # `bench report --verify`: a run that fails (or was not verified) is no result
-        refused = {i: checks.why(i) for i in done["id"] if checks.mark(i) != "yes"}
+        refused = {i: checks.why(i, shown[i]) for i in done["id"] if checks.mark(i, shown[i]) != "yes"}
         for _, r in done[done["id"].isin(refused)].iterrows():
             missing[int(r["seed"])] = f"refused by verification (run {r['id'][:12]}: {refused[r['id']]})"
         done = done[~done["id"].isin(refused)]
@@ -214,12 +215,18 @@ class Verifications:
     found: dict[str, dict] = field(default_factory=dict)
     strict: bool = False
 
-    def mark(self, run_id: str) -> str:
+    def mark(self, run_id: str, shown: float | None = None) -> str:
+        """yes, FAILED or no; `shown`: the accuracy the table shows, which must be the verified one
+        (an index edited after the verification is not verified)."""
         found = self.found.get(run_id)
-        return "no" if found is None else ("yes" if found["ok"] else "FAILED")
+        if found is not None and not found["ok"]:
+            return "FAILED"
+        return "no" if found is None or (shown is not None and found["recorded_acc"] != shown) else "yes"
 
-    def why(self, run_id: str) -> str:
+    def why(self, run_id: str, shown: float | None = None) -> str:
         found = self.found.get(run_id)
+        if found is not None and found["ok"] and shown is not None and found["recorded_acc"] != shown:
+            return f"the index shows {shown}, not the verified {found['recorded_acc']}"
         return "not verified" if found is None else "; ".join(found["problems"]) or "passed"
 
 

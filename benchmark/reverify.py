@@ -43,6 +43,7 @@ class Verdict:
     problems: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     test_acc: float | None = None  # the re-evaluated final accuracy
+    recorded_acc: float | None = None  # the final accuracy metrics.json records (what tables show)
     metrics_sha256: str = ""  # of metrics.json as verified: a later edit voids the mark
 
     @property
@@ -86,6 +87,7 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
         if metrics is None:
             raise _Failed("not finished (no metrics.json)")
         verdict.metrics_sha256 = sha256_file(directory / "metrics.json")
+        verdict.recorded_acc = metrics.get("test_acc")
         trace = files.trace(run_id)
         if trace is None:
             raise _Failed("trace.json is missing")

@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS verifications (  -- the last `bench verify` of each r
     flags TEXT NOT NULL,             -- JSON list: what was said without failing (e.g. another machine)
     metrics_sha256 TEXT NOT NULL,    -- of metrics.json as verified: a later edit voids the mark
     test_acc REAL,                   -- as re-evaluated
+    recorded_acc REAL,               -- as metrics.json records it: a table showing another number is not verified
     checked REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS epochs (  -- the trace of every finished run, one row per epoch
@@ -392,9 +393,9 @@ class Store(RunFiles):
     def record_verifications(self, verdicts: list) -> None:
         """Keep what `bench verify` found (`reverify.Verdict`s); the report marks rows with it."""
         self._db.executemany(
-            "INSERT OR REPLACE INTO verifications VALUES (?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO verifications VALUES (?,?,?,?,?,?,?,?)",
             [(v.run_id, int(v.ok), json.dumps(v.problems), json.dumps(v.flags), v.metrics_sha256, v.test_acc,
-              time.time()) for v in verdicts])
+              v.recorded_acc, time.time()) for v in verdicts])
         try:
             self._db.commit()
         except sqlite3.OperationalError as e:

@@ -180,3 +180,32 @@ def test_report_marks_verified_rows_and_verify_refuses_failing_ones(store, tmp_p
     assert "refused: l1norm seed 0" in captured.err
     assert main(["verify", ids[("S2", "l1norm")][:10], "--store", str(root)]) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+def test_a_model_whose_accuracy_needs_a_hidden_forward_hook_fails(user_protocols, tmp_path):
+    """Open division: a hook adds a hidden teacher's logits; the recorded accuracy is the hooked
+    model's, which the model file alone does not reproduce."""
+    teacher = str(Path(__file__).with_name("plugins") / "teacher.py")
+    store = tmp_path / "store"
+    protocol, _, _ = load_protocol("S2", "synth-small")
+    h = Harness(protocol, store=store, device="cpu", progress=False, log=lambda m: None, plugins=(teacher,),
+                division="open")
+    rows = h.run(["cheat-teacher-hook"], seeds=[0])
+    run_id = next(r for r in rows if r["row"] == "cheat-teacher-hook")["run_ids"][0]
+    (v,) = verify_runs(store, [run_id])
+    assert any("re-evaluated accuracy" in p and "on the machine that trained it" in p for p in v.problems), v.problems
+    assert all(w.ok for w in verify_runs(store, [r["run_ids"][0] for r in rows if r["row"] == "dense"]))
+
+
+def test_an_index_edited_after_verification_loses_its_mark(store, tmp_path, capsys):
+    root, ids = store
+    assert main(["verify", "--store", str(root), "--json"]) == 0
+    capsys.readouterr()
+    db = sqlite3.connect(root / "index.sqlite")
+    db.execute("UPDATE runs SET test_acc = 99.0 WHERE id = ?", (ids[("S2", "magnitude")],))
+    db.commit()
+    db.close()
+    assert main(["report", "--store", str(root), "--out", str(tmp_path / "r"), "--json"]) == 0
+    s2 = next(t for t in json.loads(capsys.readouterr().out) if t["setup"] == "S2")
+    marks = {c["row"]: c["verified"] for c in s2["cells"]}
+    assert marks["magnitude"] == "no" and marks["l1norm"] == "yes"
