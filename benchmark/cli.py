@@ -560,7 +560,7 @@ def _print_table(harness, rows: list[dict], path: Path) -> None:
     division = "OPEN DIVISION: method code ran inside training; not comparable with closed-division results" \
         if harness.division == "open" else "closed division: method code ran only in the planning worker" + (
             " (sandboxed)" if harness.planner.sandboxed else " (NOT sandboxed: bubblewrap absent or --sandbox off)")
-    print(f"\n{pr.suite} under {pr.setup} ({path}); {division}")
+    print(f"\n{pr.suite} under {pr.setup} ({path}, content sha256 {harness.protocol_sha256[:12]}); {division}")
     print(tabulate(table, headers=headers, colalign=align, disable_numparse=True))
     if masked:
         print("\nUnstructured (masked) rows keep the dense shapes: MACs are dense hardware's; effective MACs "
