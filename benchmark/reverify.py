@@ -219,7 +219,8 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
         recorded = metrics.get("test_acc")
         here = describe(torch.device(device))
         there = metrics.get("machine") or {}
-        same_machine = all(str(here.get(k)) == str(there.get(k)) for k in MACHINE_KEYS)
+        # torch.compile's kernels are not eager's: a compiled run is re-evaluated as on another machine
+        same_machine = all(str(here.get(k)) == str(there.get(k)) for k in MACHINE_KEYS) and not metrics.get("compiled")
         if recorded is None or not isinstance(recorded, (int, float)):
             problems.append("metrics.json records no final accuracy")
         elif acc != recorded:

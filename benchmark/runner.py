@@ -707,6 +707,7 @@ class Harness:
             "protocol_sha256": self.protocol_sha256 if spec.kind != "base" else None,
             "protocol_file_sha256": self.protocol_file_sha256 if spec.kind != "base" else None,
             "machine": machine.describe(self.device),
+            "compiled": self.compiled,  # torch.compile: the same run, possibly other last digits
             "code": _code_version(),
             "division": self.division,
             # base runs plan nothing: no method code ran for them

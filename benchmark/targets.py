@@ -7,10 +7,11 @@ counts what the plan keeps over *every* prunable filter or weight of the archite
 over what the plan chose to name:
 
 - per-layer filter targets and named configs: exactly the target's count in every layer;
-- global filter targets: N - int(N·p) of the N prunable filters, and at most one more per layer
-  (a global threshold keeps each layer's best filter rather than emptying it);
-- weight masks: N - int(N·p) of the N weights the rule names (conv, or conv + linear), and at
-  most one more per tensor (per-layer rounding down of each tensor's int(n·p)).
+- global filter targets: N - int(N·p) of the N prunable filters, and one more for each layer
+  left with a single filter at most (a global threshold keeps a layer's best filter rather than
+  emptying it: only a collapsed layer can explain a surplus);
+- weight masks: N - int(N·p) of the N weights the rule names (conv, or conv + linear) under a
+  global threshold; per layer, n - int(n·p) of each tensor's n.
 
 A miss is a `ProtocolViolation` on the rule "pruning target", with what was expected and what
 the plan keeps.
@@ -110,11 +111,12 @@ def _check_filters(setup: str, plan, model: nn.Module, arch, target, rule: Targe
                                         f"{widths[name]} (the plan keeps {kept} of {total} prunable filters)")
         return {**record, "expected": sum(want.get(n, modules[n].out_channels) for n in prunable), "slack": 0}
     expected = total - int(total * target.ratio)
-    if not expected <= kept <= expected + len(prunable):
+    collapsed = sum(1 for n in prunable if widths[n] == 1)
+    if not expected <= kept <= expected + collapsed:
         raise ProtocolViolation(setup, RULE, f"{expected} of {total} prunable filters kept ({target.label()}, "
-                                f"global; up to {len(prunable)} more, one per layer a threshold would empty)",
+                                f"global; one more per layer left with a single filter, here {collapsed})",
                                 f"{kept} of {total}")
-    return {**record, "expected": expected, "slack": len(prunable)}
+    return {**record, "expected": expected, "slack": collapsed}
 
 
 def _check_masks(setup: str, plan, model: nn.Module, target, rule: TargetRule) -> dict:
@@ -125,11 +127,21 @@ def _check_masks(setup: str, plan, model: nn.Module, target, rule: TargetRule) -
     if target.ratio is None:
         raise ProtocolViolation(setup, RULE, "a pruning ratio (weight masks have no named configs)", target.label())
     total = sum(w.numel() for w in weights.values())
-    kept = sum(int(plan.masks[n].sum()) if n in plan.masks else w.numel() for n, w in weights.items())
-    expected = total - int(total * target.ratio)
-    if not expected <= kept <= expected + len(weights):
-        raise ProtocolViolation(setup, RULE, f"{expected} of {total} {rule.weights} weights kept (density "
-                                f"{expected / total:.4f}, {target.label()}; up to {len(weights)} more, one per "
-                                "tensor rounded per layer)", f"{kept} (density {kept / total:.4f})")
+    each = {n: int(plan.masks[n].sum()) if n in plan.masks else w.numel() for n, w in weights.items()}
+    kept = sum(each.values())
+    if rule.scope == "layer":
+        for name, w in weights.items():
+            want = w.numel() - int(w.numel() * target.ratio)
+            if each[name] != want:
+                raise ProtocolViolation(setup, RULE, f"{name} keeps {want} of {w.numel()} weights ({target.label()}, "
+                                        "per layer)", f"{each[name]} (the plan keeps {kept} of {total}, density "
+                                        f"{kept / total:.4f})")
+        expected = sum(w.numel() - int(w.numel() * target.ratio) for w in weights.values())
+    else:
+        expected = total - int(total * target.ratio)
+        if kept != expected:
+            raise ProtocolViolation(setup, RULE, f"{expected} of {total} {rule.weights} weights kept (density "
+                                    f"{expected / total:.4f}, {target.label()}, global)",
+                                    f"{kept} (density {kept / total:.4f})")
     return {"kept": kept, "of": total, "unit": f"{rule.weights} weights", "scope": rule.scope,
-            "expected": expected, "slack": len(weights)}
+            "expected": expected, "slack": 0}

@@ -53,13 +53,17 @@ def test_per_layer_targets_keep_exactly_the_counts():
     violation(first({**wang, "features.6": 23}), TargetRule(rounding="wang"), ratio=0.3)
 
 
-def test_global_targets_keep_the_fraction_up_to_one_filter_per_layer():
+def test_global_targets_keep_the_fraction_plus_one_filter_per_collapsed_layer():
     rule = TargetRule(scope="global")
-    # 56 filters at 0.5: 28 kept, up to 31 when the threshold would empty three layers
-    check("S2", first({"features.0": 1, "features.3": 3, "features.6": 24}), small(), SMALL, Target(ratio=0.5),
-          rule, "filter")
-    check("S2", first({"features.0": 1, "features.3": 6, "features.6": 24}), small(), SMALL, Target(ratio=0.5),
-          rule, "filter")
+    # 56 filters at 0.5: 28 kept; one more for each layer left with a single filter (a global
+    # threshold keeps a layer's best filter instead of emptying it)
+    kept = check("S2", first({"features.0": 1, "features.3": 3, "features.6": 24}), small(), SMALL,
+                 Target(ratio=0.5), rule, "filter")
+    assert (kept["kept"], kept["expected"], kept["slack"]) == (28, 28, 1)
+    check("S2", first({"features.0": 1, "features.3": 1, "features.6": 28}), small(), SMALL, Target(ratio=0.5),
+          rule, "filter")  # 30: two collapsed layers
+    v = violation(first({"features.0": 1, "features.3": 6, "features.6": 23}), rule)  # 30 with one collapsed layer
+    assert "one more per layer left with a single filter, here 1" in str(v.expected)
     v = violation(first({"features.0": 8, "features.3": 16, "features.6": 28}), rule)  # 90% kept
     assert str(v.actual) == "52 of 56" and "28 of 56" in str(v.expected)
     violation(first({"features.0": 1, "features.3": 1, "features.6": 20}), rule)  # fewer than the target
@@ -95,6 +99,15 @@ def test_weight_masks_count_every_weight_of_their_kind():
     half = {n: keep_fraction(p, 0.5) for n, p in weights.items()}
     kept = check("S2", PruningPlan(masks=half), model, SMALL, Target(ratio=0.5), TargetRule(), "weight")
     assert kept["of"] == total == 6152 and kept["kept"] == 3076
+    check("S2", PruningPlan(masks=half), model, SMALL, Target(ratio=0.5), TargetRule(scope="global"), "weight")
+    # one weight too many: in one layer (per layer), or in total (global)
+    more = {**half, "fc.weight": keep_fraction(weights["fc.weight"], 161 / 320)}
+    assert "fc.weight keeps 160 of 320" in str(violation(PruningPlan(masks=more), granularity="weight").expected)
+    violation(PruningPlan(masks=more), TargetRule(scope="global"), granularity="weight")
+    # a global threshold may move weights between layers, not add any
+    moved = {**more, "features.0.weight": keep_fraction(weights["features.0.weight"], 35 / 72)}
+    check("S2", PruningPlan(masks=moved), model, SMALL, Target(ratio=0.5), TargetRule(scope="global"), "weight")
+    violation(PruningPlan(masks=moved), granularity="weight")
     one_layer = PruningPlan(masks={"features.6.weight": keep_fraction(weights["features.6.weight"], 0.5)})
     v = violation(one_layer, granularity="weight")
     assert f"{total - 2304}" in str(v.actual)  # counted over all 6152 weights, not the masked 4608
