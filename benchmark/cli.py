@@ -415,6 +415,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UserError(f"no run store at {root} (no {paths.db_path(root).name}); pass --store DIR of a store "
                         "that `bench run` wrote.")
     store = Store(root)
+    verdicts = None
     if args.verify:
         from prunebench.reverify import verify_runs
 
@@ -424,10 +425,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         failed = [v for v in verdicts if not v.ok]
         for v in failed:
             print(f"  refused: {v.row} seed {v.seed} (run {v.run_id[:12]}): {'; '.join(v.problems)}", file=sys.stderr)
-        store = Store(root)  # the verifications just recorded
-    written = write_report(store, args.out, args.suite, args.protocol, args.reference, verified_only=args.verify)
+    written = write_report(store, args.out, args.suite, args.protocol, args.reference, args.verify, verdicts)
     if args.json:
-        print(json.dumps(to_json(build(store, args.suite, args.protocol, args.reference, args.verify)), indent=1))
+        print(json.dumps(to_json(build(store, args.suite, args.protocol, args.reference, args.verify, verdicts)),
+                         indent=1))
         return 0
     for path in written:
         print(path)

@@ -279,7 +279,7 @@ def identity(suite: str, setup: str, suite_sha: str, protocol_sha: str,
 
 
 def build(store: Store, suite: str | None = None, protocol: str | None = None,
-          reference: str | None = None, verified_only: bool = False) -> list[Table]:
+          reference: str | None = None, verified_only: bool = False, verdicts: list | None = None) -> list[Table]:
     """The tables of every (suite content, protocol content, target) in the store, statistics
     included. A file with a shipped name but other content gets its own table."""
     df = load_runs(store, suite, protocol)
@@ -289,7 +289,10 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
     runs = df[df["kind"] != "base"]
     bases = df[df["kind"] == "base"]
     shipped = shipped_content()
-    checks = Verifications(store.verifications(), strict=verified_only)
+    found = store.verifications()
+    found.update({v.run_id: {"ok": v.ok, "problems": v.problems, "recorded_acc": v.recorded_acc}
+                  for v in verdicts or ()})  # just verified (a read-only store keeps no record of it)
+    checks = Verifications(found, strict=verified_only)
     keys = ["suite", "setup", "division", "suite_sha256", "protocol_sha256"]
     for (suite_name, setup, division, suite_sha, protocol_sha), group in sorted(runs.groupby(keys),
                                                                                 key=lambda kv: kv[0]):
@@ -642,10 +645,11 @@ def plot_ta_vs_final(tables: list[Table], path: Path) -> Path | None:
 # --- the report ----------------------------------------------------------------------------
 
 def write_report(store: Store, out: Path, suite: str | None = None, protocol: str | None = None,
-                 reference: str | None = None, verified_only: bool = False) -> list[Path]:
+                 reference: str | None = None, verified_only: bool = False,
+                 verdicts: list | None = None) -> list[Path]:
     """Write the Markdown leaderboards (one per suite and protocol), plots and `index.html`
     into `out`; return the files written."""
-    tables = build(store, suite, protocol, reference, verified_only)
+    tables = build(store, suite, protocol, reference, verified_only, verdicts)
     if not tables:
         raise UserError(f"the store {store.root} has no pruned or scratch runs"
                         f"{' of suite ' + repr(suite) if suite else ''}{' under ' + protocol if protocol else ''}; "
