@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from prunebench.penalties import Penalty
 from prunebench.schedule import LRSchedule, parse_pf
+from prunebench.targets import TargetRule
 
 SETUPS = ("S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2", "SX-A", "SX-B")
 Setup = Literal["S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2", "SX-A", "SX-B"]
@@ -97,6 +98,8 @@ class Recipe(Frozen):
 class Suite(Frozen):
     """A dataset, an architecture and the base (pretraining) recipe."""
 
+    not_content: ClassVar[tuple[str, ...]] = ("description", "seeds")  # what content_sha256 leaves out
+
     name: str = Field(description="suite name, e.g. 'cifar10-resnet56'")
     description: str = Field("", description="one line for `bench list suites`")
     dataset: str = Field(description="registered dataset name")
@@ -121,6 +124,8 @@ class Budget(Frozen):
 
 class Protocol(Frozen):
     """One suite under one comparison setup: what must be equal across methods."""
+
+    not_content: ClassVar[tuple[str, ...]] = ("description", "ratios", "configs")  # run by default only
 
     setup: Setup = Field(description="comparison setup of Wang et al., Tab. 2")
     suite: str = Field(description="the suite this protocol applies to")
@@ -228,6 +233,9 @@ class RunSpec(Frozen):
     penalty: Penalty | None = Field(
         None, description="the harness-owned regulariser of the pruning phase the method declared (bn_l1, "
         "growing_l2, group_lasso)")
+    target_rule: TargetRule | None = Field(
+        None, description="how the method reaches its target (None: per layer, Li et al.'s rounding), declared by "
+        "the method and part of the run's identity, so a run's record cannot claim another rule")
     division: Literal["closed", "open"] = Field(
         "closed", description="closed: method code ran only in the planning worker, never in training; open: "
         "method code ran inside the training process (labelled, ranked apart)")
@@ -260,9 +268,12 @@ def canonical(model: BaseModel) -> str:
 
 
 def content_sha256(model: BaseModel) -> str:
-    """sha256 of a config's content (every field, defaults included, sorted keys): what a suite
-    or protocol *is*, whatever its file's name, comments or layout."""
-    text = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """sha256 of a config's content (every field that decides what is trained or audited,
+    defaults included, sorted keys): what a suite or protocol *is*, whatever its file's name,
+    comments or layout. A description, or which seeds and targets run by default, is not part of
+    it (`not_content`): extending a suite's seeds or a protocol's ratios splits no table."""
+    exclude = set(getattr(type(model), "not_content", ()))
+    text = json.dumps(model.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

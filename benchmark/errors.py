@@ -36,3 +36,12 @@ class ProtocolViolation(Exception):
     def recorded_as(self, run_id: str) -> ProtocolViolation:
         self.recorded = run_id
         return self
+
+    def __reduce__(self):  # pickled whole (Ray, multiprocessing): rebuilt from its four fields
+        return _rebuild, (self.setup, self.rule, self.expected, self.actual, self.recorded)
+
+
+def _rebuild(setup: str, rule: str, expected: object, actual: object, recorded: str | None) -> ProtocolViolation:
+    v = ProtocolViolation(setup, rule, expected, actual)
+    v.recorded = recorded
+    return v

@@ -11,6 +11,7 @@ what is missing, instead of averaging fewer seeds.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import math
@@ -87,9 +88,15 @@ class Table:
                 + (" (open division)" if self.division == "open" else ""))
 
     @property
+    def content_key(self) -> str:
+        """'' for the shipped content, else 12 hex digits naming the (suite, protocol) content."""
+        if not self.identity:
+            return ""
+        return hashlib.sha256(f"{self.suite_sha256}/{self.protocol_sha256}".encode()).hexdigest()[:12]
+
+    @property
     def slug(self) -> str:
-        return _slug(f"{self.suite}_{self.setup}_{self.target}" + (f"_{self.protocol_sha256[:12]}" if self.identity
-                                                                  else "")
+        return _slug(f"{self.suite}_{self.setup}_{self.target}" + (f"_{self.content_key}" if self.identity else "")
                      + ("_open" if self.division == "open" else ""))
 
 
@@ -236,13 +243,27 @@ def report_runs(store: Store, suite: str | None = None, protocol: str | None = N
     return sorted(df[df["status"] == "done"]["id"])
 
 
-def _versions(row: str, runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+def _latest_codes(runs: pd.DataFrame) -> dict[str, str]:
+    """Each method's current code version: that of its most recently finished run (pruned and
+    scratch rows of a method share it)."""
+    done = runs[runs["status"] == "done"]
+    source = (done if not done.empty else runs).dropna(subset=["method"])
+    return {str(m): str(part.sort_values("updated")["method_code"].fillna("").iloc[-1])
+            for m, part in source.groupby("method")}
+
+
+def _versions(row: str, runs: pd.DataFrame, latest: dict[str, str]) -> list[tuple[str, str, pd.DataFrame]]:
     """A row's runs by version of the method's code (`method_code`), each its own row: the
-    version last run keeps the plain label, older ones read 'l1norm (older code 1a2b3c4d)'."""
+    method's current version keeps the plain label, older ones read 'l1norm (older code
+    1a2b3c4d)'. Returns (label, the suffix, runs)."""
     codes = runs["method_code"].fillna("")
-    order = sorted(set(codes), key=lambda c: runs[codes == c]["updated"].max())
-    return [(row if code == order[-1] else f"{row} (older code {code[:8] or 'unrecorded'})", runs[codes == code])
-            for code in order]
+    method = runs["method"].dropna()
+    current = latest.get(str(method.iloc[0])) if not method.empty else None
+    out = []
+    for code in sorted(set(codes)):
+        suffix = "" if current is None or code == current else f" (older code {code[:8] or 'unrecorded'})"
+        out.append((row + suffix, suffix, runs[codes == code]))
+    return out
 
 
 def shipped_content() -> tuple[dict[str, str], dict[tuple[str, str], str]]:
@@ -308,10 +329,12 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
         dense_macs = dense.macs if dense else None
         for target, at in sorted(group.groupby("target"), key=lambda kv: kv[0]):
             cells, scratch_of = [], {}
+            latest = _latest_codes(at)
             for row, part in at.groupby("row"):
-                for label, version in _versions(str(row), part):
+                for label, suffix, version in _versions(str(row), part, latest):
                     cells.append(_cell(label, version, seeds, base_acc, checks))
-                    scratch_of[label] = _scratch_of(version)
+                    own = _scratch_of(version)  # its scratch baseline: of the same code version
+                    scratch_of[label] = own + suffix if own is not None else None
             for c in cells:
                 c.speedup = dense_macs / c.effective_macs if dense_macs and c.effective_macs else None
             complete = sorted([c for c in cells if c.complete], key=lambda c: -c.summary.mean)  # type: ignore[union-attr]
@@ -661,9 +684,9 @@ def write_report(store: Store, out: Path, suite: str | None = None, protocol: st
     images: dict[str, list[Path]] = {}
     groups: dict[tuple[str, str, str], list[Table]] = {}
     for t in tables:  # one page per suite and protocol content
-        groups.setdefault((t.suite, t.setup, t.protocol_sha256 if t.identity else ""), []).append(t)
+        groups.setdefault((t.suite, t.setup, t.content_key), []).append(t)
     for (suite_name, setup, custom), group in groups.items():
-        slug = _slug(f"{suite_name}_{setup}" + (f"_{custom[:12]}" if custom else ""))
+        slug = _slug(f"{suite_name}_{setup}" + (f"_{custom}" if custom else ""))
         shared = [p for p in (plot_accuracy_vs_ratio(group, out / f"{slug}_accuracy_vs_ratio.png"),
                               plot_ta_vs_final(group, out / f"{slug}_ta_vs_final.png")) if p]
         heading = f" ({group[0].identity})" if group[0].identity else ""

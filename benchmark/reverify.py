@@ -44,7 +44,7 @@ class Verdict:
     flags: list[str] = field(default_factory=list)
     test_acc: float | None = None  # the re-evaluated final accuracy
     recorded_acc: float | None = None  # the final accuracy metrics.json records (what tables show)
-    metrics_sha256: str = ""  # of metrics.json as verified: a later edit voids the mark
+    files_sha256: str = ""  # of the run's files as verified (`RunFiles.digest`): a later change voids the mark
 
     @property
     def ok(self) -> bool:
@@ -55,6 +55,10 @@ class Verdict:
 
 class _Failed(Exception):
     """A check that leaves nothing further to check."""
+
+
+class _Environment(Exception):
+    """This machine cannot verify (no data where it looked, no such device): no verdict at all."""
 
 
 def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loaded: dict) -> Verdict:
@@ -86,7 +90,7 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
         metrics = files.metrics(run_id)
         if metrics is None:
             raise _Failed("not finished (no metrics.json)")
-        verdict.metrics_sha256 = sha256_file(directory / "metrics.json")
+        verdict.files_sha256 = files.digest(run_id)
         verdict.recorded_acc = metrics.get("test_acc")
         trace = files.trace(run_id)
         if trace is None:
@@ -130,8 +134,8 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
             problems.append("the scratch run's plan is not the architecture its spec names")
         if spec.kind == "scratch" and (plan.masks_sha256() if plan else None) != spec.masks_sha256:
             problems.append("the scratch run's masks are not those its spec names")
-        if plan is not None and spec.kind == "pruned":
-            rule = targets.TargetRule.model_validate((metrics.get("target") or {}).get("rule") or {})
+        if plan is not None and spec.kind in ("pruned", "scratch") and spec.method is not None:
+            rule = spec.target_rule or targets.TargetRule()  # part of the run's id: a record cannot change it
             try:
                 rule.check_visible(spec.protocol or "-", spec.method.settings if spec.method else {})
                 targets.check(spec.protocol or "-", plan, model, arch,
@@ -171,7 +175,10 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
         # the trace against the spec it ran and the protocol it was audited against
         key = (spec.dataset, str(data_root))
         if key not in loaded:
-            train, test = load_dataset(spec.dataset, data_root)
+            try:
+                train, test = load_dataset(spec.dataset, data_root)
+            except UserError as e:  # the data are elsewhere: say so, and judge no run
+                raise _Environment(f"{e} (pass --data-root DIR where the runs' dataset is)") from None
             if isinstance(train, TensorData) and isinstance(test, TensorData):
                 train, test = train.to(device), test.to(device)
             loaded[key] = (train, test, train.fingerprint()[:16] + test.fingerprint()[:16])
@@ -219,8 +226,10 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
         recorded = metrics.get("test_acc")
         here = describe(torch.device(device))
         there = metrics.get("machine") or {}
-        # torch.compile's kernels are not eager's: a compiled run is re-evaluated as on another machine
-        same_machine = all(str(here.get(k)) == str(there.get(k)) for k in MACHINE_KEYS) and not metrics.get("compiled")
+        # torch.compile's kernels are not eager's, and cuDNN picks its kernels per process
+        # (benchmark mode): such runs are re-evaluated as on another machine
+        same_machine = (all(str(here.get(k)) == str(there.get(k)) for k in MACHINE_KEYS)
+                        and not metrics.get("compiled") and torch.device(device).type == "cpu")
         if recorded is None or not isinstance(recorded, (int, float)):
             problems.append("metrics.json records no final accuracy")
         elif acc != recorded:
@@ -236,6 +245,8 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
             verdict.flags.append("re-evaluated on another machine: equal")
     except _Failed as e:
         problems.append(str(e))
+    except _Environment:
+        raise
     except (DamagedFile, UserError) as e:
         problems.append(str(e))
     except Exception as e:  # noqa: BLE001 - a forged file of any other kind: a failed verification, one line
@@ -251,9 +262,18 @@ def _child(argv: list[str]) -> None:
     p.add_argument("runs", nargs="*")
     args = p.parse_args(argv)
     loaded: dict = {}
-    for run_id in args.runs:
-        verdict = _check_run(args.store, run_id, args.data_root, args.device, loaded)
-        print(json.dumps(asdict(verdict)), flush=True)
+    try:
+        import torch
+
+        try:
+            torch.zeros(1, device=args.device)
+        except (RuntimeError, AssertionError) as e:
+            raise _Environment(f"--device {args.device} cannot be used here: {str(e).splitlines()[0]}") from None
+        for run_id in args.runs:
+            verdict = _check_run(args.store, run_id, args.data_root, args.device, loaded)
+            print(json.dumps(asdict(verdict)), flush=True)
+    except _Environment as e:
+        print(json.dumps({"environment": str(e)}), flush=True)
 
 
 # --- in the calling process -----------------------------------------------------------------------
@@ -294,7 +314,11 @@ def verify_runs(root: Path, run_ids: list[str], data_root: Path | None = None, d
         with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=dict(os.environ)) as child:
             assert child.stdout is not None
             for line in child.stdout:
-                verdict = Verdict(**json.loads(line))
+                reply = json.loads(line)
+                if "environment" in reply:  # nothing judged: the data or device are not here
+                    child.kill()
+                    raise UserError(f"cannot verify on this machine: {reply['environment']}")
+                verdict = Verdict(**reply)
                 verdicts.append(verdict)
                 if progress is not None:
                     progress(verdict, len(verdicts), len(run_ids))

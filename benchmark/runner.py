@@ -106,11 +106,6 @@ def _code_version() -> str:
     return f"prunebench {prunebench.__version__}" + (f" ({commit})" if commit else "")
 
 
-def _raise(error: Exception, directory: Path) -> Start:
-    """The start of a run that cannot start: it raises, inside the run, so the run records it."""
-    raise error
-
-
 Borrowed = dict[str, tuple[str, Recipe]]  # method (as given) -> (lender's label, retraining recipe)
 
 
@@ -317,7 +312,7 @@ class Harness:
         phases.append(("retrain", chosen.retrain or self.protocol.retrain))
         base = self.base_spec(seed, chosen.base or base_recipe)
         return self._spec(kind="pruned", seed=seed, phases=phases, protocol=self.protocol_label,
-                          base=base.run_id, method=mspec, recipe_of=recipe_of,
+                          base=base.run_id, method=mspec, recipe_of=recipe_of, target_rule=self._rule(mspec),
                           penalty=penalty if len(phases) > 1 else None)  # a penalty acts in the pruning phase
 
     def scratch_spec(self, source: MethodSpec, seed: int, plan: PruningPlan, pruned_macs: int) -> RunSpec:
@@ -326,6 +321,7 @@ class Harness:
         variant, epochs = self.budgets.variant, self.budgets.scratch_epochs(pruned_macs)
         return self._spec(kind="scratch", seed=seed, phases=[("scratch", self.suite.base.with_epochs(epochs))],
                           protocol=self.protocol_label, method=source.without_recipe, variant=variant,
+                          target_rule=self._rule(source),
                           widths=None if plan.masks else plan.widths(), masks_sha256=plan.masks_sha256())
 
     def budget(self, pruned_macs: int) -> float | None:
@@ -415,14 +411,10 @@ class Harness:
                     try:
                         plan = self._plan_on(source, source_spec, seed, base.run_id if live else None)
                     except ProtocolViolation as v:
-                        if not live:
-                            raise
-                        # the trained base fails its check (e.g. its sha256): a violation of the run
-                        # that starts from it, recorded there (its start raises it)
-                        spec = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender,
-                                                penalty=self.declared(source_spec).penalty)
-                        yield from once(Planned(spec, spec.row, target, self.dense_macs, start=partial(_raise, v)))
-                        continue
+                        if live and v.rule.startswith("base checkpoint sha256"):
+                            # the base's files are not those the loop wrote: the base run records it
+                            self._record_violation(base, self.files.run_dir(base.run_id), v)
+                        raise
                     macs = self._macs_of(plan)
                     chosen = self.budgets.fit(chosen, macs)
                     spec = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender,
@@ -442,7 +434,8 @@ class Harness:
                     if (method.from_scratch or self.protocol.scratch_variant) and lender is None:
                         scratch = self.scratch_spec(source_spec, seed, plan, macs)
                         yield from once(Planned(scratch, scratch.row, target,
-                                                macs, self.budget(macs), start=partial(self._start_scratch, scratch, plan)))
+                                                macs, self.budget(macs),
+                                                start=partial(self._start_scratch, scratch, plan, source, source_spec)))
 
     def _base_job(self, spec: RunSpec) -> Planned:
         def start(directory: Path) -> Start:
@@ -485,6 +478,11 @@ class Harness:
                 self._check_target(self._plans[key], method, mspec, model)
             # (on the trained base the run itself checks it, and records a miss as its violation)
         return self._plans[key]
+
+    def _rule(self, mspec: MethodSpec) -> targets.TargetRule | None:
+        """The method's declared target rule, as a spec records it (None for the default)."""
+        rule = self.declared(mspec).target_rule
+        return None if rule == targets.TargetRule() else rule
 
     def _check_target(self, plan: PruningPlan, method: MethodInfo, mspec: MethodSpec,
                       model: nn.Module) -> dict[str, Any]:
@@ -799,14 +797,22 @@ class Harness:
     def _check_pins(self, base_id: str, recorded: str) -> None:
         """A base first loaded by this harness: every run that started from it pinned its sha256
         (`base.json`); a base whose record now says otherwise was retrained or swapped, with its
-        `metrics.json` rewritten to match."""
+        `metrics.json` rewritten to match. A base the harness itself set aside as damaged and
+        trained again (`damaged-*/` in its directory) may differ from older pins on a
+        non-deterministic device: those pins are not evidence."""
+        earlier = set()
+        for old in self.files.run_dir(base_id).glob("damaged-*/metrics.json"):
+            try:
+                earlier.add(json.loads(old.read_text())["model_sha256"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
         for pin in paths.runs_dir(self.store_root).glob("*/base.json"):
             try:
                 found = json.loads(pin.read_text())
                 base, sha = found["base"], found["model_sha256"]
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # a damaged pin is its own run's problem
-            if base == base_id and sha and sha != recorded:
+            if base == base_id and sha and sha != recorded and sha not in earlier:
                 raise ProtocolViolation(self.setup, f"base checkpoint sha256 (pinned by run {pin.parent.name[:12]} "
                                         "when it started from it)", sha, recorded)
 
@@ -872,10 +878,12 @@ class Harness:
                          compiled=self.compiled, log=self.log)
         return model
 
-    def _start_scratch(self, spec: RunSpec, plan: PruningPlan, directory: Path) -> Start:
+    def _start_scratch(self, spec: RunSpec, plan: PruningPlan, source: MethodInfo, source_spec: MethodSpec,
+                       directory: Path) -> Start:
         if plan.masks_sha256() != spec.masks_sha256 or (not plan.masks and plan.widths() != spec.widths):
             raise ProtocolViolation(self.setup, "scratch architecture equals the source's", spec.widths or
                                     spec.masks_sha256, plan.widths() or plan.masks_sha256())
+        met = self._check_target(plan, source, source_spec, self.build())  # the architecture meets the target
         model = self.build()
         if not plan.masks:
             apply_plan(model, PruningPlan.first_k(plan.widths()), self.input_shape)
@@ -884,4 +892,5 @@ class Harness:
         if plan.masks:  # a fresh init under the same masks
             plan.save(directory)
             apply_plan(model, plan, self.input_shape)
-        return Start(model.to(self.device, memory_format=self.memory_format), spec.phases, masks=plan.masks or None)
+        return Start(model.to(self.device, memory_format=self.memory_format), spec.phases, masks=plan.masks or None,
+                     target=met)

@@ -89,7 +89,7 @@ CREATE TABLE IF NOT EXISTS verifications (  -- the last `bench verify` of each r
     ok INTEGER NOT NULL,
     problems TEXT NOT NULL,          -- JSON list: why it failed
     flags TEXT NOT NULL,             -- JSON list: what was said without failing (e.g. another machine)
-    metrics_sha256 TEXT NOT NULL,    -- of metrics.json as verified: a later edit voids the mark
+    files_sha256 TEXT NOT NULL,      -- of the run's files as verified (RunFiles.digest): a later change voids it
     test_acc REAL,                   -- as re-evaluated
     recorded_acc REAL,               -- as metrics.json records it: a table showing another number is not verified
     checked REAL NOT NULL
@@ -186,6 +186,20 @@ class RunFiles:
         """The protocol violation a run was stopped by, or None."""
         return self._read(run_id, "violation.json",
                           lambda text: ProtocolViolation(**_json_object(text)).recorded_as(run_id))
+
+    VERIFIED_FILES = ("spec.json", "metrics.json", "model.pt", "trace.json", "plan.json", "masks.pt", "protocol.json",
+                      "base.json")
+
+    def digest(self, run_id: str) -> str:
+        """sha256 over the files `bench verify` reads of a run (names and contents): a verified
+        mark holds only while none of them changes."""
+        h = hashlib.sha256()
+        directory = self.run_dir(run_id)
+        for name in self.VERIFIED_FILES:
+            path = directory / name
+            if path.is_file():
+                h.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+        return h.hexdigest()
 
     def audited(self, run_id: str) -> dict[str, Any] | None:
         """The suite and protocol content a run is (or was) audited against: `protocol.json`."""
@@ -392,25 +406,24 @@ class Store(RunFiles):
 
     def record_verifications(self, verdicts: list) -> None:
         """Keep what `bench verify` found (`reverify.Verdict`s); the report marks rows with it."""
-        self._db.executemany(
-            "INSERT OR REPLACE INTO verifications VALUES (?,?,?,?,?,?,?,?)",
-            [(v.run_id, int(v.ok), json.dumps(v.problems), json.dumps(v.flags), v.metrics_sha256, v.test_acc,
-              v.recorded_acc, time.time()) for v in verdicts])
         try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO verifications VALUES (?,?,?,?,?,?,?,?)",
+                [(v.run_id, int(v.ok), json.dumps(v.problems), json.dumps(v.flags), v.files_sha256, v.test_acc,
+                  v.recorded_acc, time.time()) for v in verdicts])
             self._db.commit()
         except sqlite3.OperationalError as e:
             raise UserError(f"cannot record the verification in {paths.db_path(self.root)}: {e}.") from None
 
     def verifications(self) -> dict[str, dict[str, Any]]:
-        """The last verification of each run that still holds: its metrics.json is unchanged since."""
+        """The last verification of each run that still holds: its files are unchanged since."""
         out = {}
         for row in self.query("SELECT * FROM verifications"):
-            path = self.run_dir(row["run_id"]) / "metrics.json"
             try:
-                current = hashlib.sha256(path.read_bytes()).hexdigest()
+                current = self.digest(row["run_id"])
             except OSError:
                 continue
-            if current == row["metrics_sha256"]:
+            if current == row["files_sha256"]:
                 out[row["run_id"]] = {**dict(row), "problems": json.loads(row["problems"]),
                                       "flags": json.loads(row["flags"])}
         return out

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prunebench.errors import ProtocolViolation
+from prunebench.errors import ProtocolViolation, UserError
 
 if TYPE_CHECKING:  # torch is imported where weights are counted: the rule itself is plain data
     from torch import nn
@@ -76,6 +76,10 @@ def density(model: nn.Module, masks: dict) -> float | None:
 def check(setup: str, plan, model: nn.Module, arch, target, rule: TargetRule, granularity: str) -> dict:
     """Raise a `ProtocolViolation` ("pruning target") when `plan` does not meet `target` on the
     unpruned `model`; else return what it keeps, for the run's record."""
+    try:
+        plan.validate_for(model)  # real layers, valid distinct indices, masks of the weights' shapes
+    except (UserError, ValueError) as e:
+        raise ProtocolViolation(setup, RULE, "a plan of the model's own layers and filters", str(e)) from None
     if granularity == "weight" or plan.masks:
         if granularity != "weight" or plan.keep:
             raise ProtocolViolation(setup, RULE, f"a {granularity}-level plan (the method's granularity)",
@@ -98,10 +102,11 @@ def _check_filters(setup: str, plan, model: nn.Module, arch, target, rule: Targe
     if target.config is not None or rule.scope == "layer":
         ratios = None
         if rule.stage_ratios is not None and target.config is None:
-            ratios = {n: rule.stage_ratios[arch.stage_of(n)] for n in prunable} if arch.stage_of else None
-            if ratios is None or max(arch.stage_of(n) for n in prunable) >= len(rule.stage_ratios):
+            stages = {n: arch.stage_of(n) for n in prunable} if arch.stage_of else {}
+            if not stages or max(stages.values()) >= len(rule.stage_ratios):
                 raise ProtocolViolation(setup, RULE, f"stage ratios for the stages of {arch.name}",
                                         list(rule.stage_ratios))
+            ratios = {n: rule.stage_ratios[stage] for n, stage in stages.items()}
         want = target.keep_counts(arch, model, rule.rounding, ratios)
         for name in prunable:
             expected = want.get(name, modules[name].out_channels)

@@ -51,9 +51,13 @@ def test_a_private_copy_of_a_protocol_gets_its_own_table(user_protocols, store, 
     # the same content under another file name, comments or layout is the same protocol
     same = tmp_path / "copy.yaml"
     same.write_text("# a comment\n" + yaml.safe_dump(LADDER["S3.2"], sort_keys=True))
-    assert content_sha256(load_protocol(str(same))[0]) == content_sha256(load_protocol("S3.2", "synth-small")[0])
+    shipped_protocol = load_protocol("S3.2", "synth-small")[0]
+    assert content_sha256(load_protocol(str(same))[0]) == content_sha256(shipped_protocol)
+    # what runs by default (ratios, configs) and the description are not what a protocol fixes
+    assert content_sha256(shipped_protocol.model_copy(update={"ratios": [0.3, 0.7], "description": "x"})) == \
+        content_sha256(shipped_protocol)
     assert main(["report", "--store", str(store), "--out", str(tmp_path / "report")]) == 0
-    page = (tmp_path / "report" / f"synth-small_S3.2_{sha[:12]}.md").read_text()
+    (page,) = [p.read_text() for p in (tmp_path / "report").glob("synth-small_S3.2_*.md")]
     assert page.startswith(f"# Leaderboard: synth-small under S3.2 (custom protocol S3.2 (sha256 {sha[:12]}))")
 
 
@@ -143,21 +147,31 @@ class Forger(L1Norm):
 '''
 
 
-def test_a_forged_base_is_a_violation_recorded_on_the_run_that_meets_it(user_protocols, store, tmp_path, capsys):
+def test_a_forged_base_is_a_violation_recorded_in_the_store(user_protocols, store, tmp_path, capsys):
     harness("S2", store).run(["l1norm"], seeds=[0])  # a pruned run pins the base it started from
     plugin = tmp_path / "forger.py"
     plugin.write_text(FORGER.format(store=str(store)))
     # a fresh process: nothing kept in memory, the pin of the l1norm run is what catches it
     harness("S2", store, plugins=(str(plugin),), sandbox="off").plan(["cheat-forges-base"], seeds=[0])
-    rows_before = set((store / "runs").iterdir())
+    base = harness("S2", store).base_spec(0).run_id
     assert main(["run", "--protocol", "S2", "--suite", "synth-small", "--method", "random", "--seeds", "0",
                  "--store", str(store)]) == 3
     err = capsys.readouterr().err
-    assert "base checkpoint sha256 (pinned by run" in err and "is marked violated in the store" in err
-    (new,) = set((store / "runs").iterdir()) - rows_before
-    assert json.loads((new / "violation.json").read_text())["rule"].startswith("base checkpoint sha256")
-    (row,) = Store(store).query("SELECT status, row FROM runs WHERE id = ?", (new.name,))
-    assert (row["status"], row["row"]) == ("violated", "random")
+    assert "base checkpoint sha256 (pinned by run" in err and f"Run {base[:12]} is marked violated" in err
+    assert json.loads((store / "runs" / base / "violation.json").read_text())["rule"].startswith(
+        "base checkpoint sha256")
+    (row,) = Store(store).query("SELECT status FROM runs WHERE id = ?", (base,))
+    assert row["status"] == "violated"
+    assert not [p for p in (store / "runs").iterdir() if (p / "spec.json").exists()
+                and json.loads((p / "spec.json").read_text()).get("method", {}).get("name") == "random"]
+    # a base the harness itself set aside as damaged and trained again is no forgery
+    (store / "runs" / base / "violation.json").unlink()
+    aside = store / "runs" / base / "damaged-20260101-000000-000000"
+    aside.mkdir()
+    pin = json.loads(next((store / "runs").glob("*/base.json")).read_text())["model_sha256"]
+    (aside / "metrics.json").write_text(json.dumps({"model_sha256": pin}))
+    assert main(["run", "--protocol", "S2", "--suite", "synth-small", "--method", "random", "--seeds", "0",
+                 "--store", str(store)]) == 0
 
 
 def test_a_rewind_outside_the_base_is_an_error_not_an_assert(user_protocols, store):

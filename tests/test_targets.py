@@ -121,6 +121,14 @@ def test_weight_masks_count_every_weight_of_their_kind():
     violation(PruningPlan(masks=half), granularity="filter")  # masks from a filter method
 
 
+def test_plans_of_invalid_indices_are_violations_not_tracebacks():
+    v = violation(PruningPlan(keep={"features.0": (0, 0, 1, 2), "features.3": tuple(range(8)),
+                                    "features.6": tuple(range(16))}))
+    assert "invalid indices" in str(v.actual)
+    v = violation(first({"features.0": 4, "features.3": 8, "features.6": 16}), TargetRule(stage_ratios=(0.5,)))
+    assert "stage ratios for the stages of smallcnn" in str(v.expected)
+
+
 @pytest.fixture
 def s2(user_protocols):
     return load_protocol("S2", "synth-small")[0]

@@ -183,14 +183,16 @@ def test_report_marks_verified_rows_and_verify_refuses_failing_ones(store, tmp_p
 
 
 def test_a_model_whose_accuracy_needs_a_hidden_forward_hook_fails(user_protocols, tmp_path):
-    """Open division: a hook adds a hidden teacher's logits; the recorded accuracy is the hooked
+    """Open division: a hook adds a hidden model's logits; the recorded accuracy is the hooked
     model's, which the model file alone does not reproduce."""
+    from tests.test_divisions import bench
+
     teacher = str(Path(__file__).with_name("plugins") / "teacher.py")
     store = tmp_path / "store"
-    protocol, _, _ = load_protocol("S2", "synth-small")
-    h = Harness(protocol, store=store, device="cpu", progress=False, log=lambda m: None, plugins=(teacher,),
-                division="open")
-    rows = h.run(["cheat-teacher-hook"], seeds=[0])
+    done = bench("run", "--protocol", "S2", "--suite", "synth-small", "--plugins", teacher, "--division", "open",
+                 "--method", "cheat-teacher-hook", "--seeds", "0", "--store", str(store), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(done.stdout)
     run_id = next(r for r in rows if r["row"] == "cheat-teacher-hook")["run_ids"][0]
     (v,) = verify_runs(store, [run_id])
     assert any("re-evaluated accuracy" in p and "on the machine that trained it" in p for p in v.problems), v.problems
