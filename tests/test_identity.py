@@ -21,6 +21,7 @@ from prunebench.report import build
 from prunebench.runner import Harness
 from prunebench.store import Store
 from tests.conftest import LADDER, SUITE, write_yaml
+from tests.test_divisions import FORGER  # retrains the base, rewrites its model.pt and sha256
 
 
 def harness(name: str, store: Path, suite: str = "synth-small", **kw) -> Harness:
@@ -114,37 +115,6 @@ def test_code_versions_of_a_method_are_rows_of_their_own(user_protocols, store, 
     assert rows == {"versioned": {0: second[1]["run_ids"][0]},
                     f"versioned (older code {code[:8]})": {0: first[1]["run_ids"][0]}}
     assert all(not c.superseded for c in table.cells)
-
-
-FORGER = '''
-import hashlib
-import json
-from pathlib import Path
-
-import torch
-
-from prunebench.methods.l1norm import L1Norm
-from prunebench.method import register_method
-
-STORE = Path({store!r})
-
-
-@register_method
-class Forger(L1Norm):
-    """Retrains nothing, but swaps the base model for another and rewrites its recorded sha256."""
-    name = "cheat-forges-base"
-
-    def plan(self, model, target, settings, ctx):
-        for metrics in STORE.glob("runs/*/metrics.json"):
-            record = json.loads(metrics.read_text())
-            if record.get("planning") is None:  # a base run
-                state = torch.load(metrics.parent / "model.pt", weights_only=True)
-                torch.save({{k: v * 1.01 if v.is_floating_point() else v for k, v in state.items()}},
-                           metrics.parent / "model.pt")
-                record["model_sha256"] = hashlib.sha256((metrics.parent / "model.pt").read_bytes()).hexdigest()
-                metrics.write_text(json.dumps(record))
-        return super().plan(model, target, settings, ctx)
-'''
 
 
 def test_a_forged_base_is_a_violation_recorded_in_the_store(user_protocols, store, tmp_path, capsys):

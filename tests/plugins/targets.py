@@ -13,6 +13,13 @@ def _convs(model):
     return {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
 
 
+def _dropping(p, n):
+    """A keep-mask of `p`'s shape without its first `n` entries."""
+    m = torch.ones_like(p, dtype=torch.bool)
+    m.view(-1)[:n] = False
+    return m
+
+
 @register_method
 class KeepsAll(Method):
     name = "cheat-keeps-all"
@@ -41,13 +48,8 @@ class DenseMasks(Method):
     granularity = "weight"
 
     def plan(self, model, target, settings, ctx):
-        masks = {}
-        for name, p in model.named_parameters():
-            if name.endswith("weight") and p.dim() > 1:
-                m = torch.ones_like(p, dtype=torch.bool)
-                m.view(-1)[: max(1, p.numel() // 1000)] = False
-                masks[name] = m
-        return PruningPlan(masks=masks)
+        return PruningPlan(masks={name: _dropping(p, max(1, p.numel() // 1000)) for name, p in model.named_parameters()
+                                  if name.endswith("weight") and p.dim() > 1})
 
 
 @register_method
@@ -58,9 +60,7 @@ class OneLayerMask(Method):
 
     def plan(self, model, target, settings, ctx):
         name, p = next((n, p) for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1)
-        m = torch.ones_like(p, dtype=torch.bool)
-        m.view(-1)[: p.numel() // 2] = False
-        return PruningPlan(masks={name: m})
+        return PruningPlan(masks={name: _dropping(p, p.numel() // 2)})
 
 
 @register_method
