@@ -40,7 +40,7 @@ T = TypeVar("T")
 # SQLite errors of an index that is fine but busy, full or not writable (anything else is damage)
 NOT_DAMAGE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")
 
-SCHEMA_VERSION = 6  # PRAGMA user_version; an older index is rebuilt from the run directories
+SCHEMA_VERSION = 7  # PRAGMA user_version; an older index is rebuilt from the run directories
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -348,6 +348,7 @@ class Store(RunFiles):
             if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # re-read under the lock
                 self._db.execute("DROP TABLE IF EXISTS runs")
                 self._db.execute("DROP TABLE IF EXISTS epochs")
+                self._db.execute("DROP TABLE IF EXISTS verifications")  # of the old layout: verify again
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
