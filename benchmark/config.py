@@ -122,16 +122,39 @@ class Budget(Frozen):
     )
 
 
+class Protect(Frozen):
+    """Protected layers: the fewest filters (and the smallest fraction of its filters, rounded up)
+    any prunable layer keeps, and the smallest fraction of each weight tensor a mask keeps, the
+    same for every method. A global threshold cannot collapse a layer below it."""
+
+    min_filters: int = Field(1, ge=1, le=2**20, description="filters every prunable layer keeps at least")
+    min_fraction: float = Field(0.0, ge=0, lt=1, description="fraction of its filters (rounded up) every prunable "
+                                "layer keeps at least; for weight masks, of each tensor's weights")
+
+    def floor(self, channels: int) -> int:
+        """Filters a layer of `channels` keeps at least (never more than it has)."""
+        return min(channels, max(self.min_filters, math.ceil(self.min_fraction * channels - 1e-9)))
+
+    def weight_floor(self, numel: int) -> int:
+        """Weights of a tensor of `numel` a mask keeps at least."""
+        return min(numel, math.ceil(self.min_fraction * numel - 1e-9))
+
+
 class Protocol(Frozen):
     """One suite under one comparison setup: what must be equal across methods."""
 
-    not_content: ClassVar[tuple[str, ...]] = ("description", "ratios", "configs")  # run by default only
+    not_content: ClassVar[tuple[str, ...]] = ("description", "ratios", "configs", "speedups")  # run by default only
 
     setup: Setup = Field(description="comparison setup of Wang et al., Tab. 2")
     suite: str = Field(description="the suite this protocol applies to")
     description: str = Field("", description="what this protocol is for")
     ratios: list[float] = Field([0.5], description="uniform pruning ratios run by default")
     configs: list[str] = Field([], description="named layer-wise configs run by default (e.g. 'A')")
+    speedups: list[Annotated[float, Field(gt=1, le=10_000)]] = Field(
+        [], description="speedup targets run by default (dense MACs / pruned MACs, effective MACs for weight-level "
+        "methods): the harness searches each method's own knob to within 1% of the target MACs")
+    protect: Protect = Field(default_factory=lambda: Protect(), description="what every prunable layer keeps "
+                             "whatever a method's plan (applied to every method alike)")
     pf: str | None = Field(
         None, description="Wang et al.'s P/F schedule, e.g. 'P30F90': the base is the suite's recipe "
         "cut at epoch P, and retraining lasts F epochs")
@@ -141,8 +164,8 @@ class Protocol(Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> Protocol:
-        if not self.ratios and not self.configs:
-            raise ValueError("give at least one pruning target in 'ratios' or 'configs'")
+        if not self.ratios and not self.configs and not self.speedups:
+            raise ValueError("give at least one pruning target in 'ratios', 'speedups' or 'configs'")
         for r in self.ratios:
             if not 0 <= r < 1:
                 raise ValueError(f"pruning ratio {r} is outside [0, 1)")
@@ -172,6 +195,8 @@ class MethodSpec(Frozen):
     settings: dict[str, Any] = Field(default_factory=dict, description="method settings")
     ratio: float | None = Field(None, ge=0, lt=1, description="uniform pruning ratio")
     config: str | None = Field(None, description="named layer-wise config (e.g. 'A')")
+    speedup: float | None = Field(None, gt=1, le=10_000, description="speedup target (dense MACs / pruned MACs): "
+                                  "the harness searches the method's ratio that meets it")
     code: str | None = Field(None, description="sha256 of the method's source file (an edited method "
                              "never reuses runs of its old code)")
 
@@ -192,12 +217,16 @@ class MethodSpec(Frozen):
 
     @property
     def target(self) -> str:
-        return target_label(self.ratio, self.config)
+        return target_label(self.ratio, self.config, self.speedup)
 
 
-def target_label(ratio: float | None, config: str | None) -> str:
-    """A pruning target as tables show it: '0.5', 'config A', or '-' (none)."""
-    return f"config {config}" if config is not None else (f"{ratio:g}" if ratio is not None else "-")
+def target_label(ratio: float | None, config: str | None, speedup: float | None = None) -> str:
+    """A pruning target as tables show it: '0.5', '2x' (a speedup), 'config A', or '-' (none)."""
+    if config is not None:
+        return f"config {config}"
+    if speedup is not None:
+        return f"{speedup:g}x"
+    return f"{ratio:g}" if ratio is not None else "-"
 
 
 def _short(value: Any) -> str:
@@ -233,6 +262,9 @@ class RunSpec(Frozen):
     penalty: Penalty | None = Field(
         None, description="the harness-owned regulariser of the pruning phase the method declared (bn_l1, "
         "growing_l2, group_lasso)")
+    protect: Protect | None = Field(
+        None, description="the protocol's protected layers its plan kept (None: the default, a layer keeps one "
+        "filter at least): part of the identity, since the plan depends on them")
     target_rule: TargetRule | None = Field(
         None, description="how the method reaches its target (None: per layer, Li et al.'s rounding), declared by "
         "the method and part of the run's identity, so a run's record cannot claim another rule")

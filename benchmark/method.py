@@ -21,7 +21,7 @@ import math
 import pkgutil
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import ClassVar
@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from prunebench._registry import Registry, did_you_mean
-from prunebench.config import MethodSpec, Protocol, Recipe, target_label
+from prunebench.config import MethodSpec, Protect, Protocol, Recipe, target_label
 from prunebench.data import Split
 from prunebench.errors import UserError
 from prunebench.models import Arch
@@ -90,21 +90,35 @@ def kept(channels: int, ratio: float, rounding: str = "li") -> int:
 
 @dataclass(frozen=True)
 class Target:
-    """What to prune to: a uniform ratio over the prunable layers, or a named layer-wise config."""
+    """What to prune to: a uniform ratio over the prunable layers, a named layer-wise config, or a
+    speedup (dense MACs / pruned MACs, which the harness turns into a ratio by search: a method
+    is only ever asked for a ratio or a config). `protect`: what every prunable layer keeps at
+    least (the protocol's protected layers), which `keep_counts` and `floor` apply."""
 
     ratio: float | None = None
     config: str | None = None
+    speedup: float | None = None
+    protect: Protect = field(default_factory=Protect)
 
     def __post_init__(self) -> None:
-        if (self.ratio is None) == (self.config is None):
-            raise UserError("give either a pruning ratio (--ratio) or a named config (--config), not both")
+        if sum(x is not None for x in (self.ratio, self.config, self.speedup)) != 1:
+            raise UserError("give one pruning target: a ratio (--ratio), a speedup (--speedup) or a named config "
+                            "(--config)")
         if self.ratio is not None and not 0 <= self.ratio < 1:
             raise UserError(f"pruning ratio {self.ratio} is outside [0, 1): pass e.g. --ratio 0.5")
+        if self.speedup is not None and not 1 < self.speedup <= 10_000:
+            raise UserError(f"speedup {self.speedup:g} is not above 1: pass e.g. --speedup 2 (dense MACs / pruned "
+                            "MACs)")
+
+    def floor(self, channels: int) -> int:
+        """Filters a layer of `channels` keeps at least (the protocol's protected layers)."""
+        return self.protect.floor(channels)
 
     def keep_counts(self, arch: Arch, model: nn.Module, rounding: str = "li",
                     ratios: dict[str, float] | None = None) -> dict[str, int]:
         """Filters each prunable conv keeps: the named config's, or `kept(C, p)` per layer with
-        p the uniform ratio (or `ratios[layer]` where a method gives layer-wise ratios)."""
+        p the uniform ratio (or `ratios[layer]` where a method gives layer-wise ratios), never
+        fewer than the protected floor."""
         if self.config is not None:
             if self.config not in arch.configs:
                 raise UserError(
@@ -112,15 +126,18 @@ class Target:
                     f"Valid configs: {', '.join(sorted(arch.configs)) or '(none)'}."
                 )
             return arch.configs[self.config](model)
+        if self.ratio is None:
+            raise UserError("a speedup target has no filter counts of its own: the harness searches the ratio "
+                            "that meets it and asks for that ratio")
         modules = dict(model.named_modules())
-        assert self.ratio is not None
         return {
-            name: kept(modules[name].out_channels, (ratios or {}).get(name, self.ratio), rounding)
+            name: max(self.floor(modules[name].out_channels),
+                      kept(modules[name].out_channels, (ratios or {}).get(name, self.ratio), rounding))
             for name in arch.prunable(model)
         }
 
     def label(self) -> str:
-        return target_label(self.ratio, self.config)
+        return target_label(self.ratio, self.config, self.speedup)
 
 
 @dataclass

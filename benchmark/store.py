@@ -40,7 +40,7 @@ T = TypeVar("T")
 # SQLite errors of an index that is fine but busy, full or not writable (anything else is damage)
 NOT_DAMAGE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")
 
-SCHEMA_VERSION = 7  # PRAGMA user_version; an older index is rebuilt from the run directories
+SCHEMA_VERSION = 8  # PRAGMA user_version; an older index is rebuilt from the run directories
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -54,7 +54,9 @@ CREATE TABLE IF NOT EXISTS runs (
     settings TEXT,                   -- JSON, non-default settings only
     ratio REAL,
     config TEXT,
-    target TEXT,                     -- '0.5', 'config A', or '-' for base models
+    target TEXT,                     -- '0.5', '2x' (a speedup), 'config A', or '-' for base models
+    speedup REAL,                    -- the speedup target (dense MACs / pruned MACs), NULL for a ratio or config
+    knob REAL,                       -- at a speedup target: the ratio the harness's search found
     variant TEXT,
     recipe_of TEXT,
     division TEXT NOT NULL DEFAULT 'closed',  -- closed | open (method code inside training, ranked apart)
@@ -80,6 +82,9 @@ CREATE TABLE IF NOT EXISTS runs (
     epochs INTEGER,
     total_epochs INTEGER,
     train_flops INTEGER,
+    total_train_flops INTEGER,       -- the whole pipeline's, the base's training included (SX-B counts it)
+    budget_kind TEXT,                -- SX-A: epochs, SX-B: flops; NULL outside SX
+    budget REAL,                     -- the SX budget the run was held to, in that unit
     seconds REAL,
     spec TEXT NOT NULL,
     updated REAL NOT NULL            -- when the run was last indexed (run, or found done)
@@ -106,10 +111,11 @@ CREATE TABLE IF NOT EXISTS epochs (  -- the trace of every finished run, one row
 );
 """
 RUN_COLUMNS = ("id", "kind", "suite", "protocol", "setup", "row", "method", "method_code", "settings", "ratio", "config",
-               "target", "variant", "recipe_of", "division", "sandboxed", "suite_sha256", "protocol_sha256",
+               "target", "speedup", "knob", "variant", "recipe_of", "division", "sandboxed", "suite_sha256", "protocol_sha256",
                "machine", "seed", "base", "status", "violation", "failure", "test_acc", "train_acc",
                "base_test_acc", "ta_train", "ta_test", "ta_epochs", "macs", "effective_macs", "params",
-               "density", "epochs", "total_epochs", "train_flops", "seconds", "spec", "updated")
+               "density", "epochs", "total_epochs", "train_flops", "total_train_flops", "budget_kind", "budget",
+               "seconds", "spec", "updated")
 
 
 def trainability(spec: RunSpec, trace: Trace) -> dict[str, Any]:
@@ -375,7 +381,11 @@ class Store(RunFiles):
             "method": method.name if method else None, "method_code": method.code if method else None,
             "settings": json.dumps(method.settings, sort_keys=True) if method else None,
             "ratio": method.ratio if method else None, "config": method.config if method else None,
-            "target": method.target if method else "-", "variant": spec.variant, "recipe_of": spec.recipe_of,
+            "target": method.target if method else "-", "speedup": method.speedup if method else None,
+            "knob": (m.get("target") or {}).get("knob") if isinstance(m.get("target"), dict) else None,
+            "budget_kind": (m.get("budget") or {}).get("kind") if isinstance(m.get("budget"), dict) else None,
+            "budget": (m.get("budget") or {}).get("amount") if isinstance(m.get("budget"), dict) else None,
+            "variant": spec.variant, "recipe_of": spec.recipe_of,
             "division": spec.division,
             "sandboxed": (None if not isinstance(m.get("planning"), dict)
                           else int(bool(m["planning"].get("sandboxed")))),
@@ -384,7 +394,7 @@ class Store(RunFiles):
             "seed": spec.seed, "base": spec.base, "status": status, "violation": violation, "failure": failure,
             **{k: m.get(k) for k in ("test_acc", "train_acc", "base_test_acc", "ta_train", "ta_test", "ta_epochs",
                                      "macs", "params", "density", "epochs", "total_epochs", "train_flops",
-                                     "seconds")},
+                                     "total_train_flops", "seconds")},
             "effective_macs": m.get("effective_macs", m.get("macs")),
             "spec": canonical(spec), "updated": updated or time.time(),
         }
