@@ -9,6 +9,7 @@ if __name__ == "__main__":  # `python -m prunebench.cli`: note Ctrl-C / SIGTERM 
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -37,6 +38,8 @@ def _grid_arguments(p: argparse.ArgumentParser, protocol: str, method: str) -> N
     target = p.add_mutually_exclusive_group()
     target.add_argument("--ratio", type=float, help="uniform pruning ratio in [0, 1)")
     target.add_argument("--config", help="named layer-wise config of the architecture (e.g. A)")
+    target.add_argument("--speedup", type=float, help="speedup target: dense MACs / pruned MACs (effective MACs for "
+                        "weight-level methods), e.g. 2; the harness searches each method's ratio to within 1%% of it")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the suite's)")
     p.add_argument("--store", type=Path, help=f"run store (default ${paths.STORE_ENV} or the user cache)")
     p.add_argument("--data-root", type=Path, help=f"dataset root, which must exist (default ${paths.DATA_ENV}, else "
@@ -296,6 +299,9 @@ def _harness(args: argparse.Namespace):
     plugins = _plugin_paths(args.plugins)
     if args.ratio is not None and not 0 <= args.ratio < 1:
         raise UserError(f"--ratio {args.ratio} is outside [0, 1): pass a fraction of filters to remove, e.g. 0.5.")
+    speedup = getattr(args, "speedup", None)
+    if speedup is not None and not (math.isfinite(speedup) and 1 < speedup <= 10_000):
+        raise UserError(f"--speedup {speedup:g}: give dense MACs / pruned MACs above 1, e.g. --speedup 2.")
     if args.seeds and not all(0 <= s < 2**31 for s in args.seeds):
         raise UserError(f"--seeds {' '.join(map(str, args.seeds))}: seeds are integers from 0 to 2147483647.")
     protocol, path, sha = load_protocol(args.protocol, args.suite or DEFAULT_SUITE)
@@ -350,7 +356,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = args.seeds or harness.suite.seeds
     if args.dry_run:
         return _dry_run(harness, args, seeds, path)
-    rows = harness.run(args.method, seeds, args.ratio, args.config)
+    rows = harness.run(args.method, seeds, args.ratio, args.config, speedup=args.speedup)
     if args.json:
         print(json.dumps(_rounded(rows), indent=1))
     else:
@@ -370,7 +376,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         raise UserError(f"crossval takes exactly two methods (--method A --method B), got {len(args.method)}.")
     harness, path = _harness(args)
     result = crossval(harness, args.method[0], args.method[1], args.seeds or harness.suite.seeds,
-                      args.ratio, args.config)
+                      args.ratio, args.config, args.speedup)
     a, b = result.a, result.b
     if args.json:
         print(json.dumps({
@@ -482,7 +488,7 @@ def _rounded(value, digits: int = 4):
 def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) -> int:
     from prunebench.flops import MACS_NOTE
 
-    planned = harness.plan(args.method, seeds, args.ratio, args.config)
+    planned = harness.plan(args.method, seeds, args.ratio, args.config, speedup=args.speedup)
     n = harness.dataset.train_size
     out = []
     for p in planned:
@@ -490,6 +496,10 @@ def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) ->
                    "batch_size": r.batch_size} for ph, r in p.spec.phases]
         out.append({"run": p.spec.run_id[:12], "row": p.row, "seed": p.spec.seed,
                     "target": p.target.label() if p.target else None, "macs": p.macs,
+                    "speedup": round(harness.dense_macs / p.macs, 4) if p.macs else None,
+                    **({"search": {"ratio": p.found["knob"], "target_macs": round(p.found["target_macs"]),
+                                   "within_1_percent": p.found["within"], "closest": p.found["closest"]}}
+                       if p.found else {}),
                     "phases": phases, "budget": p.budget})
     if args.json:
         print(json.dumps(out, indent=1))

@@ -93,7 +93,7 @@ class CrossVal:
 
 
 def crossval(harness: Harness, a: str, b: str, seeds: list[int], ratio: float | None = None,
-             config: str | None = None) -> CrossVal:
+             config: str | None = None, speedup: float | None = None) -> CrossVal:
     """Run all four (method, recipe) pairings of methods `a` and `b` over `seeds` at one target,
     and compare the methods under each recipe."""
     setup = harness.setup
@@ -104,17 +104,17 @@ def crossval(harness: Harness, a: str, b: str, seeds: list[int], ratio: float | 
     label_a, label_b = mspec_a.label, mspec_b.label
     if label_a == label_b:
         raise UserError(f"both methods are {label_a!r}: cross-validate two different methods.")
-    targets = harness.targets(ratio, config)
+    targets = harness.targets(ratio, config, speedup)
     if len(targets) != 1:
-        raise UserError(f"the protocol has {len(targets)} pruning targets; choose one with --ratio or --config.")
+        raise UserError(f"the protocol has {len(targets)} pruning targets; choose one with --ratio, --speedup or --config.")
     own = {label_a: harness.own_recipe(a), label_b: harness.own_recipe(b)}
     if own[label_a] == own[label_b]:
         raise UserError(f"{label_a} and {label_b} retrain with the same recipe (LR {own[label_a].lr}, "
                         f"{own[label_a].epochs} epochs), so the pairings would repeat each other; give one its "
                         "own schedule, e.g. --method 'l1norm:retrain_lr=\"0:0.05,2:0.005\"'.")
     target = targets[0]
-    rows = harness.run([a, b], seeds, target.ratio, target.config)
-    rows += harness.run([a, b], seeds, target.ratio, target.config,
+    rows = harness.run([a, b], seeds, target.ratio, target.config, speedup=target.speedup)
+    rows += harness.run([a, b], seeds, target.ratio, target.config, speedup=target.speedup,
                         borrow={a: (label_b, own[label_b]), b: (label_a, own[label_a])})
     by_row = {r["row"]: r for r in rows}
 

@@ -39,7 +39,8 @@ class Executor:
     returning (run, metrics or None for a failed run) pairs in any order."""
 
     def run(self, harness: Harness, methods: list[str], seeds: list[int], ratio: float | None,
-            config: str | None, borrow: Borrowed | None) -> list[tuple[Planned, dict[str, Any] | None]]:
+            config: str | None, borrow: Borrowed | None,
+            speedup: float | None = None) -> list[tuple[Planned, dict[str, Any] | None]]:
         raise NotImplementedError
 
 
@@ -48,9 +49,10 @@ class SequentialExecutor(Executor):
     pruned run is planned on its trained base."""
 
     def run(self, harness: Harness, methods: list[str], seeds: list[int], ratio: float | None,
-            config: str | None, borrow: Borrowed | None) -> list[tuple[Planned, dict[str, Any] | None]]:
+            config: str | None, borrow: Borrowed | None,
+            speedup: float | None = None) -> list[tuple[Planned, dict[str, Any] | None]]:
         return [(job, harness.execute(job.spec, job.start, job.budget))  # type: ignore[arg-type]
-                for job in harness.grid(methods, seeds, ratio, config, live=True, borrow=borrow)]
+                for job in harness.grid(methods, seeds, ratio, config, live=True, borrow=borrow, speedup=speedup)]
 
 
 @dataclass
@@ -61,7 +63,8 @@ class RayExecutor(Executor):
     num_cpus: int | None = None  # of a local instance (default: every core)
 
     def run(self, harness: Harness, methods: list[str], seeds: list[int], ratio: float | None,
-            config: str | None, borrow: Borrowed | None) -> list[tuple[Planned, dict[str, Any]]]:
+            config: str | None, borrow: Borrowed | None,
+            speedup: float | None = None) -> list[tuple[Planned, dict[str, Any]]]:
         ray = _import_ray()
         harness.store_root = Path(harness.store_root).resolve()  # the workers' working directory differs
         self._connect(ray)
@@ -77,7 +80,8 @@ class RayExecutor(Executor):
         try:
             while True:
                 if failure is None:
-                    failure = self._submit(harness, train, methods, seeds, ratio, config, borrow, results, pending)
+                    failure = self._submit(harness, train, methods, seeds, ratio, config, borrow, results, pending,
+                                           speedup)
                 if not pending:
                     break
                 finished, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
@@ -110,13 +114,14 @@ class RayExecutor(Executor):
         return list(results.values())
 
     def _submit(self, harness: Harness, train: Any, methods: list[str], seeds: list[int], ratio: float | None,
-                config: str | None, borrow: Borrowed | None, results: dict, pending: dict) -> BaseException | None:
+                config: str | None, borrow: Borrowed | None, results: dict, pending: dict,
+                speedup: float | None = None) -> BaseException | None:
         """Walk the grid once: record cache hits, start a task for every run that is ready and
         not started. The walk is lazy, so a cache hit makes its dependents ready in the same walk."""
         progress = harness.grid_progress
         assert progress is not None
         started = {job.spec.run_id for job in pending.values()}
-        for job in harness.grid(methods, seeds, ratio, config, live=True, borrow=borrow,
+        for job in harness.grid(methods, seeds, ratio, config, live=True, borrow=borrow, speedup=speedup,
                                  ready=lambda run_id: run_id in results):
             rid = job.spec.run_id
             if rid in results or rid in started:

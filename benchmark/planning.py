@@ -125,6 +125,7 @@ class PlanInputs:
     data: Split | None = None
     data_key: str = ""
     intent: PruningPlan | None = None
+    protect: dict[str, Any] = field(default_factory=dict)  # the protocol's protected layers (Protect, as JSON)
 
 
 def _malformed(name: str, what: str) -> UserError:
@@ -230,7 +231,7 @@ class Planner:
             "config": mspec.config, "arch": inputs.arch, "num_classes": inputs.num_classes,
             "input_shape": list(inputs.input_shape), "state": state, "seed": inputs.seed,
             "batch_size": inputs.batch_size, "data_key": inputs.data_key if inputs.data is not None else "",
-            "intent": None if inputs.intent is None else plan_to_data(inputs.intent),
+            "intent": None if inputs.intent is None else plan_to_data(inputs.intent), "protect": inputs.protect,
         })
 
     def _hand_over(self, name: str, data: Split, key: str) -> None:

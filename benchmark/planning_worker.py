@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from prunebench.config import Protocol, canonical
+from prunebench.config import Protect, Protocol, canonical
 from prunebench.data import TensorData
 from prunebench.errors import ProtocolViolation, UserError
 from prunebench.method import (
@@ -137,7 +137,8 @@ class MethodHost:
         own = model.state_dict()
         # the architecture's own weights (the open division's model may carry what a hook attached)
         model.load_state_dict({k: v for k, v in request["state"].items() if k in own})
-        target = Target(ratio=request["ratio"], config=request["config"])
+        target = Target(ratio=request["ratio"], config=request["config"],
+                        protect=Protect.model_validate(request.get("protect") or {}))
         data = None
         if method.needs_data:
             held = self.data.get(request.get("data_key") or "")

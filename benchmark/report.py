@@ -1,5 +1,5 @@
 """Leaderboards from the SQLite index alone: tables (Markdown, one self-contained HTML page) and
-plots (matplotlib PNG).
+figures (matplotlib, PNG and SVG).
 
 One table per (suite, protocol, pruning target). A cell is a row of that table (a method with its
 settings, a scratch baseline, the dense model) over the seeds; only finished runs enter it. The
@@ -16,15 +16,18 @@ import html
 import json
 import math
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")  # files only; no display
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import EngFormatter, FixedLocator, MaxNLocator, NullLocator
+from matplotlib.transforms import ScaledTranslation
+from scipy import stats as sps
 from tabulate import tabulate
 
 from prunebench import stats
@@ -44,6 +47,7 @@ class Cell:
     runs: dict[int, str]  # seed -> run id
     summary: stats.Summary | None
     drop: float | None = None  # mean over seeds of (the same seed's base accuracy - this accuracy)
+    ta_scores: dict[int, float] = field(default_factory=dict)  # seed -> trainability accuracy, train version
     ta_train: float | None = None
     ta_test: float | None = None
     ta_epochs: int | None = None
@@ -51,6 +55,12 @@ class Cell:
     effective_macs: int | None = None
     params: int | None = None
     speedup: float | None = None
+    achieved: dict[int, int] = field(default_factory=dict)  # seed -> effective MACs of its run
+    knob: dict[int, float] = field(default_factory=dict)  # seed -> ratio the search found (speedup targets)
+    total_epochs: dict[int, int] = field(default_factory=dict)  # seed -> the whole pipeline's epochs
+    total_train_flops: dict[int, int] = field(default_factory=dict)  # seed -> the whole pipeline's training FLOPs
+    budget_kind: str | None = None  # SX-A: epochs, SX-B: flops; None outside SX
+    budget: dict[int, float] = field(default_factory=dict)  # seed -> the SX budget its pipeline was held to
     missing: dict[int, str] = field(default_factory=dict)  # seed -> why it is missing
     superseded: list[str] = field(default_factory=list)  # an older run of the same seed and version, left out
     verified: str = "no"  # yes: every run verified by `bench verify` (files unchanged since); FAILED; no
@@ -104,6 +114,37 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
+def parse_target(target: str) -> tuple[str, float | str]:
+    """A table's target as (kind, value): ('ratio', 0.5), ('speedup', 2.0) from '2x', or
+    ('config', 'A') from 'config A' (`config.target_label` writes them)."""
+    if target.startswith("config "):
+        return "config", target[len("config "):]
+    if target.endswith("x"):
+        try:
+            return "speedup", float(target[:-1])
+        except ValueError:
+            pass
+    try:
+        return "ratio", float(target)
+    except ValueError:
+        return "config", target
+
+
+TARGET_KINDS = ("ratio", "speedup", "config")
+
+
+def target_order(target: str) -> tuple:
+    """Sort key of targets: ratios ascending, then speedups ascending, then named configs."""
+    kind, value = parse_target(target)
+    return (TARGET_KINDS.index(kind), value if kind != "config" else 0.0, str(value))
+
+
+def target_label(target: str) -> str:
+    """'ratio 0.5', '2x speedup', 'config A'."""
+    kind, value = parse_target(target)
+    return {"ratio": f"ratio {target}", "speedup": f"{target} speedup"}.get(kind, f"config {value}")
+
+
 def default_reference(setup: str, row: str, scratch_of: str | None = None) -> str | None:
     """The row a method is compared against: under SX-A / SX-B its own scratch baseline
     (Scratch-E / Scratch-B of the same method, Liu et al.'s comparison), else l1norm.
@@ -147,7 +188,7 @@ def load_epochs(store: Store, run_ids: list[str]) -> pd.DataFrame:
 
 def _mean_int(values: pd.Series) -> int | None:
     values = values.dropna()
-    return int(round(float(values.mean()))) if len(values) else None
+    return round(float(values.mean())) if len(values) else None
 
 
 def _mean(values: pd.Series) -> float | None:
@@ -192,6 +233,13 @@ def _cell(row: str, runs: pd.DataFrame, seeds: list[int], base_acc: dict[int, fl
         else:
             missing[seed] = f"incomplete (run {others.iloc[0]['id'][:12]} started, not finished)"
     scores = {int(s): float(a) for s, a in zip(done["seed"], done["test_acc"])}
+
+    def by_seed(column: str, kind: type = float) -> dict:
+        if column not in done:
+            return {}
+        return {int(s): kind(v) for s, v in zip(done["seed"], done[column]) if pd.notna(v)}
+
+    kinds = done["budget_kind"].dropna() if "budget_kind" in done else pd.Series(dtype=object)
     # the drop is paired by seed: the run's own base, else the same seed's dense model
     drops = [(a["base_test_acc"] if pd.notna(a["base_test_acc"]) else base_acc.get(int(a["seed"]), np.nan))
              - a["test_acc"] for _, a in done.iterrows()]
@@ -199,10 +247,13 @@ def _cell(row: str, runs: pd.DataFrame, seeds: list[int], base_acc: dict[int, fl
         row=row, scores=scores, runs={int(s): i for s, i in zip(done["seed"], done["id"])},
         summary=stats.summarise(list(scores.values())) if scores else None,
         drop=float(np.mean(drops)) if drops and row != DENSE and not any(pd.isna(d) for d in drops) else None,
-        ta_train=_mean(done["ta_train"]), ta_test=_mean(done["ta_test"]),
+        ta_scores=by_seed("ta_train"), ta_train=_mean(done["ta_train"]), ta_test=_mean(done["ta_test"]),
         ta_epochs=int(done["ta_epochs"].dropna().iloc[0]) if done["ta_epochs"].notna().any() else None,
         macs=_mean_int(done["macs"]), effective_macs=_mean_int(done["effective_macs"]),
-        params=_mean_int(done["params"]), missing=missing, superseded=superseded, verified=verified)
+        params=_mean_int(done["params"]), achieved=by_seed("effective_macs", int), knob=by_seed("knob"),
+        total_epochs=by_seed("total_epochs", int), total_train_flops=by_seed("total_train_flops", int),
+        budget_kind=str(kinds.iloc[0]) if len(kinds) else None, budget=by_seed("budget"),
+        missing=missing, superseded=superseded, verified=verified)
 
 
 def _scratch_of(runs: pd.DataFrame) -> str | None:
@@ -327,7 +378,7 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
             dense.speedup = 1.0
         base_acc = dense.scores if dense else {}
         dense_macs = dense.macs if dense else None
-        for target, at in sorted(group.groupby("target"), key=lambda kv: kv[0]):
+        for target, at in sorted(group.groupby("target"), key=lambda kv: target_order(str(kv[0]))):
             cells, scratch_of = [], {}
             latest = _latest_codes(at)
             for row, part in at.groupby("row"):
@@ -416,8 +467,63 @@ def _p(p: float | None) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _si(x: float | None, digits: int = 3) -> str:
+    """1234567 -> '1.23M' (k, M, G, T, P)."""
+    if x is None:
+        return "-"
+    for power, prefix in ((15, "P"), (12, "T"), (9, "G"), (6, "M"), (3, "k")):
+        if abs(x) >= 10 ** power:
+            return f"{x / 10 ** power:.{digits}g}{prefix}"
+    return f"{x:.{digits}g}"
+
+
+def _span(values, fmt=lambda v: f"{v:g}") -> str:
+    """'a' when every value is a, else 'lo–hi'; '-' for none."""
+    values = sorted(values)
+    if not values:
+        return "-"
+    return fmt(values[0]) if values[0] == values[-1] else f"{fmt(values[0])}–{fmt(values[-1])}"
+
+
+def macs_range(t: Table) -> tuple[int, int] | None:
+    """The least and most effective MACs of the runs of the table's ranked rows (its complete
+    rows where none is ranked)."""
+    macs = [m for c in (t.cells or t.incomplete) for m in c.achieved.values()]
+    return (min(macs), max(macs)) if macs else None
+
+
+def target_heading(t: Table) -> str:
+    """'target 2x speedup — achieved MACs 1.21M–1.25M (1.96x–2.03x)'."""
+    text = f"target {target_label(t.target)}"
+    found = macs_range(t)
+    if found is None:
+        return text
+    lo, hi = found
+    dense = t.dense.macs if t.dense else None
+    speedups = f" ({_span({dense / hi, dense / lo}, lambda v: f'{v:.2f}x')})" if dense else ""
+    return f"{text} — achieved MACs {_span({lo, hi}, _si)}{speedups}"
+
+
+def heading(t: Table) -> str:
+    return f"{t.suite} under {t.setup}, {target_heading(t)}{division_heading(t)}"
+
+
+UNITS = {"epochs": "epochs", "flops": "FLOPs"}
+
+
+def budget_text(c: Cell) -> str:
+    """The SX budget of a row and the largest share of it a seed's pipeline used."""
+    if c.budget_kind is None or not c.budget:
+        return "-"
+    used = c.total_epochs if c.budget_kind == "epochs" else c.total_train_flops
+    shares = [used[s] / b for s, b in c.budget.items() if s in used and b]
+    amount = _span(c.budget.values(), (lambda v: f"{v:g}") if c.budget_kind == "epochs" else _si)
+    return f"{amount} {UNITS.get(c.budget_kind, c.budget_kind)}" + (f" (used ≤ {max(shares):.1%})" if shares else "")
+
+
 HEADERS = ["rank", "", "test acc % (mean ± std)", "95% CI", "n", "drop", "vs", "Δ [95% CI]", "p (Holm)",
-           "P(A>B)", "verdict", "TA train", "TA test", "MACs", "eff. MACs", "params", "speedup", "verified", "runs"]
+           "P(A>B)", "verdict", "TA train", "TA test", "MACs", "eff. MACs", "params", "speedup", "epochs",
+           "train FLOPs", "budget", "verified", "runs"]
 VERIFIED = {"yes": "✓", "FAILED": "✗ FAILED", "no": "–"}
 
 
@@ -436,7 +542,9 @@ def _row(rank: str, c: Cell) -> list[str]:
         f"{c.macs:,}" if c.macs is not None else "-",
         f"{c.effective_macs:,}" if c.effective_macs is not None else "-",
         f"{c.params:,}" if c.params is not None else "-",
-        f"{c.speedup:.2f}x" if c.speedup else "-",
+        (f"{c.speedup:.2f}x" if c.speedup else "-") + (f" (ratio {_span(c.knob.values(), lambda v: f'{v:.3g}')})"
+                                                        if c.knob else ""),
+        _span(c.total_epochs.values(), str), _span(c.total_train_flops.values(), _si), budget_text(c),
         VERIFIED[c.verified],
         " ".join(c.runs[s][:8] for s in sorted(c.runs)),
     ]
@@ -475,7 +583,11 @@ NOTES = (
     "than 3 seeds no test is run. P(A>B): share of seeds where the row beats its reference (ties half). "
     "TA: trainability accuracy (Wang et al. Eq. 1), mean train / test accuracy over the first LR stage of the "
     "final phase. MACs: forward multiply-accumulates of one image (torch.utils.flop_counter); effective MACs "
-    "weight each layer by its non-zero fraction (masked models); speedup from effective MACs. Verified: ✓ when "
+    "weight each layer by its non-zero fraction (masked models); speedup from effective MACs (at a speedup "
+    "target, with the ratio the harness's search found for it). The heading's achieved MACs: the least and most "
+    "effective MACs of the runs of the ranked rows. Epochs and train FLOPs: the whole pipeline's (the base "
+    "model's training included), lowest–highest over seeds; budget: the SX-A (epochs) or SX-B (training FLOPs) "
+    "budget each pipeline was held to, and the largest share of it a seed used. Verified: ✓ when "
     "`bench verify` re-derived every run of the row (model file, architecture, target, MACs, test accuracy, trace "
     "re-audit, index) and its record is unchanged since; ✗ when one failed; – when not verified (`bench report "
     "--verify` verifies first and refuses rows that fail). Runs: the ids (8 characters) behind each row, by seed."
@@ -505,8 +617,62 @@ def division_note(t: Table) -> str:
     return " ".join(notes)
 
 
-def markdown(t: Table, images: list[str]) -> str:
-    out = [f"## {t.suite} under {t.setup}, target {t.target}{division_heading(t)}", "",
+def _p_is(p: float) -> str:
+    """'p = 0.012' or 'p < 0.001'."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def lead(t: Table) -> str:
+    """One line on a table: its best row (highest mean) and whether its lead over the second-best
+    row is significant (the table's all-pairs test, Benjamini-Hochberg adjusted p < 0.05)."""
+    where = f"{t.suite} under {t.setup}, {target_label(t.target)}{division_heading(t)}"
+    if not t.cells:
+        return f"{where}: no row has every seed"
+    best = t.cells[0]
+    text = f"{where}: best {best.row} ({best.summary.mean:.2f}%, n = {best.summary.n})"  # type: ignore[union-attr]
+    if len(t.cells) == 1:
+        return text + ", the only complete row"
+    second = t.cells[1]
+    found = next(((c, p) for a, b, c, p in t.pairs if {a, b} == {best.row, second.row}), None)
+    gap = best.summary.mean - second.summary.mean  # type: ignore[union-attr]
+    text += f"; lead over {second.row} ({gap:+.2f})"
+    if found is None or found[0].test is None or found[1] is None:
+        return text + f" not tested (fewer than {stats.MIN_N} seeds)"
+    p = found[1]
+    return text + (" significant" if p < stats.ALPHA else " not significant") + f" ({_p_is(p)}, BH)"
+
+
+def page_slug(t: Table) -> str:
+    """The page a table belongs to: one per suite and protocol content."""
+    return _slug(f"{t.suite}_{t.setup}" + (f"_{t.content_key}" if t.content_key else ""))
+
+
+def page_title(t: Table) -> str:
+    return f"{t.suite} under {t.setup}" + (f" ({t.identity})" if t.identity else "")
+
+
+def pages(tables: list[Table]) -> dict[str, list[Table]]:
+    out: dict[str, list[Table]] = {}
+    for t in tables:
+        out.setdefault(page_slug(t), []).append(t)
+    return out
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A figure saved twice: PNG (embedded in the HTML page, linked from Markdown) and SVG."""
+
+    png: Path
+    svg: Path
+    caption: str
+
+
+def _figure_md(p: Plot) -> str:
+    return f"![{p.caption}]({p.png.name})\n\n*{p.caption}* (vector: [{p.svg.name}]({p.svg.name}))\n"
+
+
+def markdown(t: Table, plots: list[Plot]) -> str:
+    out = [f"## {heading(t)}", "",
            *([division_note(t), ""] if division_note(t) else []),
            f"Seeds expected: {', '.join(map(str, t.seeds))}.", "",
            tabulate(table_rows(t), headers=HEADERS, tablefmt="github", disable_numparse=True), ""]
@@ -521,148 +687,448 @@ def markdown(t: Table, images: list[str]) -> str:
         out += ["All pairs (p adjusted by Benjamini–Hochberg across the pairs of this table):", "",
                 tabulate(pair_rows(t), headers=["A", "B", "Δ (A − B)", "95% CI", "test", "p (BH)", "verdict"],
                          tablefmt="github", disable_numparse=True), ""]
-    out += [f"![{name}]({name})" for name in images]
+    out += [_figure_md(p) for p in plots]
     return "\n".join(out) + "\n"
 
 
 def _table_html(rows: list[list[str]], headers: list[str], cls: str) -> str:
-    return tabulate(rows, headers=headers, tablefmt="html", disable_numparse=True).replace(
-        "<table>", f'<table class="{cls}">', 1)
+    return '<div class="scroll">' + tabulate(rows, headers=headers, tablefmt="html", disable_numparse=True).replace(
+        "<table>", f'<table class="{cls}">', 1) + "</div>"
 
 
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 110em; }
+h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }
+h3 { margin-top: 1.6em; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.8em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; white-space: nowrap; }
 td:nth-child(2), th:nth-child(2) { text-align: left; }
 th { background: #f2f2f2; }
-img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
-.note { font-size: 0.85em; color: #555; max-width: 70em; }
+figure { margin: 0.5em 0 2em; }
+img { max-width: 100%; display: block; }
+figcaption, .note { font-size: 0.85em; color: #555; max-width: 70em; }
+nav ol { margin: 0.2em 0; }
+#summary li { margin: 0.2em 0; }
 """
 
 
-def html_page(tables: list[Table], images: dict[str, list[Path]]) -> str:
-    """One self-contained page: styles inline, plots embedded as data URIs (no network needed)."""
-    body = ["<h1>prunebench leaderboard</h1>", f'<p class="note">{html.escape(NOTES)}</p>']
-    for t in tables:
-        heading = f"{t.suite} under {t.setup}, target {t.target}{division_heading(t)}"
-        body.append(f'<h2 id="{t.slug}">{html.escape(heading)}</h2>')
-        if note := division_note(t):
-            body.append(f'<p class="note"><b>{html.escape(note)}</b></p>')
-        body.append(f"<p>Seeds expected: {', '.join(map(str, t.seeds))}.</p>")
-        body.append(_table_html(table_rows(t), HEADERS, "leaderboard"))
-        if missing := missing_rows(t):
-            body.append("<p><b>Not in the leaderboard</b> (a seed is missing):</p>")
-            body.append(_table_html(missing, ["row", "seeds done", "missing", "runs done"], "missing"))
-        if t.reference_note:
-            body.append(f"<p>{html.escape(t.reference_note)}</p>")
-        if superseded := superseded_line(t):
-            body.append(f"<p>{html.escape(superseded)}</p>")
-        if t.pairs:
-            body.append("<p>All pairs (p adjusted by Benjamini–Hochberg):</p>")
-            body.append(_table_html(pair_rows(t), ["A", "B", "Δ (A − B)", "95% CI", "test", "p (BH)", "verdict"], "pairs"))
-        for path in images.get(t.slug, []):
-            data = base64.b64encode(path.read_bytes()).decode()
-            body.append(f'<img class="plot" alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">')
+def _figure_html(p: Plot) -> str:
+    data = base64.b64encode(p.png.read_bytes()).decode()
+    return (f'<figure><img class="plot" alt="{html.escape(p.caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(p.caption)} (files: {html.escape(p.png.name)}, "
+            f"{html.escape(p.svg.name)})</figcaption></figure>")
+
+
+def html_page(tables: list[Table], curves: dict[str, list[Plot]], figures: dict[str, list[Plot]]) -> str:
+    """One self-contained page: a summary, a table of contents, then per suite and setup its tables
+    and figures; styles inline, figures embedded as data URIs (no network needed). `curves`: by
+    table slug; `figures`: by page slug."""
+    esc = html.escape
+    grouped = pages(tables)
+    suites = sorted({t.suite for t in tables})
+    setups = list(dict.fromkeys(t.setup for t in tables))
+    body = ["<h1>prunebench leaderboard</h1>", '<section id="summary"><h2>Summary</h2>',
+            (f"<p>Suite{'s' if len(suites) > 1 else ''}: {esc(', '.join(suites))}. "
+            f"Setup{'s' if len(setups) > 1 else ''}: {esc(', '.join(setups))}. {len(tables)} "
+            f"table{'s' if len(tables) > 1 else ''}; the best row of each (highest mean) and whether its lead over "
+            "the second-best row is significant (Benjamini–Hochberg adjusted p &lt; 0.05 over the table's pairs):</p>"),
+            "<ul>", *(f'<li><a href="#{t.slug}">{esc(lead(t))}</a></li>' for t in tables), "</ul></section>"]
+    toc = ['<nav id="contents"><h2>Contents</h2><ol>', '<li><a href="#summary">Summary</a></li>',
+           '<li><a href="#notes">Notes</a></li>']
+    for slug, group in grouped.items():
+        toc.append(f'<li><a href="#page-{slug}">{esc(page_title(group[0]))}</a><ol>')
+        toc += [f'<li><a href="#{t.slug}">{esc(target_heading(t) + division_heading(t))}</a></li>' for t in group]
+        if figures.get(slug):
+            toc.append(f'<li><a href="#figures-{slug}">Figures</a></li>')
+        toc.append("</ol></li>")
+    toc.append("</ol></nav>")
+    body += toc
+    body.append(f'<section id="notes"><h2>Notes</h2><p class="note">{esc(NOTES)}</p></section>')
+    for slug, group in grouped.items():
+        body.append(f'<section><h2 id="page-{slug}">{esc(page_title(group[0]))}</h2>')
+        for t in group:
+            body.append(f'<h3 id="{t.slug}">{esc(target_heading(t) + division_heading(t))}</h3>')
+            if note := division_note(t):
+                body.append(f'<p class="note"><b>{esc(note)}</b></p>')
+            body.append(f"<p>Seeds expected: {', '.join(map(str, t.seeds))}.</p>")
+            body.append(_table_html(table_rows(t), HEADERS, "leaderboard"))
+            if missing := missing_rows(t):
+                body.append("<p><b>Not in the leaderboard</b> (a seed is missing):</p>")
+                body.append(_table_html(missing, ["row", "seeds done", "missing", "runs done"], "missing"))
+            if t.reference_note:
+                body.append(f"<p>{esc(t.reference_note)}</p>")
+            if superseded := superseded_line(t):
+                body.append(f"<p>{esc(superseded)}</p>")
+            if t.pairs:
+                body.append("<p>All pairs (p adjusted by Benjamini–Hochberg):</p>")
+                body.append(_table_html(pair_rows(t), ["A", "B", "Δ (A − B)", "95% CI", "test", "p (BH)", "verdict"],
+                                        "pairs"))
+            body += [_figure_html(p) for p in curves.get(t.slug, [])]
+        if figures.get(slug):
+            body.append(f'<h3 id="figures-{slug}">Figures: {esc(page_title(group[0]))}</h3>')
+            body += [_figure_html(p) for p in figures[slug]]
+        body.append("</section>")
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>prunebench leaderboard</title>"
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-# --- plots ---------------------------------------------------------------------------------
+# --- figures -------------------------------------------------------------------------------
+# Built with the Figure API (no pyplot, no global backend), styled inside an rc_context.
 
-def _ratio(target: str) -> float | None:
-    try:
-        return float(target)
-    except ValueError:
-        return None
+STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
+         "ytick.labelsize": 8, "figure.titlesize": 10, "axes.grid": True, "grid.alpha": 0.3,
+         "svg.fonttype": "none", "svg.hashsalt": "prunebench"}  # SVG text stays text; ids reproducible
+MARKERS = "osD^vP*Xh<>p"
 
 
-def plot_accuracy_vs_ratio(tables: list[Table], path: Path) -> Path | None:
-    """Mean final accuracy against pruning ratio per row, with its 95% CI as a band."""
-    points: dict[str, list[tuple[float, stats.Summary]]] = {}
-    dense = None
+@dataclass(frozen=True)
+class Point:
+    """One plotted mean and its 95% t-interval (None with a single seed)."""
+
+    x: float
+    y: float
+    ci: tuple[float, float] | None
+    target: str
+
+
+def _point(x: float, s: stats.Summary, target: str) -> Point:
+    return Point(float(x), s.mean, s.ci, target)
+
+
+def _err(points: list[Point]) -> np.ndarray:
+    """Error bar lengths below and above each mean, shape (2, n); 0 where there is no interval."""
+    return np.array([[p.y - p.ci[0] if p.ci else 0.0 for p in points],
+                     [p.ci[1] - p.y if p.ci else 0.0 for p in points]])
+
+
+def _series(t: Table, c: Cell) -> str:
+    return c.row + (" [open division]" if t.division == "open" else "")
+
+
+def _wrap(text: str, width: int = 34) -> str:
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _palette(labels) -> dict[str, tuple]:
+    labels = sorted(set(labels))
+    cmap = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
+    return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+
+
+def _dense(tables: list[Table]) -> Cell | None:
+    return next((t.dense for t in tables if t.dense and t.dense.complete and t.dense.summary), None)
+
+
+def _name_errorbars(container, prefix: str) -> None:
+    """Give an errorbar's bar collections SVG ids: '<prefix>-y' (vertical bars), '<prefix>-x'."""
+    for bars in container.lines[2]:
+        segments = bars.get_segments()
+        vertical = all(abs(s[0][0] - s[-1][0]) < 1e-12 for s in segments)
+        bars.set_gid(f"{prefix}-{'y' if vertical else 'x'}")
+
+
+def _save(fig: Figure, base: Path, caption: str) -> Plot:
+    png, svg = base.parent / f"{base.name}.png", base.parent / f"{base.name}.svg"
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(png, dpi=150, metadata={"Software": None})
+        fig.savefig(svg, metadata={"Date": None})
+    return Plot(png, svg, caption)
+
+
+def _legend(fig: Figure, **kwargs) -> None:
+    fig.legend(loc="outside right upper", frameon=False, **kwargs)
+
+
+def pareto_series(tables: list[Table]) -> dict[str, list[Point]]:
+    """Per row label: (effective MACs, mean accuracy, 95% CI) at each of its targets, by MACs."""
+    series: dict[str, list[Point]] = {}
     for t in tables:
-        ratio = _ratio(t.target)
-        if ratio is None:
-            continue
-        dense = dense or t.dense
         for c in t.cells:
-            points.setdefault(c.row, []).append((ratio, c.summary))  # type: ignore[arg-type]
+            if c.effective_macs is not None and c.summary is not None:
+                series.setdefault(_series(t, c), []).append(_point(c.effective_macs, c.summary, t.target))
+    return {k: sorted(v, key=lambda p: p.x) for k, v in sorted(series.items())}
+
+
+def _macs_ticks(axis, values: list[float]) -> None:
+    """Readable ticks on a log MACs axis, also over less than a decade: 1/2/5 steps, else evenly."""
+    lo, hi = min(values), max(values)
+    ticks = [v for v in matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)).tick_values(lo, hi) if lo <= v <= hi]
+    if len(ticks) < 3:
+        ticks = [v for v in MaxNLocator(4).tick_values(lo, hi) if lo <= v <= hi and v > 0]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(EngFormatter(sep=""))
+    axis.set_minor_locator(NullLocator())
+
+
+def pareto_figure(tables: list[Table]) -> Figure | None:
+    """Final accuracy (mean ± 95% CI over seeds) against MACs, a line per row through its
+    targets; the dense model as a horizontal reference."""
+    series = pareto_series(tables)
+    if not series:
+        return None
+    masked = {_series(t, c) for t in tables for c in t.cells
+              if c.macs and c.effective_macs is not None and c.effective_macs < c.macs}
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(8.5, 4.6), layout="constrained")
+        ax = fig.add_subplot()
+        colors = _palette(series)
+        xs = [p.x for pts in series.values() for p in pts]
+        for i, (label, pts) in enumerate(series.items()):
+            bars = ax.errorbar([p.x for p in pts], [p.y for p in pts], yerr=_err(pts), color=colors[label],
+                               marker=MARKERS[i % len(MARKERS)], markersize=5, capsize=3, linewidth=1.2,
+                               linestyle="--" if label.startswith("Scratch") else "-",
+                               label=_wrap(label + (" (effective MACs)" if label in masked else "")))
+            _name_errorbars(bars, f"errorbars-{_slug(label)}")
+        dense = _dense(tables)
+        if dense is not None and dense.summary is not None:
+            ax.axhline(dense.summary.mean, color="0.25", linestyle=":", linewidth=1.2,
+                       label=_wrap(f"dense model (mean of {dense.summary.n} seeds)"))
+            if dense.summary.ci:
+                ax.axhspan(*dense.summary.ci, color="0.5", alpha=0.12, linewidth=0, label="dense 95% CI")
+            if dense.macs:
+                ax.plot([dense.macs], [dense.summary.mean], marker="*", markersize=10, color="0.25", linestyle="none")
+                xs.append(dense.macs)
+        ax.set_xscale("log")
+        ax.set_xlim(min(xs) / 1.15, max(xs) * 1.15)
+        _macs_ticks(ax.xaxis, xs)
+        ax.set_xlabel("MACs per image (log scale; effective MACs for masked, weight-level rows)")
+        ax.set_ylabel("final test accuracy (%), mean ± 95% CI")
+        ax.set_title(f"{page_title(tables[0])}: accuracy against MACs")
+        _legend(fig)
+    return fig
+
+
+def plot_pareto(tables: list[Table], base: Path) -> Plot | None:
+    fig = pareto_figure(tables)
+    return _save(fig, base, f"{page_title(tables[0])}: final test accuracy (mean over seeds, 95% t-interval) against "
+                 "MACs per image, every row through its targets; the dotted line is the dense model.") if fig else None
+
+
+def target_series(tables: list[Table]) -> dict[str, dict[str, list[Point]]]:
+    """Per target kind ('ratio', 'speedup', 'config') and row label: the mean accuracy and its
+    95% CI at each target; x is the ratio or speedup, or a named config's position (`target_configs`)."""
+    configs = target_configs(tables)
+    out: dict[str, dict[str, list[Point]]] = {}
+    for t in sorted(tables, key=lambda t: target_order(t.target)):
+        kind, value = parse_target(t.target)
+        x = configs.index(str(value)) if kind == "config" else float(value)
+        for c in t.cells:
+            if c.summary is not None:
+                out.setdefault(kind, {}).setdefault(_series(t, c), []).append(_point(x, c.summary, t.target))
+    return {kind: dict(sorted(out[kind].items())) for kind in TARGET_KINDS if kind in out}
+
+
+def target_configs(tables: list[Table]) -> list[str]:
+    return sorted({str(v) for k, v in (parse_target(t.target) for t in tables) if k == "config"})
+
+
+AXES = {"ratio": "pruning ratio", "speedup": "speedup target (dense MACs / pruned MACs)", "config": "named configuration"}
+
+
+def target_figure(tables: list[Table]) -> Figure | None:
+    """Final accuracy (mean ± 95% CI) against the target: a panel per kind of target; rows at one
+    target are set side by side (a few points apart) so that their bars do not hide each other."""
+    found = target_series(tables)
+    if not found:
+        return None
+    configs = target_configs(tables)
+    labels = sorted({label for rows in found.values() for label in rows})
+    colors = _palette(labels)
+    dense = _dense(tables)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(3.6 * len(found) + 3.0, 4.2), layout="constrained")
+        axes = fig.subplots(1, len(found), sharey=True, squeeze=False)[0]
+        for ax, (kind, rows) in zip(axes, found.items()):
+            step = min(6.0, 36.0 / max(1, len(rows)))
+            for i, (label, pts) in enumerate(rows.items()):
+                shift = ScaledTranslation((i - (len(rows) - 1) / 2) * step / 72, 0, fig.dpi_scale_trans)
+                bars = ax.errorbar([p.x for p in pts], [p.y for p in pts], yerr=_err(pts), color=colors[label],
+                                   marker=MARKERS[labels.index(label) % len(MARKERS)], markersize=5, capsize=3,
+                                   linewidth=1.0, linestyle="--" if label.startswith("Scratch") else "-",
+                                   transform=ax.transData + shift, label=_wrap(label) if ax is axes[0] else None)
+                for artist in (bars.lines[0], *bars.lines[1], *bars.lines[2]):
+                    if artist is not None:
+                        artist.set_transform(ax.transData + shift)
+                _name_errorbars(bars, f"errorbars-{kind}-{_slug(label)}")
+            if dense is not None and dense.summary is not None:
+                ax.axhline(dense.summary.mean, color="0.25", linestyle=":", linewidth=1.2,
+                           label=_wrap(f"dense model (mean of {dense.summary.n} seeds)") if ax is axes[0] else None)
+            values = sorted({p.x for pts in rows.values() for p in pts})
+            if kind == "speedup":
+                ax.set_xscale("log")
+                ax.set_xlim(min(values) / 1.3, max(values) * 1.3)
+            elif kind == "ratio":
+                pad = max(0.08, 0.08 * (max(values) - min(values)))
+                ax.set_xlim(min(values) - pad, max(values) + pad)
+            else:
+                ax.set_xlim(-0.6, len(configs) - 0.4)
+            ax.xaxis.set_major_locator(FixedLocator(values))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xticklabels([configs[int(v)] if kind == "config" else (f"{v:g}x" if kind == "speedup" else f"{v:g}")
+                                for v in values])
+            ax.set_xlabel(AXES[kind])
+        axes[0].set_ylabel("final test accuracy (%), mean ± 95% CI")
+        fig.suptitle(f"{page_title(tables[0])}: accuracy against the pruning target")
+        _legend(fig)
+    return fig
+
+
+def plot_accuracy_vs_target(tables: list[Table], base: Path) -> Plot | None:
+    fig = target_figure(tables)
+    return _save(fig, base, f"{page_title(tables[0])}: final test accuracy (mean over seeds, 95% t-interval) at each "
+                 "pruning target; rows at one target are drawn side by side.") if fig else None
+
+
+@dataclass(frozen=True)
+class TAPoint:
+    """A pruned row at one target: its trainability accuracy (train version) and final accuracy,
+    each summarised over the seeds."""
+
+    row: str
+    target: str
+    ta: stats.Summary
+    acc: stats.Summary
+
+
+def ta_points(tables: list[Table]) -> list[TAPoint]:
+    """Every pruned row with a trainability accuracy for each of its seeds (scratch baselines and
+    the dense model trained from scratch, not from a pruned network: left out)."""
+    return [TAPoint(_series(t, c), t.target, stats.summarise([c.ta_scores[s] for s in sorted(c.scores)]), c.summary)
+            for t in sorted(tables, key=lambda t: target_order(t.target)) for c in t.cells
+            if c.summary is not None and c.row != DENSE and not c.row.startswith("Scratch")
+            and c.scores and set(c.scores) <= set(c.ta_scores)]
+
+
+@dataclass(frozen=True)
+class RankCorrelation:
+    """Spearman's rho and Kendall's tau (two-sided p) between mean TA and mean final accuracy."""
+
+    n: int
+    rho: float
+    rho_p: float
+    tau: float
+    tau_p: float
+
+
+def rank_correlation(points: list[TAPoint]) -> RankCorrelation | None:
+    """Wang et al.'s claim that TA predicts final accuracy, over the points' means; None below 3."""
+    if len(points) < 3:
+        return None
+    x, y = [p.ta.mean for p in points], [p.acc.mean for p in points]
+    rho, tau = sps.spearmanr(x, y), sps.kendalltau(x, y)
+    return RankCorrelation(len(points), float(rho.statistic), float(rho.pvalue), float(tau.statistic),
+                           float(tau.pvalue))
+
+
+def correlation_text(points: list[TAPoint]) -> str:
+    r = rank_correlation(points)
+    if r is None:
+        return f"{len(points)} point{'s' if len(points) != 1 else ''}: too few for a rank correlation"
+    if math.isnan(r.rho) or math.isnan(r.tau):
+        return f"rank correlation undefined (TA or accuracy constant over the {r.n} points)"
+    return (f"Spearman ρ = {r.rho:.2f} ({_p_is(r.rho_p)}), Kendall τ = {r.tau:.2f} ({_p_is(r.tau_p)}); "
+            f"n = {r.n} rows × targets")
+
+
+def ta_figure(tables: list[Table]) -> Figure | None:
+    """Final accuracy against trainability accuracy, both mean ± 95% CI over seeds; colour by
+    row, marker by target; the rank correlation in the title."""
+    points = ta_points(tables)
     if not points:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for row, pts in sorted(points.items()):
-        pts.sort(key=lambda p: p[0])
-        x = [p[0] for p in pts]
-        y = [p[1].mean for p in pts]
-        line, = ax.plot(x, y, marker="o", label=row)
-        if all(p[1].ci for p in pts):
-            ax.fill_between(x, [p[1].ci[0] for p in pts], [p[1].ci[1] for p in pts],  # type: ignore[index]
-                            color=line.get_color(), alpha=0.15)
-    if dense and dense.summary:
-        ax.axhline(dense.summary.mean, color="k", linestyle="--", linewidth=1, label="dense")
-    ax.set_xlabel("pruning ratio")
-    ax.set_ylabel("final test accuracy (%)")
-    ax.set_title(f"{tables[0].suite} under {tables[0].setup}: accuracy vs ratio (95% CI bands)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    colors = _palette(p.row for p in points)
+    targets = sorted({p.target for p in points}, key=target_order)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(8.5, 4.8), layout="constrained")
+        ax = fig.add_subplot()
+        for i, p in enumerate(points):
+            bars = ax.errorbar([p.ta.mean], [p.acc.mean],
+                               xerr=[[p.ta.mean - p.ta.ci[0]], [p.ta.ci[1] - p.ta.mean]] if p.ta.ci else None,
+                               yerr=[[p.acc.mean - p.acc.ci[0]], [p.acc.ci[1] - p.acc.mean]] if p.acc.ci else None,
+                               color=colors[p.row], marker=MARKERS[targets.index(p.target) % len(MARKERS)],
+                               markersize=6, capsize=3, linewidth=1.0, linestyle="none")
+            _name_errorbars(bars, f"errorbars-{i}")
+        ax.margins(0.12)
+        handles = [Line2D([], [], color=c, marker="o", linestyle="none", label=_wrap(row)) for row, c in colors.items()]
+        if len(targets) > 1:
+            handles += [Line2D([], [], color="0.4", marker=MARKERS[i % len(MARKERS)], linestyle="none",
+                               label=f"target {target_label(t)}") for i, t in enumerate(targets)]
+        _legend(fig, handles=handles)
+        ax.set_xlabel("trainability accuracy, train (%) — Wang et al. Eq. 1; mean ± 95% CI")
+        ax.set_ylabel("final test accuracy (%), mean ± 95% CI")
+        ax.set_title(correlation_text(points), fontsize=9)
+        fig.suptitle(f"{page_title(tables[0])}: trainability accuracy against final accuracy"
+                     + (f" (target {target_label(targets[0])})" if len(targets) == 1 else ""))
+    return fig
 
 
-def plot_learning_curves(store: Store, t: Table, path: Path) -> Path | None:
-    """Train and test accuracy per epoch of each row's final phase (retraining, or a scratch
-    run's training), mean over seeds, with the LR on a second axis."""
+def plot_ta_vs_final(tables: list[Table], base: Path) -> Plot | None:
+    fig = ta_figure(tables)
+    return _save(fig, base, f"{page_title(tables[0])}: trainability accuracy (Wang et al. Eq. 1, train version) "
+                 "against final test accuracy of the pruned rows, 95% t-intervals on both axes; Spearman's and "
+                 "Kendall's rank correlations over the points' means.") if fig else None
+
+
+def curve_bands(epochs: pd.DataFrame) -> pd.DataFrame:
+    """The final phase (each run's last) of a row's runs, per epoch (1-based): train and test
+    accuracy as mean, min and max over the seeds, the LR, and n (runs at that epoch)."""
+    epochs = epochs.sort_values(["run_id", "step"])
+    last = epochs.groupby("run_id")["phase"].transform("last")
+    final = epochs[epochs["phase"] == last].groupby("epoch")
+    out = pd.DataFrame({f"{what}_{how}": getattr(final[f"{what}_acc"], how)()
+                        for what in ("train", "test") for how in ("mean", "min", "max")})
+    out["lr"] = final["lr"].mean()
+    out["n"] = final["run_id"].nunique()
+    out.index = out.index + 1
+    return out
+
+
+def curves_figure(store: Store, t: Table) -> Figure | None:
+    """Per row: train and test accuracy of the final phase (retraining, or a scratch run's
+    training), mean over seeds with the min–max band of the seeds, the LR on a second axis."""
     cells = [c for c in t.cells if c.runs]
     epochs = load_epochs(store, [r for c in cells for r in c.runs.values()])
     if epochs.empty:
         return None
     cols = min(3, len(cells))
     rows = math.ceil(len(cells) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(max(6.5, 4.2 * cols), 3.2 * rows), squeeze=False)
-    for ax, c in zip(axes.flat, cells):
-        runs = epochs[epochs["run_id"].isin(set(c.runs.values()))]
-        last = runs.groupby("run_id")["phase"].last().iloc[0]
-        final = runs[runs["phase"] == last].groupby("epoch")[["train_acc", "test_acc", "lr"]].mean()
-        x = final.index + 1
-        ax.plot(x, final["train_acc"], label="train acc")
-        ax.plot(x, final["test_acc"], label="test acc")
-        ax.set_title(f"{c.row} ({last})", fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy (%)")
-        lr_ax = ax.twinx()
-        lr_ax.step(x, final["lr"], where="mid", color="gray", linestyle=":", label="LR")
-        lr_ax.set_ylabel("LR", color="gray")
-        ax.legend(fontsize=7, loc="lower right")
-    for ax in list(axes.flat)[len(cells):]:
-        ax.axis("off")
-    fig.suptitle(f"{t.name}: learning curves (mean over seeds)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(3.6 * cols + 0.6, 2.7 * rows + 1.0), layout="constrained")
+        axes = fig.subplots(rows, cols, squeeze=False)
+        for ax, c in zip(axes.flat, cells):
+            runs = epochs[epochs["run_id"].isin(set(c.runs.values()))]
+            band = curve_bands(runs)
+            x = band.index
+            for what, color in (("train", "C0"), ("test", "C1")):
+                ax.fill_between(x, band[f"{what}_min"], band[f"{what}_max"], color=color, alpha=0.2, linewidth=0)
+                ax.plot(x, band[f"{what}_mean"], color=color, marker="o" if len(x) < 12 else None, markersize=3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("epoch of the final phase")
+            ax.set_ylabel("accuracy (%)")
+            ax.set_title(_wrap(f"{c.row} (n = {len(c.runs)})", 40), fontsize=9)
+            lr_ax = ax.twinx()
+            lr_ax.grid(False)
+            lr_ax.step(x, band["lr"], where="mid", color="0.45", linestyle=":", linewidth=1.2)
+            if band["lr"].min() > 0 and band["lr"].max() / band["lr"].min() >= 10:
+                lr_ax.set_yscale("log")
+            lr_ax.set_ylabel("LR", color="0.45")
+            lr_ax.tick_params(axis="y", colors="0.45")
+        for ax in list(axes.flat)[len(cells):]:
+            ax.axis("off")
+        handles = [Line2D([], [], color="C0", label="train accuracy"), Line2D([], [], color="C1", label="test accuracy"),
+                   Line2D([], [], color="0.45", linestyle=":", label="LR (right axis)")]
+        fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+        fig.suptitle(_wrap(f"{t.suite} under {t.setup}, target {target_label(t.target)}{division_heading(t)}: "
+                           "learning curves, mean over seeds; band: min–max over seeds", 110))
+    return fig
 
 
-def plot_ta_vs_final(tables: list[Table], path: Path) -> Path | None:
-    """Trainability accuracy (train version) against final accuracy, one point per cell."""
-    pts = [(c.ta_train, c.summary.mean, f"{c.row} @ {t.target}") for t in tables for c in t.cells
-           if c.ta_train is not None and c.summary]
-    if not pts:
-        return None
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    ax.scatter([p[0] for p in pts], [p[1] for p in pts])
-    for x, y, label in pts:
-        ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("trainability accuracy, train (%)")
-    ax.set_ylabel("final test accuracy (%)")
-    ax.set_title(f"{tables[0].suite} under {tables[0].setup}: TA vs final accuracy")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+def plot_learning_curves(store: Store, t: Table, base: Path) -> Plot | None:
+    fig = curves_figure(store, t)
+    return _save(fig, base, f"{t.suite} under {t.setup}, target {target_label(t.target)}: train and test accuracy "
+                 "per epoch of each row's final phase (retraining, or a scratch run's training), mean over seeds; "
+                 "the band spans the lowest to the highest seed; the LR on the right axis.") if fig else None
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -670,8 +1136,8 @@ def plot_ta_vs_final(tables: list[Table], path: Path) -> Path | None:
 def write_report(store: Store, out: Path, suite: str | None = None, protocol: str | None = None,
                  reference: str | None = None, verified_only: bool = False,
                  verdicts: list | None = None) -> list[Path]:
-    """Write the Markdown leaderboards (one per suite and protocol), plots and `index.html`
-    into `out`; return the files written."""
+    """Write the Markdown leaderboards (one per suite and protocol), figures (PNG and SVG) and
+    `index.html` into `out`; return the files written."""
     tables = build(store, suite, protocol, reference, verified_only, verdicts)
     if not tables:
         raise UserError(f"the store {store.root} has no pruned or scratch runs"
@@ -681,27 +1147,25 @@ def write_report(store: Store, out: Path, suite: str | None = None, protocol: st
         raise UserError(f"--out {out} is a file; give a folder for the report.")
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    images: dict[str, list[Path]] = {}
-    groups: dict[tuple[str, str, str], list[Table]] = {}
-    for t in tables:  # one page per suite and protocol content
-        groups.setdefault((t.suite, t.setup, t.content_key), []).append(t)
-    for (suite_name, setup, custom), group in groups.items():
-        slug = _slug(f"{suite_name}_{setup}" + (f"_{custom}" if custom else ""))
-        shared = [p for p in (plot_accuracy_vs_ratio(group, out / f"{slug}_accuracy_vs_ratio.png"),
-                              plot_ta_vs_final(group, out / f"{slug}_ta_vs_final.png")) if p]
-        heading = f" ({group[0].identity})" if group[0].identity else ""
-        parts = [f"# Leaderboard: {suite_name} under {setup}{heading}", "", NOTES, ""]
+    curves: dict[str, list[Plot]] = {}
+    figures: dict[str, list[Plot]] = {}
+    for slug, group in pages(tables).items():
+        figures[slug] = [p for p in (plot_pareto(group, out / f"{slug}_pareto"),
+                                     plot_accuracy_vs_target(group, out / f"{slug}_accuracy_vs_target"),
+                                     plot_ta_vs_final(group, out / f"{slug}_ta_vs_final")) if p]
+        parts = [f"# Leaderboard: {page_title(group[0])}", "", NOTES, "", "Summary:", "",
+                 *(f"- {lead(t)}" for t in group), ""]
         for t in group:
-            curves = plot_learning_curves(store, t, out / f"{t.slug}_curves.png")
-            images[t.slug] = [curves] if curves else []
-            parts.append(markdown(t, [p.name for p in images[t.slug]]))
-        images[group[-1].slug] = images[group[-1].slug] + shared
-        parts += [f"![{p.name}]({p.name})" for p in shared]
+            plot = plot_learning_curves(store, t, out / f"{t.slug}_curves")
+            curves[t.slug] = [plot] if plot else []
+            parts.append(markdown(t, curves[t.slug]))
+        if figures[slug]:
+            parts += [f"## Figures: {page_title(group[0])}", "", *(_figure_md(p) for p in figures[slug])]
         md = out / f"{slug}.md"
         md.write_text("\n".join(parts) + "\n")
-        written += [md, *shared, *(p for t in group for p in images[t.slug] if p not in shared)]
+        written += [md, *(f for p in figures[slug] + [p for t in group for p in curves[t.slug]] for f in (p.png, p.svg))]
     page = out / "index.html"
-    page.write_text(html_page(tables, images))
+    page.write_text(html_page(tables, curves, figures))
     written.append(page)
     (out / "leaderboard.json").write_text(json.dumps(to_json(tables), indent=1))
     written.append(out / "leaderboard.json")

@@ -33,10 +33,10 @@ from pydantic import ValidationError
 from torch import nn
 
 import prunebench
-from prunebench import audit, machine, paths, penalties, signals, targets
+from prunebench import audit, machine, paths, penalties, search, signals, targets
 from prunebench._atomic import sha256_file, write_atomic
 from prunebench.budget import Budgets
-from prunebench.config import MethodSpec, Protocol, Recipe, RunSpec, Suite, canonical, content_sha256
+from prunebench.config import MethodSpec, Protect, Protocol, Recipe, RunSpec, Suite, canonical, content_sha256
 from prunebench.data import DATASETS, Split, TensorData, check_data_root, load_dataset
 from prunebench.errors import ProtocolViolation, TrainingFailed, UserError
 from prunebench.executor import Executor, SequentialExecutor
@@ -95,6 +95,7 @@ class Planned:
     macs: int
     budget: float | None = None  # SX budget in the protocol's unit (epochs or training FLOPs)
     start: Callable[[Path], Start] | None = None  # builds the model the run starts from
+    found: dict[str, Any] | None = None  # a speedup target: the search's record (the ratio, MACs, neighbours)
 
 
 def _code_version() -> str:
@@ -313,6 +314,7 @@ class Harness:
         base = self.base_spec(seed, chosen.base or base_recipe)
         return self._spec(kind="pruned", seed=seed, phases=phases, protocol=self.protocol_label,
                           base=base.run_id, method=mspec, recipe_of=recipe_of, target_rule=self._rule(mspec),
+                          protect=self.protect,
                           penalty=penalty if len(phases) > 1 else None)  # a penalty acts in the pruning phase
 
     def scratch_spec(self, source: MethodSpec, seed: int, plan: PruningPlan, pruned_macs: int) -> RunSpec:
@@ -321,27 +323,35 @@ class Harness:
         variant, epochs = self.budgets.variant, self.budgets.scratch_epochs(pruned_macs)
         return self._spec(kind="scratch", seed=seed, phases=[("scratch", self.suite.base.with_epochs(epochs))],
                           protocol=self.protocol_label, method=source.without_recipe, variant=variant,
-                          target_rule=self._rule(source),
+                          target_rule=self._rule(source), protect=self.protect,
                           widths=None if plan.masks else plan.widths(), masks_sha256=plan.masks_sha256())
 
     def budget(self, pruned_macs: int) -> float | None:
         """The SX budget of one pruning pipeline (None outside SX), over the images present."""
         return self.budgets.budget(pruned_macs, self.train_size)
 
-    def targets(self, ratio: float | None, config: str | None) -> list[Target]:
-        if ratio is not None or config is not None:
-            return [Target(ratio=ratio, config=config)]
-        return [Target(ratio=r) for r in self.protocol.ratios] + [Target(config=c) for c in self.protocol.configs]
+    @property
+    def protect(self) -> Protect | None:
+        """The protocol's protected layers, as a spec records them (None for the default)."""
+        return None if self.protocol.protect == Protect() else self.protocol.protect
+
+    def targets(self, ratio: float | None, config: str | None, speedup: float | None = None) -> list[Target]:
+        protect = self.protocol.protect
+        if ratio is not None or config is not None or speedup is not None:
+            return [Target(ratio=ratio, config=config, speedup=speedup, protect=protect)]
+        return ([Target(ratio=r, protect=protect) for r in self.protocol.ratios]
+                + [Target(speedup=x, protect=protect) for x in self.protocol.speedups]
+                + [Target(config=c, protect=protect) for c in self.protocol.configs])
 
     # --- the grid (planned for the dry run, executed by `run`) ----------------------------
 
     def plan(self, methods: list[str], seeds: list[int], ratio: float | None = None,
-             config: str | None = None, borrow: Borrowed | None = None) -> list[Planned]:
+             config: str | None = None, borrow: Borrowed | None = None, speedup: float | None = None) -> list[Planned]:
         """Every run of the grid, in execution order, without training. Pruned architectures are
         planned on an untrained model here: exact for predefined layer-wise ratios (l1norm,
         random, magnitude per layer), an estimate for methods whose architecture depends on
         trained weights or a pruning phase (slimming, global Taylor)."""
-        return list(self.grid(methods, seeds, ratio, config, live=False, borrow=borrow))
+        return list(self.grid(methods, seeds, ratio, config, live=False, borrow=borrow, speedup=speedup))
 
     def resolve(self, text: str) -> tuple[MethodInfo, MethodSpec]:
         """A method as given (`NAME[:KEY=VALUE,...]`), settings validated by the method; a method
@@ -364,7 +374,7 @@ class Harness:
 
     def grid(self, methods: list[str], seeds: list[int], ratio: float | None, config: str | None,
               live: bool, borrow: Borrowed | None = None,
-              ready: Callable[[str], bool] | None = None) -> Iterator[Planned]:
+              ready: Callable[[str], bool] | None = None, speedup: float | None = None) -> Iterator[Planned]:
         """The runs of a grid, lazily. When `live`, each yielded run is trained before the
         generator goes on, so pruned architectures are planned on the trained base, and a scratch
         baseline takes the architecture its source pipeline actually cut. `borrow` maps a method
@@ -375,7 +385,7 @@ class Harness:
         for a scratch baseline, whose source run) is not `ready` yet is left out of this pass,
         and the executor walks the grid again when runs finish."""
         resolved = [(text, *self.resolve(text)) for text in methods]
-        targets = self.targets(ratio, config)
+        targets = self.targets(ratio, config, speedup)
         seen: set[str] = set()
 
         def once(planned: Planned) -> Iterator[Planned]:
@@ -388,16 +398,15 @@ class Harness:
             for text, method, given in resolved:
                 lender, recipe = (borrow or {}).get(text, (None, None))
                 for target in targets:
-                    mspec = given.model_copy(update={"ratio": target.ratio, "config": target.config})
+                    mspec = given.model_copy(update={"ratio": target.ratio, "config": target.config,
+                                                     "speedup": target.speedup})
                     source_spec, source = self._source(method, mspec)
                     chosen = self.choices(source_spec)
                     if recipe is not None:
                         chosen = chosen.model_copy(update={"retrain": recipe})
                     shared = self.base_recipe
                     if self.squeezes:  # needs the speedup before the base exists: planned on a fresh model
-                        fresh = self._fresh(seed)
-                        planned = self._plan(source, source_spec, fresh, seed)
-                        self._check_target(planned, source, source_spec, fresh)
+                        planned, _ = self._plan_on(source, source_spec, seed, None)
                         shared = self.budgets.pipeline_base(self._macs_of(planned))
                     base = self.base_spec(seed, chosen.base or shared)
                     rewind = self.declared(source_spec).rewind
@@ -409,7 +418,7 @@ class Harness:
                     if live and (ready is not None and not ready(base.run_id) or self.files.failure(base.run_id)):
                         continue  # not trained yet (parallel), or failed: nothing starts from it
                     try:
-                        plan = self._plan_on(source, source_spec, seed, base.run_id if live else None)
+                        plan, found = self._plan_on(source, source_spec, seed, base.run_id if live else None)
                     except ProtocolViolation as v:
                         if live and v.rule.startswith("base checkpoint sha256"):
                             # the base's files are not those the loop wrote: the base run records it
@@ -425,17 +434,20 @@ class Harness:
                         # that phase led to: the source's pruned run comes first
                         yield from once(Planned(spec, spec.row, target, macs, self.budget(macs),
                                                 start=partial(self._start_pruned, spec, source,
-                                                              self.base_spec(seed, shared).run_id)))
+                                                              self.base_spec(seed, shared).run_id), found=found))
                         if live and (ready is not None and not ready(spec.run_id) or self.files.failure(spec.run_id)):
                             continue  # not trained yet (parallel), or failed: no architecture to copy
-                        if live:  # the architecture the pipeline actually cut
+                        if live:  # the architecture the pipeline actually cut, and how it met a speedup
                             plan = PruningPlan.load(self.files.run_dir(spec.run_id)) or plan
                             macs = self._macs_of(plan)
+                            met = (self.files.metrics(spec.run_id) or {}).get("target")
+                            found = met.get("search") if isinstance(met, dict) else found
                     if (method.from_scratch or self.protocol.scratch_variant) and lender is None:
                         scratch = self.scratch_spec(source_spec, seed, plan, macs)
                         yield from once(Planned(scratch, scratch.row, target,
-                                                macs, self.budget(macs),
-                                                start=partial(self._start_scratch, scratch, plan, source, source_spec)))
+                                                macs, self.budget(macs), found=found,
+                                                start=partial(self._start_scratch, scratch, plan, source, source_spec,
+                                                              found)))
 
     def _base_job(self, spec: RunSpec) -> Planned:
         def start(directory: Path) -> Start:
@@ -465,34 +477,89 @@ class Harness:
         data = self.data()[0] if method.needs_data else None
         return PlanInputs(self.suite.arch, self.dataset.num_classes, self.input_shape, seed,
                           self.protocol.retrain.batch_size, data=data,
-                          data_key=self._fingerprint if data is not None else "", intent=intent)
+                          data_key=self._fingerprint if data is not None else "", intent=intent,
+                          protect=self.protocol.protect.model_dump(mode="json"))
 
-    def _plan_on(self, method: MethodInfo, mspec: MethodSpec, seed: int, base_id: str | None) -> PruningPlan:
-        """The method's plan on the trained base `base_id` (None: a fresh model of the seed), made
-        once per (method, seed, base) however often the grid is walked."""
+    def _plan_on(self, method: MethodInfo, mspec: MethodSpec, seed: int,
+                 base_id: str | None) -> tuple[PruningPlan, dict[str, Any] | None]:
+        """The method's plan on the trained base `base_id` (None: a fresh model of the seed), with
+        the speedup search's record (None for a ratio or config), made once per (method, seed,
+        base) however often the grid is walked."""
         key = (canonical(mspec), seed, base_id)
         if key not in self._plans:
             model = self._load_base(base_id) if base_id else self._fresh(seed)
-            self._plans[key] = self._plan(method, mspec, model, seed)
+            self._plans[key] = self._targeted(method, mspec, model, seed)
             if base_id is None:  # planned before anything trains: a plan that misses its target stops the grid
-                self._check_target(self._plans[key], method, mspec, model)
+                self._check_target(*self._plans[key], method, mspec, model)
             # (on the trained base the run itself checks it, and records a miss as its violation)
         return self._plans[key]
+
+    def _targeted(self, method: MethodInfo, mspec: MethodSpec, model: nn.Module, seed: int,
+                  intent: PruningPlan | None = None, knob: float | None = None) -> tuple[PruningPlan, dict | None]:
+        """The method's plan for its target on `model`: for a ratio or a config, the one plan it
+        returns; for a speedup, the plan of the ratio the search finds (`search`), or of `knob`
+        where the ratio was already chosen (before a pruning phase that trains towards it), with
+        the search's record."""
+        if mspec.speedup is None:
+            return self._plan(method, mspec, model, seed, intent), None
+        if knob is not None:
+            plan = self._plan(method, self._at_knob(mspec, knob), model, seed, intent)
+            macs, target = self._macs_of(plan), self.dense_macs / mspec.speedup
+            return plan, {"speedup": mspec.speedup, "knob": knob, "target_macs": target, "macs": macs,
+                          "tolerance": search.TOLERANCE, "within": abs(macs - target) <= search.TOLERANCE * target,
+                          "closest": None, "chosen_before": "the pruning phase"}
+        floor = self.protocol.protect
+        note = (f"; every prunable layer keeps at least {floor.min_filters} filter(s)"
+                + (f" and {floor.min_fraction:g} of its filters" if floor.min_fraction else "")
+                + " (the protocol's protect)")
+        found = search.search(mspec.speedup, self.dense_macs,
+                              lambda k: self._plan(method, self._at_knob(mspec, k), model, seed, intent),
+                              self._macs_of, f"method {mspec.label!r}", note)
+        return found.plan, found.record()
+
+    def _at_knob(self, mspec: MethodSpec, knob: float) -> MethodSpec:
+        """The method at ratio `knob` (what it is asked for at a speedup target): its uniform
+        ratio, or with `stage_ratios` those ratios scaled so that the largest is `knob`."""
+        at = mspec.model_copy(update={"ratio": knob, "speedup": None})
+        stages = mspec.settings.get("stage_ratios")
+        if stages:
+            top = max(stages)
+            if top <= 0:
+                raise UserError(f"method {mspec.label!r}: stage ratios {stages} prune nothing, so there is nothing to "
+                                "scale towards a speedup; give them a positive entry.")
+            at = at.model_copy(update={"settings": {**mspec.settings,
+                                                    "stage_ratios": [round(r * knob / top, 6) for r in stages]}})
+        return at
 
     def _rule(self, mspec: MethodSpec) -> targets.TargetRule | None:
         """The method's declared target rule, as a spec records it (None for the default)."""
         rule = self.declared(mspec).target_rule
         return None if rule == targets.TargetRule() else rule
 
-    def _check_target(self, plan: PruningPlan, method: MethodInfo, mspec: MethodSpec,
+    def _check_target(self, plan: PruningPlan, found: dict[str, Any] | None, method: MethodInfo, mspec: MethodSpec,
                       model: nn.Module) -> dict[str, Any]:
         """The plan against its target, on the unpruned `model` (`targets.check`): what it keeps,
-        or a `ProtocolViolation` on the rule "pruning target"."""
+        or a `ProtocolViolation` on the rule "pruning target". A speedup target: the plan meets the
+        method's rule at the ratio the search found (`found`, the search's record), and its MACs
+        the speedup."""
         rule = self.declared(mspec).target_rule
-        rule.check_visible(self.setup, mspec.settings)
-        kept = targets.check(self.setup, plan, model, self.arch, Target(ratio=mspec.ratio, config=mspec.config),
-                             rule, method.granularity)
-        return {**kept, "rule": rule.model_dump(mode="json")}
+        at, record = mspec, {}
+        if mspec.speedup is not None:
+            knob = found.get("knob") if isinstance(found, dict) else None
+            if not isinstance(knob, float | int) or not 0 <= knob < 1:
+                raise ProtocolViolation(self.setup, targets.RULE, f"a {mspec.speedup:g}x speedup met through the "
+                                        "harness's search (its ratio recorded)", f"no search record ({found!r})")
+            at = self._at_knob(mspec, float(knob))
+            if rule.stage_ratios is not None:
+                rule = rule.model_copy(update={"stage_ratios": tuple(at.settings["stage_ratios"])})
+            search.check(self.setup, found, mspec.speedup, self.dense_macs, self._macs_of(plan))  # type: ignore[arg-type]
+            record = {"search": found, "knob": float(knob)}
+        rule.check_visible(self.setup, at.settings)
+        kept = targets.check(self.setup, plan, model, self.arch,
+                             Target(ratio=at.ratio, config=at.config, protect=self.protocol.protect), rule,
+                             method.granularity)
+        return {**kept, **record, "rule": rule.model_dump(mode="json"),
+                "protect": self.protocol.protect.model_dump(mode="json")}
 
     def _plan(self, method: MethodInfo, mspec: MethodSpec, model: nn.Module, seed: int,
               intent: PruningPlan | None = None) -> PruningPlan:
@@ -528,12 +595,15 @@ class Harness:
         return self._data
 
     def run(self, methods: list[str], seeds: list[int], ratio: float | None = None,
-            config: str | None = None, borrow: Borrowed | None = None) -> list[dict[str, Any]]:
+            config: str | None = None, borrow: Borrowed | None = None,
+            speedup: float | None = None) -> list[dict[str, Any]]:
         """Execute the grid (cache hits for completed runs) and return the summary rows."""
-        planned = self.plan(methods, seeds, ratio, config, borrow)  # user mistakes surface before anything trains
+        # user mistakes (and targets a method cannot meet) surface before anything trains
+        planned = self.plan(methods, seeds, ratio, config, borrow, speedup)
         self.grid_progress = GridProgress(len(planned), self.log)
         self.failures = []
-        results = (self.executor or SequentialExecutor()).run(self, methods, seeds, ratio, config, borrow)
+        results = (self.executor or SequentialExecutor()).run(self, methods, seeds, ratio, config, borrow,
+                                                              speedup=speedup)
         self.failures = failures(results, self.files.failure)
         return summarise_grid(planned, [(job, metrics) for job, metrics in results if metrics is not None])
 
@@ -771,22 +841,38 @@ class Harness:
         model = self._load_base(spec.base, self._pin_base(spec, directory))
         prior = Trace()
         prune_phases = [p for p in spec.phases if p[0] == "prune"]
+        knob = None  # a speedup target: the ratio chosen before a pruning phase that trains towards it
         if prune_phases:
             intent_dir = directory / "intent"
+            asked = mspec
+            if mspec.speedup is not None:  # the ratio the search finds on the base, before the phase
+                _, before = self._targeted(method, mspec, model, spec.seed)
+                asked = self._at_knob(mspec, before["knob"])  # type: ignore[index]
             intent = PruningPlan.load(intent_dir)
             if intent is None:  # chosen on the base, before the phase changes the weights
-                intent = self._watched(model, lambda: self.planner.intent(mspec, model, self._inputs(spec.seed,
+                intent = self._watched(model, lambda: self.planner.intent(asked, model, self._inputs(spec.seed,
                                                                                                      method)))
                 if intent is not None:
                     intent_dir.mkdir(exist_ok=True)
                     intent.save(intent_dir)
+            if intent is not None and mspec.speedup is not None:
+                knob = asked.ratio  # the phase trained towards this ratio's plan: the cut keeps it
             prior = self._train(model, spec, directory, prune_phases, "checkpoint-prune.pt",
                                 regularizer=self._regularizer(spec, method, intent))
         plan = PruningPlan.load(directory)
-        if plan is None:  # the method scores a copy: the model the harness cuts is the verified one
-            plan = self._plan(method, mspec, model, spec.seed, intent=PruningPlan.load(directory / "intent"))
-            plan.save(directory)
-        met = self._check_target(plan, method, mspec, model)  # every start, a resumed one too
+        found = None
+        if plan is None or mspec.speedup is not None:
+            # the method scores a copy: the model the harness cuts is the verified one; a speedup's
+            # search is repeated on a resumed start (the same plans), since its record is checked
+            fresh, found = self._targeted(method, mspec, model, spec.seed, PruningPlan.load(directory / "intent"),
+                                          knob)
+            if plan is None:
+                plan = fresh
+                plan.save(directory)
+            elif plan != fresh:
+                raise ProtocolViolation(self.setup, targets.RULE, "the plan its speedup search finds (the stored "
+                                        "plan.json)", "another plan: the method's plans or the stored file changed")
+        met = self._check_target(plan, found, method, mspec, model)  # every start, a resumed one too
         rewind = self.declared(mspec).rewind
         if rewind is not None:
             model.load_state_dict(self.rewound(spec.base, rewind, directory).state_dict())
@@ -879,11 +965,11 @@ class Harness:
         return model
 
     def _start_scratch(self, spec: RunSpec, plan: PruningPlan, source: MethodInfo, source_spec: MethodSpec,
-                       directory: Path) -> Start:
+                       found: dict[str, Any] | None, directory: Path) -> Start:
         if plan.masks_sha256() != spec.masks_sha256 or (not plan.masks and plan.widths() != spec.widths):
             raise ProtocolViolation(self.setup, "scratch architecture equals the source's", spec.widths or
                                     spec.masks_sha256, plan.widths() or plan.masks_sha256())
-        met = self._check_target(plan, source, source_spec, self.build())  # the architecture meets the target
+        met = self._check_target(plan, found, source, source_spec, self.build())  # the architecture meets the target
         model = self.build()
         if not plan.masks:
             apply_plan(model, PruningPlan.first_k(plan.widths()), self.input_shape)

@@ -83,7 +83,7 @@ CREATE TABLE IF NOT EXISTS runs (
     total_epochs INTEGER,
     train_flops INTEGER,
     total_train_flops INTEGER,       -- the whole pipeline's, the base's training included (SX-B counts it)
-    budget_kind TEXT,                -- SX-A: epochs, SX-B: flops; NULL outside SX
+    budget_kind TEXT,                -- SX-A: epochs, SX-B: flops, NULL outside SX
     budget REAL,                     -- the SX budget the run was held to, in that unit
     seconds REAL,
     spec TEXT NOT NULL,

@@ -7,11 +7,16 @@ counts what the plan keeps over *every* prunable filter or weight of the archite
 over what the plan chose to name:
 
 - per-layer filter targets and named configs: exactly the target's count in every layer;
-- global filter targets: N - int(N·p) of the N prunable filters, and one more for each layer
-  left with a single filter at most (a global threshold keeps a layer's best filter rather than
-  emptying it: only a collapsed layer can explain a surplus);
+- global filter targets: N - int(N·p) of the N prunable filters, every layer keeping its protected
+  floor (the protocol's `protect`: at least one filter, or more), so exactly
+  max(N - int(N·p), sum of the floors);
 - weight masks: N - int(N·p) of the N weights the rule names (conv, or conv + linear) under a
-  global threshold; per layer, n - int(n·p) of each tensor's n.
+  global threshold; per layer, n - int(n·p) of each tensor's n; each tensor keeping its protected
+  fraction.
+
+Per-layer counts never fall below the floor either (`Target.keep_counts`). A speedup target is
+met by search (`prunebench.search`): the plan is checked at the ratio the search found, and its
+MACs against the speedup.
 
 A miss is a `ProtocolViolation` on the rule "pruning target", with what was expected and what
 the plan keeps.
@@ -115,13 +120,18 @@ def _check_filters(setup: str, plan, model: nn.Module, arch, target, rule: Targe
                                         f"filters ({target.label()}, per layer)",
                                         f"{widths[name]} (the plan keeps {kept} of {total} prunable filters)")
         return {**record, "expected": sum(want.get(n, modules[n].out_channels) for n in prunable), "slack": 0}
-    expected = total - int(total * target.ratio)
-    collapsed = sum(1 for n in prunable if widths[n] == 1)
-    if not expected <= kept <= expected + collapsed:
+    floors = {n: target.floor(modules[n].out_channels) for n in prunable}
+    short = [n for n in prunable if widths[n] < floors[n]]
+    if short:
+        name = short[0]
+        raise ProtocolViolation(setup, RULE, f"every prunable layer keeps at least {floors[name]} filters (the "
+                                "protocol's protected layers)", f"{name} keeps {widths[name]} of "
+                                f"{modules[name].out_channels}")
+    expected = max(total - int(total * target.ratio), sum(floors.values()))
+    if kept != expected:
         raise ProtocolViolation(setup, RULE, f"{expected} of {total} prunable filters kept ({target.label()}, "
-                                f"global; one more per layer left with a single filter, here {collapsed})",
-                                f"{kept} of {total}")
-    return {**record, "expected": expected, "slack": collapsed}
+                                "global, each layer's protected filters included)", f"{kept} of {total}")
+    return {**record, "expected": expected, "slack": 0}
 
 
 def _check_masks(setup: str, plan, model: nn.Module, target, rule: TargetRule) -> dict:
@@ -134,16 +144,21 @@ def _check_masks(setup: str, plan, model: nn.Module, target, rule: TargetRule) -
     total = sum(w.numel() for w in weights.values())
     each = {n: int(plan.masks[n].sum()) if n in plan.masks else w.numel() for n, w in weights.items()}
     kept = sum(each.values())
+    floor = target.protect.weight_floor
     if rule.scope == "layer":
         for name, w in weights.items():
-            want = w.numel() - int(w.numel() * target.ratio)
+            want = max(w.numel() - int(w.numel() * target.ratio), floor(w.numel()))
             if each[name] != want:
                 raise ProtocolViolation(setup, RULE, f"{name} keeps {want} of {w.numel()} weights ({target.label()}, "
                                         "per layer)", f"{each[name]} (the plan keeps {kept} of {total}, density "
                                         f"{kept / total:.4f})")
-        expected = sum(w.numel() - int(w.numel() * target.ratio) for w in weights.values())
+        expected = sum(max(w.numel() - int(w.numel() * target.ratio), floor(w.numel())) for w in weights.values())
     else:
-        expected = total - int(total * target.ratio)
+        short = [n for n, w in weights.items() if each[n] < floor(w.numel())]
+        if short:
+            raise ProtocolViolation(setup, RULE, f"every weight tensor keeps at least {floor(weights[short[0]].numel())}"
+                                    " weights (the protocol's protected layers)", f"{short[0]} keeps {each[short[0]]}")
+        expected = max(total - int(total * target.ratio), sum(floor(w.numel()) for w in weights.values()))
         if kept != expected:
             raise ProtocolViolation(setup, RULE, f"{expected} of {total} {rule.weights} weights kept (density "
                                     f"{expected / total:.4f}, {target.label()}, global)",

@@ -21,22 +21,26 @@ def layer_plan(scores: dict[str, torch.Tensor], counts: dict[str, int]) -> Pruni
     return PruningPlan(keep={name: top_k(scores[name], k) for name, k in counts.items()})
 
 
-def global_plan(scores: dict[str, torch.Tensor], ratio: float) -> PruningPlan:
+def global_plan(scores: dict[str, torch.Tensor], target: Target) -> PruningPlan:
     """Remove the int(N·p) lowest-scoring filters of all N prunable filters together (one global
-    threshold), keeping each layer's best filter so no layer disappears. Ties: layer order, then
-    filter index."""
+    threshold), each layer's `target.floor(C)` best filters protected (the protocol's protected
+    layers; at least one, so no layer disappears). Ties: layer order, then filter index."""
     if not scores:
         raise UserError("nothing to rank: the architecture has no prunable layer this method can score")
+    ratio = ratio_of(target, "a global method")
+    protected = {name: set(top_k(s, target.floor(s.numel()))) for name, s in scores.items()}
     flat = torch.cat([s.detach().float().cpu().flatten() for s in scores.values()])
-    n_prune = int(flat.numel() * ratio)
-    order = torch.sort(flat, stable=True).indices  # ascending: the first n_prune go
+    guard = torch.cat([torch.tensor([i in protected[name] for i in range(s.numel())], dtype=torch.bool)
+                       for name, s in scores.items()])
+    n_prune = min(int(flat.numel() * ratio), int((~guard).sum()))
+    order = torch.sort(flat, stable=True).indices  # ascending: the first n_prune unprotected go
+    order = order[~guard[order]]
     dropped = torch.zeros(flat.numel(), dtype=torch.bool)
     dropped[order[:n_prune]] = True
     keep, offset = {}, 0
     for name, s in scores.items():
         n = s.numel()
-        kept = (~dropped[offset:offset + n]).nonzero().flatten().tolist()
-        keep[name] = tuple(kept) if kept else top_k(s, 1)
+        keep[name] = tuple((~dropped[offset:offset + n]).nonzero().flatten().tolist())
         offset += n
     return PruningPlan(keep=keep)
 

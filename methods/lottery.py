@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
-from prunebench.methods._common import ratio_of
 from prunebench.methods.magnitude import magnitude_masks, weights
 from prunebench.pruning import PruningPlan
 from prunebench.targets import TargetRule
@@ -39,7 +38,7 @@ class Lottery(Method):
 
     def plan(self, model: nn.Module, target: Target, settings: BaseModel, ctx: PruneContext) -> PruningPlan:
         assert isinstance(settings, LotterySettings)
-        return PruningPlan(masks=magnitude_masks(weights(model, settings.layers), ratio_of(target, self.name),
+        return PruningPlan(masks=magnitude_masks(weights(model, settings.layers), target,
                                                  settings.scope))
 
     def target_rule(self, settings: BaseModel) -> TargetRule:

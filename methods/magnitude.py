@@ -33,19 +33,34 @@ def weights(model: nn.Module, layers: str) -> dict[str, torch.Tensor]:
     return {f"{name}.weight": m.weight.detach() for name, m in model.named_modules() if isinstance(m, kinds)}
 
 
-def drop_smallest(scores: torch.Tensor, n_drop: int) -> torch.Tensor:
-    """Keep-mask of `scores`' shape without its `n_drop` smallest entries (ties: lower index first)."""
+def drop_smallest(scores: torch.Tensor, n_drop: int, protected: torch.Tensor | None = None) -> torch.Tensor:
+    """Keep-mask of `scores`' shape without its `n_drop` smallest entries (ties: lower index
+    first), never dropping a `protected` one (a bool tensor of the same shape)."""
     flat = scores.flatten().float().cpu()
+    order = torch.sort(flat, stable=True).indices
+    if protected is not None:
+        order = order[~protected.flatten()[order]]
     mask = torch.ones(flat.numel(), dtype=torch.bool)
-    mask[torch.sort(flat, stable=True).indices[:n_drop]] = False
+    mask[order[:n_drop]] = False
     return mask.reshape(scores.shape)
 
 
-def magnitude_masks(params: dict[str, torch.Tensor], ratio: float, scope: str) -> Masks:
+def magnitude_masks(params: dict[str, torch.Tensor], target: Target, scope: str) -> Masks:
+    """Masks dropping the int(N·p) smallest |w| per tensor (`layer`) or of all tensors together
+    (`global`); each tensor keeps its `protect.weight_floor(n)` largest weights at least (the
+    protocol's protected layers)."""
+    ratio, protect = ratio_of(target, "magnitude pruning"), target.protect
     if scope == "layer":
-        return {name: drop_smallest(w.abs(), int(ratio * w.numel())) for name, w in params.items()}
+        return {name: drop_smallest(w.abs(), min(int(ratio * w.numel()), w.numel() - protect.weight_floor(w.numel())))
+                for name, w in params.items()}
+    guard = []
+    for w in params.values():
+        g = torch.zeros(w.numel(), dtype=torch.bool)
+        g[torch.sort(-w.abs().flatten().float().cpu(), stable=True).indices[:protect.weight_floor(w.numel())]] = True
+        guard.append(g)
     flat = torch.cat([w.abs().flatten().cpu() for w in params.values()])
-    keep = drop_smallest(flat, int(ratio * flat.numel()))
+    protected = torch.cat(guard)
+    keep = drop_smallest(flat, min(int(ratio * flat.numel()), int((~protected).sum())), protected)
     masks, offset = {}, 0
     for name, w in params.items():
         masks[name] = keep[offset:offset + w.numel()].reshape(w.shape)
@@ -62,7 +77,7 @@ class Magnitude(Method):
 
     def plan(self, model: nn.Module, target: Target, settings: BaseModel, ctx: PruneContext) -> PruningPlan:
         assert isinstance(settings, MagnitudeSettings)
-        return PruningPlan(masks=magnitude_masks(weights(model, settings.layers), ratio_of(target, self.name),
+        return PruningPlan(masks=magnitude_masks(weights(model, settings.layers), target,
                                                  settings.scope))
 
     def target_rule(self, settings: BaseModel) -> TargetRule:

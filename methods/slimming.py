@@ -19,7 +19,7 @@ from torch import nn
 
 from prunebench.errors import UserError
 from prunebench.method import Method, PhaseSettings, PruneContext, Target, register_method
-from prunebench.methods._common import global_plan, ratio_of
+from prunebench.methods._common import global_plan
 from prunebench.penalties import BnL1
 from prunebench.pruning import PruningPlan, bn_after
 from prunebench.targets import TargetRule
@@ -54,7 +54,7 @@ class Slimming(Method):
         return BnL1(lam=settings.sparsity)
 
     def plan(self, model: nn.Module, target: Target, settings, ctx: PruneContext) -> PruningPlan:
-        return global_plan(bn_scales(model, ctx), ratio_of(target, self.name))
+        return global_plan(bn_scales(model, ctx), target)
 
     def target_rule(self, settings) -> TargetRule:
         return TargetRule(scope="global")

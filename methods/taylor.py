@@ -21,7 +21,7 @@ from torch import nn
 
 from prunebench.errors import UserError
 from prunebench.method import Method, MethodSettings, PruneContext, Target, register_method
-from prunebench.methods._common import global_plan, layer_plan, prunable_convs, ratio_of
+from prunebench.methods._common import global_plan, layer_plan, prunable_convs
 from prunebench.pruning import PruningPlan, bn_after
 from prunebench.targets import TargetRule
 
@@ -77,7 +77,7 @@ class Taylor(Method):
         convs = list(prunable_convs(model, ctx))
         scores = taylor_scores(model, convs, ctx.batches(settings.batches), settings.criterion, ctx.input_shape)
         if settings.scope == "global":
-            return global_plan(scores, ratio_of(target, self.name))
+            return global_plan(scores, target)
         return layer_plan(scores, target.keep_counts(ctx.arch, model))
 
     def target_rule(self, settings: BaseModel) -> TargetRule:

@@ -100,9 +100,9 @@ class LastFinishedFirst(Executor):
     """Trains the grid one run at a time, then hands the results back in reverse, as a parallel
     executor may (Ray returns runs in the order they finish)."""
 
-    def run(self, harness, methods, seeds, ratio, config, borrow):
+    def run(self, harness, methods, seeds, ratio, config, borrow, speedup=None):
         done = [(job, harness.execute(job.spec, job.start, job.budget))
-                for job in harness.grid(methods, seeds, ratio, config, live=True, borrow=borrow)]
+                for job in harness.grid(methods, seeds, ratio, config, live=True, borrow=borrow, speedup=speedup)]
         return done[::-1]
 
 

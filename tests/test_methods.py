@@ -203,11 +203,11 @@ def test_greg_penalty_grows_and_hits_only_the_filters_to_prune():
 
 def test_magnitude_keeps_exactly_the_right_count_per_layer_and_globally():
     params = {"a.weight": torch.tensor([[0.1, -5.0, 0.3, 2.0]]), "b.weight": torch.tensor([[1.0, -0.2], [0.05, 4.0]])}
-    layer = magnitude_masks(params, 0.5, "layer")
+    layer = magnitude_masks(params, Target(ratio=0.5), "layer")
     assert layer["a.weight"].tolist() == [[False, True, False, True]]
     assert layer["b.weight"].tolist() == [[True, False], [False, True]]
     # global, 8 weights at 0.25 -> the 2 smallest |w| of all (0.05, 0.1) go
-    glob = magnitude_masks(params, 0.25, "global")
+    glob = magnitude_masks(params, Target(ratio=0.25), "global")
     assert glob["a.weight"].tolist() == [[False, True, True, True]]
     assert glob["b.weight"].tolist() == [[True, True], [False, True]]
     model = ARCHS.get("smallcnn").build(10, 1)

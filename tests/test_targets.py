@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from prunebench.config import Protect
 from prunebench.errors import ProtocolViolation
 from prunebench.method import Target
+from prunebench.methods._common import global_plan
+from prunebench.methods.magnitude import magnitude_masks
 from prunebench.models import ARCHS
 from prunebench.protocol_files import load_protocol
 from prunebench.pruning import PruningPlan
@@ -53,20 +56,48 @@ def test_per_layer_targets_keep_exactly_the_counts():
     violation(first({**wang, "features.6": 23}), TargetRule(rounding="wang"), ratio=0.3)
 
 
-def test_global_targets_keep_the_fraction_plus_one_filter_per_collapsed_layer():
+def test_global_targets_keep_exactly_the_fraction_and_every_protected_floor():
     rule = TargetRule(scope="global")
-    # 56 filters at 0.5: 28 kept; one more for each layer left with a single filter (a global
-    # threshold keeps a layer's best filter instead of emptying it)
+    # 56 filters at 0.5: exactly 28 kept, every layer one filter at least (the default floor)
     kept = check("S2", first({"features.0": 1, "features.3": 3, "features.6": 24}), small(), SMALL,
                  Target(ratio=0.5), rule, "filter")
-    assert (kept["kept"], kept["expected"], kept["slack"]) == (28, 28, 1)
-    check("S2", first({"features.0": 1, "features.3": 1, "features.6": 28}), small(), SMALL, Target(ratio=0.5),
-          rule, "filter")  # 30: two collapsed layers
-    v = violation(first({"features.0": 1, "features.3": 6, "features.6": 23}), rule)  # 30 with one collapsed layer
-    assert "one more per layer left with a single filter, here 1" in str(v.expected)
+    assert (kept["kept"], kept["expected"], kept["slack"]) == (28, 28, 0)
+    v = violation(first({"features.0": 1, "features.3": 1, "features.6": 28}), rule)  # 30: one kept per layer is no excuse
+    assert str(v.actual) == "30 of 56" and "28 of 56" in str(v.expected)
     v = violation(first({"features.0": 8, "features.3": 16, "features.6": 28}), rule)  # 90% kept
     assert str(v.actual) == "52 of 56" and "28 of 56" in str(v.expected)
     violation(first({"features.0": 1, "features.3": 1, "features.6": 20}), rule)  # fewer than the target
+    # protected layers: a quarter of each layer's filters (2, 4, 8), whatever the threshold
+    quarter = Target(ratio=0.5, protect=Protect(min_fraction=0.25))
+    with pytest.raises(ProtocolViolation, match="protected layers") as caught:
+        check("S2", first({"features.0": 1, "features.3": 3, "features.6": 24}), small(), SMALL, quarter, rule,
+              "filter")
+    assert "features.0 keeps 1 of 8" in str(caught.value.actual)
+    check("S2", first({"features.0": 2, "features.3": 4, "features.6": 22}), small(), SMALL, quarter, rule, "filter")
+    # at 0.9 the floors (14 filters) keep more than 56 - int(50.4) = 6: exactly the floors
+    steep = Target(ratio=0.9, protect=Protect(min_fraction=0.25))
+    kept = check("S2", first({"features.0": 2, "features.3": 4, "features.6": 8}), small(), SMALL, steep, rule,
+                 "filter")
+    assert kept["expected"] == 14
+    # per layer, the floor raises the counts: li keeps int(8 x 0.1) -> 1, the floor 2
+    assert steep.keep_counts(SMALL, small()) == {"features.0": 2, "features.3": 4, "features.6": 8}
+    assert Protect(min_filters=3).floor(2) == 2 and Protect(min_fraction=0.1).floor(16) == 2
+
+
+def test_global_plans_protect_each_layers_best_filters():
+    scores = {"a": torch.tensor([0.1, 0.2, 0.3, 0.4]), "b": torch.tensor([5.0, 6.0, 7.0, 8.0])}
+    # floor 1: the 4 lowest go except a's best, which is protected: b loses its lowest instead
+    assert global_plan(scores, Target(ratio=0.5)).keep == {"a": (3,), "b": (1, 2, 3)}
+    # floor half: each keeps its best two; only 4 unprotected filters to drop
+    assert global_plan(scores, Target(ratio=0.5, protect=Protect(min_fraction=0.5))).keep == {"a": (2, 3),
+                                                                                               "b": (2, 3)}
+    assert global_plan(scores, Target(ratio=0.25, protect=Protect(min_fraction=0.5))).keep == {"a": (2, 3),
+                                                                                                "b": (0, 1, 2, 3)}
+    w = {"x": torch.tensor([[1.0, -2.0], [3.0, 4.0]]), "y": torch.tensor([10.0, 20.0, 30.0, 40.0])}
+    masks = magnitude_masks(w, Target(ratio=0.5, protect=Protect(min_fraction=0.5)), "global")
+    assert masks["x"].tolist() == [[False, False], [True, True]] and masks["y"].tolist() == [False, False, True, True]
+    masks = magnitude_masks(w, Target(ratio=0.5), "global")  # no floor on weights by default: x goes whole
+    assert not masks["x"].any() and masks["y"].all()
 
 
 def test_named_configs_and_filters_outside_the_prunable_layers():
@@ -172,7 +203,8 @@ def test_honest_runs_record_what_they_keep(s2, tmp_path, user_protocols):
     metrics = {r["row"]: json.loads((tmp_path / "runs" / r["run_ids"][0] / "metrics.json").read_text())
                for r in rows}
     assert metrics["l1norm"]["target"] == {"kept": 28, "of": 56, "unit": "filters", "scope": "layer",
-                                           "expected": 28, "slack": 0, "rule": TargetRule().model_dump(mode="json")}
+                                           "expected": 28, "slack": 0, "rule": TargetRule().model_dump(mode="json"),
+                                           "protect": {"min_filters": 1, "min_fraction": 0.0}}
     model = harness(s2, tmp_path).build()
     convs = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     fc = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))

@@ -1,0 +1,109 @@
+"""Speedup targets: the ratio that meets a speedup, found by search over planning alone.
+
+A method is only ever asked for a ratio (its own knob: the uniform ratio of a layer-wise method,
+the global fraction of a global one, the sparsity of a weight-level one; with stage ratios, the
+largest stage's ratio, the others scaled with it). The harness asks for plans at ratios k / K and
+bisects on the MACs of the architecture each plan makes (effective MACs for weight masks), which
+fall as the ratio grows, until a plan is within `TOLERANCE` of dense MACs / speedup. Where no ratio
+gets that close (a small model's whole filters), it keeps the nearer of the two neighbouring
+architectures around the target and records both. The plan kept is one the search evaluated:
+nothing is planned again after the MACs were counted.
+
+Nothing trains: a plan is computed on the weights the run would prune (the trained base, the
+model after its pruning phase, or in the dry run a fresh model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prunebench.errors import UserError
+
+TOLERANCE = 0.01  # relative to the target MACs
+STEPS = 10_000  # ratios searched: k / STEPS for k in [0, STEPS)
+
+
+@dataclass(frozen=True)
+class Found:
+    """What the search found: the ratio, its plan and MACs, and how they stand to the target."""
+
+    speedup: float
+    knob: float  # the ratio the method was asked for
+    plan: Any  # PruningPlan
+    macs: int
+    target_macs: float
+    within: bool  # |macs - target| <= TOLERANCE x target
+    neighbours: tuple[int, int] | None = None  # (MACs above, MACs below the target) when not within
+    calls: int = 0
+
+    def record(self) -> dict[str, Any]:
+        """For the run's `target` record (metrics.json) and `bench verify`."""
+        return {"speedup": self.speedup, "knob": self.knob, "target_macs": self.target_macs, "macs": self.macs,
+                "tolerance": TOLERANCE, "within": self.within,
+                "closest": list(self.neighbours) if self.neighbours else None}
+
+
+def search(speedup: float, dense_macs: int, plan_at: Callable[[float], Any], macs_of: Callable[[Any], int],
+           what: str, floor_note: str = "") -> Found:
+    """The ratio k / STEPS whose plan (`plan_at`) makes an architecture of MACs (`macs_of`) within
+    TOLERANCE of `dense_macs / speedup`, or the nearer of the two architectures around it. Raises a
+    `UserError` when even the highest ratio stays above the target (`what` names the method)."""
+    target = dense_macs / speedup
+    seen: dict[int, tuple[Any, int]] = {}
+
+    def at(k: int) -> tuple[Any, int]:
+        if k not in seen:
+            plan = plan_at(k / STEPS)
+            seen[k] = (plan, int(macs_of(plan)))
+        return seen[k]
+
+    def found(k: int, within: bool, neighbours: tuple[int, int] | None = None) -> Found:
+        plan, macs = at(k)
+        return Found(speedup, k / STEPS, plan, macs, target, within, neighbours, len(seen))
+
+    lo, hi = 0, STEPS - 1
+    if abs(at(lo)[1] - target) <= TOLERANCE * target:
+        return found(lo, True)
+    if at(hi)[1] > target * (1 + TOLERANCE):
+        reached = dense_macs / at(hi)[1] if at(hi)[1] else float("inf")
+        raise UserError(f"{what} cannot reach a {speedup:g}x speedup: at ratio {hi / STEPS:g} its plan still has "
+                        f"{at(hi)[1]:,} MACs ({reached:.2f}x of {dense_macs:,}){floor_note}. Choose a lower "
+                        "--speedup.")
+    if at(lo)[1] < target:  # already below the target at ratio 0: nothing closer exists
+        return found(lo, False, (dense_macs, at(lo)[1]))
+    # invariant: at(lo) is above the target, at(hi) at or below it
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        macs = at(mid)[1]
+        if abs(macs - target) <= TOLERANCE * target:
+            return found(mid, True)
+        if macs > target:
+            lo = mid
+        else:
+            hi = mid
+    if abs(at(hi)[1] - target) <= TOLERANCE * target:
+        return found(hi, True)
+    above, below = at(lo)[1], at(hi)[1]
+    best = lo if above - target < target - below else hi
+    return found(best, False, (above, below))
+
+
+def check(setup: str, record: dict[str, Any], speedup: float, dense_macs: int, macs: int) -> None:
+    """A `ProtocolViolation` ("pruning target") unless `macs` (of the architecture a run trains)
+    meets `speedup`: within TOLERANCE of dense / speedup, or the nearer of the two neighbouring
+    architectures the harness's own search recorded."""
+    from prunebench.errors import ProtocolViolation
+    from prunebench.targets import RULE
+
+    target = dense_macs / speedup
+    if abs(macs - target) <= TOLERANCE * target:
+        return
+    closest = record.get("closest") if isinstance(record, dict) else None
+    if (isinstance(closest, list) and len(closest) == 2 and macs in closest and record.get("macs") == macs
+            and closest[0] >= target >= closest[1] and abs(macs - target) <= min(abs(c - target) for c in closest)):
+        return
+    raise ProtocolViolation(setup, RULE, f"{target:,.0f} MACs ({speedup:g}x of {dense_macs:,}, within "
+                            f"{TOLERANCE:.0%}, or the nearest architecture the search found)",
+                            f"{macs:,} MACs ({dense_macs / macs if macs else float('inf'):.3f}x)")
