@@ -1,0 +1,130 @@
+"""Speedup targets: each method's own ratio searched, over planning alone, to within 1% of dense
+MACs / speedup (or the nearest architecture there is), recorded, checked, and never trained for."""
+
+import json
+
+import pytest
+
+from prunebench import search
+from prunebench.cli import main
+from prunebench.errors import ProtocolViolation, UserError
+from prunebench.method import kept
+from prunebench.protocol_files import load_protocol
+from prunebench.pruning import PruningPlan
+from prunebench.runner import Harness
+from prunebench.store import Store
+from tests.test_targets import TARGETS
+
+
+def test_search_bisects_a_smooth_knob_to_within_one_percent():
+    calls = []
+
+    def plan_at(r):
+        calls.append(r)
+        return r
+
+    found = search.search(2.0, 1000, plan_at, lambda r: round(1000 * (1 - r)), "m")
+    assert found.within and abs(found.macs - 500) <= 5 and found.plan == found.knob
+    assert len(set(calls)) == found.calls <= 16  # a bisection over 10,000 ratios, each plan asked once
+
+
+def step(r):  # three architectures: 1000 MACs below ratio 0.3, 700 below 0.6, then 400
+    return 1000 if r < 0.3 else 700 if r < 0.6 else 400
+
+
+def test_search_keeps_the_nearer_of_the_architectures_around_the_target():
+    f = search.search(2.0, 1000, lambda r: r, step, "m")  # 500: 400 is nearer than 700
+    assert (f.macs, f.within, f.neighbours) == (400, False, (700, 400)) and f.knob == 0.6
+    f = search.search(1.6, 1000, lambda r: r, step, "m")  # 625: 700 is nearer
+    assert (f.macs, f.neighbours) == (700, (700, 400)) and 0.3 <= f.knob < 0.6
+    search.check("S2", f.record(), 1.6, 1000, 700)
+    with pytest.raises(ProtocolViolation, match="pruning target"):  # not the architecture the search kept
+        search.check("S2", f.record(), 1.6, 1000, 400)
+    with pytest.raises(ProtocolViolation):  # a record naming a farther neighbour proves nothing
+        search.check("S2", {**f.record(), "closest": [900, 400], "macs": 900}, 1.6, 1000, 900)
+    with pytest.raises(ProtocolViolation):  # no record: only within 1% passes
+        search.check("S2", {}, 1.6, 1000, 700)
+    with pytest.raises(UserError, match="cannot reach a 4x speedup: at ratio 0.9999 its plan still has 400 MACs"):
+        search.search(4.0, 1000, lambda r: r, step, "m")
+
+
+@pytest.fixture
+def s2(user_protocols):
+    return load_protocol("S2", "synth-small")[0]
+
+
+def harness(setup, store):
+    protocol, _, sha = load_protocol(setup, "synth-small")
+    return Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None,
+                   plugins=(TARGETS,))
+
+
+def test_l1norm_at_2x_is_the_nearest_of_every_layer_wise_architecture(user_protocols, tmp_path):
+    h = harness("S2", tmp_path)
+    (job,) = [p for p in h.plan(["l1norm"], seeds=[0], speedup=2.0) if p.spec.kind == "pruned"]
+    model = h.build()
+    convs = {n: model.get_submodule(n).out_channels for n in h.arch.prunable(model)}  # 8, 16, 32
+    # every architecture a uniform ratio gives (Li et al.'s rounding), by hand
+    every = {tuple(kept(c, k / 1000) for c in convs.values()) for k in range(1000)}
+    macs = {w: h._macs_of(PruningPlan.first_k(dict(zip(convs, w)))) for w in every}
+    target = h.dense_macs / 2
+    nearest = min(macs.values(), key=lambda m: abs(m - target))
+    assert job.macs == nearest and job.spec.method.speedup == 2.0 and job.spec.method.ratio is None
+    knob = job.found["knob"]
+    assert [kept(c, knob) for c in convs.values()] == [len(v) for v in h._plans[next(iter(h._plans))][0].keep.values()]
+    assert job.found["within"] == (abs(nearest - target) <= 0.01 * target)
+
+
+def test_dry_run_plans_every_method_at_the_speedup(user_protocols, tmp_path, capsys):
+    assert main(["run", "--protocol", "S2", "--suite", "synth-small", "--method", "l1norm", "--method", "slimming",
+                 "--method", "taylor", "--method", "magnitude", "--speedup", "2", "--dry-run", "--json", "--seeds",
+                 "0", "--store", str(tmp_path)]) == 0
+    rows = [r for r in json.loads(capsys.readouterr().out) if r["row"] != "dense"]
+    assert [r["row"] for r in rows] == ["l1norm", "slimming", "taylor", "magnitude"]
+    for r in rows:
+        assert r["target"] == "2x"
+        target = r["search"]["target_macs"]
+        if r["search"]["within_1_percent"]:
+            assert abs(r["macs"] - target) <= 0.01 * target
+        else:  # whole filters: the nearer of the two architectures around the target
+            above, below = r["search"]["closest"]
+            assert above > target > below and r["macs"] in (above, below)
+            assert abs(r["macs"] - target) == min(above - target, target - below)
+    assert rows[-1]["search"]["within_1_percent"]  # weights: fine-grained enough
+    assert not any((tmp_path / "runs").glob("*/model.pt"))  # planning only
+
+
+def test_an_unreachable_speedup_is_refused_before_anything_trains(user_protocols, tmp_path):
+    with pytest.raises(UserError, match="cannot reach a 5000x speedup"):
+        harness("S2", tmp_path).run(["l1norm"], seeds=[0], speedup=5000.0)
+    assert not any((tmp_path / "runs").glob("*/model.pt"))
+
+
+def test_runs_at_a_speedup_record_and_keep_it(user_protocols, tmp_path):
+    h = harness("SX-B", tmp_path)
+    rows = h.run(["l1norm", "taylor"], seeds=[0], speedup=2.0)
+    assert {r["row"] for r in rows} >= {"l1norm", "taylor", "Scratch-B of l1norm", "Scratch-B of taylor"}
+    harness("S2", tmp_path).run(["slimming"], seeds=[0], speedup=2.0)  # a pruning phase first
+    index = {r["id"]: dict(r) for r in Store(tmp_path).query("SELECT * FROM runs WHERE kind != 'base'")}
+    assert len(index) == 5
+    for run_id, row in index.items():
+        m = json.loads((tmp_path / "runs" / run_id / "metrics.json").read_text())
+        found = m["target"]["search"]
+        assert row["speedup"] == 2.0 and row["target"] == "2x" and row["knob"] == found["knob"]
+        target = h.dense_macs / 2
+        assert found["within"] or m["effective_macs"] == found["macs"]
+        assert abs(m["effective_macs"] - target) <= 0.01 * target or m["effective_macs"] in found["closest"]
+        if row["setup"] == "SX-B":
+            assert m["budget"]["kind"] == "flops" and row["budget"] == m["budget"]["amount"]
+        assert row["total_train_flops"] == m["total_train_flops"]
+    # slimming's ratio was searched again after its pruning phase, on the weights it cut
+    slim = next(r for r in index.values() if r["row"] == "slimming")
+    assert json.loads((tmp_path / "runs" / slim["id"] / "metrics.json").read_text())["phase_epochs"]["prune"] >= 1
+
+
+def test_a_plan_off_its_rule_at_the_searched_ratio_is_a_recorded_violation(user_protocols, tmp_path):
+    with pytest.raises(ProtocolViolation) as caught:
+        harness("S2", tmp_path).run(["cheat-trained-lopsided"], seeds=[0], speedup=2.0)
+    assert caught.value.rule == "pruning target" and caught.value.recorded
+    assert json.loads((tmp_path / "runs" / caught.value.recorded / "violation.json").read_text())["rule"] == \
+        "pruning target"
