@@ -64,10 +64,10 @@ class _Environment(Exception):
 def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loaded: dict) -> Verdict:
     import torch
 
-    from prunebench import audit, targets
+    from prunebench import audit, search, targets
     from prunebench._atomic import sha256_file
     from prunebench.budget import Budgets
-    from prunebench.config import Protocol, Suite, content_sha256
+    from prunebench.config import Protect, Protocol, Suite, content_sha256
     from prunebench.data import DATASETS, TensorData, load_dataset
     from prunebench.errors import DamagedFile, ProtocolViolation
     from prunebench.flops import effective_macs, forward_macs, param_count
@@ -136,10 +136,26 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
             problems.append("the scratch run's masks are not those its spec names")
         if plan is not None and spec.kind in ("pruned", "scratch") and spec.method is not None:
             rule = spec.target_rule or targets.TargetRule()  # part of the run's id: a record cannot change it
+            protect = spec.protect or Protect()  # part of the id too
+            mspec = spec.method
             try:
-                rule.check_visible(spec.protocol or "-", spec.method.settings if spec.method else {})
+                if mspec.speedup is not None:  # at the ratio its search found, and the MACs against the speedup
+                    found = (metrics.get("target") or {}).get("search") if isinstance(metrics.get("target"), dict) \
+                        else None
+                    knob = found.get("knob") if isinstance(found, dict) else None
+                    if not isinstance(knob, float | int) or not 0 <= knob < 1:
+                        raise ProtocolViolation(spec.protocol or "-", targets.RULE, "the speedup search's record",
+                                                repr(found))
+                    mspec = search.at_knob(mspec, float(knob))
+                    if rule.stage_ratios is not None:
+                        rule = rule.model_copy(update={"stage_ratios": tuple(mspec.settings["stage_ratios"])})
+                    built = arch.build(dataset.num_classes, dataset.input_shape[0])
+                    planned = effective_macs(apply_plan(built, plan if plan.masks else PruningPlan.first_k(
+                        plan.widths()), dataset.input_shape), dataset.input_shape)
+                    search.check(spec.protocol or "-", found, spec.method.speedup, dense_macs, planned)  # type: ignore[arg-type]
+                rule.check_visible(spec.protocol or "-", mspec.settings)
                 targets.check(spec.protocol or "-", plan, model, arch,
-                              Target(ratio=spec.method.ratio, config=spec.method.config),  # type: ignore[union-attr]
+                              Target(ratio=mspec.ratio, config=mspec.config, protect=protect),
                               rule, "weight" if plan.masks else "filter")
             except ProtocolViolation as v:
                 problems.append(f"the plan misses its target: expected {v.expected}, got {v.actual}")

@@ -518,18 +518,7 @@ class Harness:
         return found.plan, found.record()
 
     def _at_knob(self, mspec: MethodSpec, knob: float) -> MethodSpec:
-        """The method at ratio `knob` (what it is asked for at a speedup target): its uniform
-        ratio, or with `stage_ratios` those ratios scaled so that the largest is `knob`."""
-        at = mspec.model_copy(update={"ratio": knob, "speedup": None})
-        stages = mspec.settings.get("stage_ratios")
-        if stages:
-            top = max(stages)
-            if top <= 0:
-                raise UserError(f"method {mspec.label!r}: stage ratios {stages} prune nothing, so there is nothing to "
-                                "scale towards a speedup; give them a positive entry.")
-            at = at.model_copy(update={"settings": {**mspec.settings,
-                                                    "stage_ratios": [round(r * knob / top, 6) for r in stages]}})
-        return at
+        return search.at_knob(mspec, knob)
 
     def _rule(self, mspec: MethodSpec) -> targets.TargetRule | None:
         """The method's declared target rule, as a spec records it (None for the default)."""

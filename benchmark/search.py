@@ -90,6 +90,21 @@ def search(speedup: float, dense_macs: int, plan_at: Callable[[float], Any], mac
     return found(best, False, (above, below))
 
 
+def at_knob(mspec: Any, knob: float) -> Any:
+    """The method (a `MethodSpec` at a speedup target) at ratio `knob`, as it is asked for a plan:
+    its uniform ratio, or with `stage_ratios` those ratios scaled so that the largest is `knob`."""
+    at = mspec.model_copy(update={"ratio": knob, "speedup": None})
+    stages = mspec.settings.get("stage_ratios")
+    if stages:
+        top = max(stages)
+        if top <= 0:
+            raise UserError(f"method {mspec.label!r}: stage ratios {stages} prune nothing, so there is nothing to "
+                            "scale towards a speedup; give them a positive entry.")
+        at = at.model_copy(update={"settings": {**mspec.settings,
+                                                "stage_ratios": [round(r * knob / top, 6) for r in stages]}})
+    return at
+
+
 def check(setup: str, record: dict[str, Any], speedup: float, dense_macs: int, macs: int) -> None:
     """A `ProtocolViolation` ("pruning target") unless `macs` (of the architecture a run trains)
     meets `speedup`: within TOLERANCE of dense / speedup, or the nearer of the two neighbouring

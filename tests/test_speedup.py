@@ -120,6 +120,16 @@ def test_runs_at_a_speedup_record_and_keep_it(user_protocols, tmp_path):
     # slimming's ratio was searched again after its pruning phase, on the weights it cut
     slim = next(r for r in index.values() if r["row"] == "slimming")
     assert json.loads((tmp_path / "runs" / slim["id"] / "metrics.json").read_text())["phase_epochs"]["prune"] >= 1
+    # bench verify re-checks each plan at its recorded ratio and its MACs against the speedup
+    assert main(["verify", "--store", str(tmp_path)]) == 0
+    metrics = tmp_path / "runs" / slim["id"] / "metrics.json"
+    forged = json.loads(metrics.read_text())
+    forged["target"]["search"]["closest"] = [10**9, 1]  # claims the nearest architecture was this far away
+    forged["target"]["search"]["within"] = False
+    forged["target"]["search"]["macs"] = forged["effective_macs"]
+    forged["target"]["search"]["knob"] = 0.0  # and that it was asked for nothing
+    metrics.write_text(json.dumps(forged))
+    assert main(["verify", slim["id"][:12], "--store", str(tmp_path)]) == 1
 
 
 def test_a_plan_off_its_rule_at_the_searched_ratio_is_a_recorded_violation(user_protocols, tmp_path):
