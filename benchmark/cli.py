@@ -187,9 +187,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     protocol, path, sha = load_protocol(str(args.file))
     suite = load_suites().get(protocol.suite)
     base = suite.base.truncated(protocol.pf_epochs[0]) if protocol.pf_epochs else suite.base
-    targets = [f"ratio {r:g}" for r in protocol.ratios] + [f"config {c}" for c in protocol.configs]
+    targets = ([f"ratio {r:g}" for r in protocol.ratios] + [f"speedup {x:g}x" for x in protocol.speedups]
+               + [f"config {c}" for c in protocol.configs])
     print(f"{path}: valid {protocol.setup} protocol of suite {protocol.suite} (sha256 {sha[:12]})")
     print(f"targets: {', '.join(targets)}" + (f"; P/F schedule {protocol.pf}" if protocol.pf else ""))
+    floor = protocol.protect
+    print(f"protected layers: every prunable layer keeps at least {floor.min_filters} filter(s)"
+          + (f" and {floor.min_fraction:g} of its filters (rounded up); each masked weight tensor {floor.min_fraction:g}"
+             " of its weights" if floor.min_fraction else "") + ", whatever the method")
     if protocol.scratch_variant:
         print(f"scratch baseline: {protocol.scratch_variant}")
     _print_rules(protocol, base.epochs)
@@ -514,7 +519,11 @@ def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) ->
     table = []
     for o in out:
         for ph in o["phases"]:
-            table.append([o["run"], o["row"], o["seed"], o["target"] or "-", ph["phase"], ph["epochs"],
+            found = o.get("search")
+            target = o["target"] or "-"
+            if found:  # the ratio the search found, and whether whole filters kept it off by more than 1%
+                target += f" (ratio {found['ratio']:g}{'' if found['within_1_percent'] else ', nearest'})"
+            table.append([o["run"], o["row"], o["seed"], target, ph["phase"], ph["epochs"],
                           ph["lr"], f"{ph['samples']:,}", f"{o['macs']:,}",
                           f"{o['budget']:.4g}" if o["budget"] is not None else "-"])
     print(tabulate(table, headers=["run", "row", "seed", "target", "phase", "epochs", "LR schedule",
@@ -524,6 +533,10 @@ def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) ->
           "Planned on an untrained model: exact for fixed layer-wise ratios and named configs; where a method "
           "chooses the architecture from trained weights or data (a global threshold, a pruning phase), the "
           "run decides it on the trained base, and its MACs, scratch epochs and budget follow from that.")
+    if any(o.get("search") for o in out):
+        print("Speedup targets: the ratio each method is asked for, found by search over its plans to within 1% of "
+              "dense MACs / speedup; 'nearest': whole filters allow no closer architecture (the nearer of the two "
+              "around the target). On the trained base (and after a pruning phase) the search runs again.")
     return 0
 
 

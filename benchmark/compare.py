@@ -32,8 +32,10 @@ class StoredRun:
         phase, _, part = rule.partition(".")
         if rule == "target":
             m = self.spec.method
-            return (self.spec.dataset, self.spec.arch, self.spec.arch_signature,
-                    m.config if m and m.config else (m.ratio if m else 0.0))
+            target = (("config", m.config) if m.config else ("speedup", m.speedup) if m.speedup is not None
+                      else ("ratio", m.ratio)) if m else ("ratio", 0.0)
+            protect = self.spec.protect.model_dump() if self.spec.protect else None  # None: the default floor
+            return (self.spec.dataset, self.spec.arch, self.spec.arch_signature, target, protect)
         if rule == "base":
             return self.spec.base
         if rule == "total.epochs":

@@ -88,7 +88,7 @@ def rule_value(rule: str, protocol, base_epochs: int) -> str:
 
 def describe(protocol, base_epochs: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(what the protocol fixes, what it leaves to the method), each as (words, value) pairs."""
-    fixed = [("dataset and network", "the suite's"), ("pruning target", "the run's ratio or named config")]
+    fixed = [("dataset and network", "the suite's"), ("pruning target", "the run's ratio, speedup or named config, and the protocol's protected layers")]
     fixed += [(WORDS[r], rule_value(r, protocol, base_epochs)) for r in RULES[protocol.setup]]
     left = [(WORDS[r], "default: " + rule_value(r, protocol, base_epochs)) for r in free(protocol.setup)]
     return fixed, left

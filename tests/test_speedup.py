@@ -138,3 +138,18 @@ def test_a_plan_off_its_rule_at_the_searched_ratio_is_a_recorded_violation(user_
     assert caught.value.rule == "pruning target" and caught.value.recorded
     assert json.loads((tmp_path / "runs" / caught.value.recorded / "violation.json").read_text())["rule"] == \
         "pruning target"
+
+
+def test_compare_tells_speedup_targets_and_protected_layers_apart(user_protocols, tmp_path):
+    from prunebench.compare import StoredRun
+    from prunebench.config import Protect
+
+    h = harness("S2", tmp_path)
+    (two,) = [p.spec for p in h.plan(["l1norm"], seeds=[0], speedup=2.0) if p.spec.kind == "pruned"]
+    (four,) = [p.spec for p in h.plan(["l1norm"], seeds=[0], speedup=4.0) if p.spec.kind == "pruned"]
+    (half,) = [p.spec for p in h.plan(["l1norm"], seeds=[0], ratio=0.5) if p.spec.kind == "pruned"]
+    value = {name: StoredRun(spec, {}, None).value("target") for name, spec in
+             (("2x", two), ("4x", four), ("0.5", half))}
+    assert len(set(value.values())) == 3  # a 2x run is never "the same target" as a 4x or a ratio run
+    guarded = two.model_copy(update={"protect": Protect(min_fraction=0.25)})
+    assert StoredRun(guarded, {}, None).value("target") != value["2x"] and guarded.run_id != two.run_id
