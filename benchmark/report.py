@@ -25,8 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import EngFormatter, FixedLocator, MaxNLocator, NullLocator
-from matplotlib.transforms import ScaledTranslation
+from matplotlib.ticker import EngFormatter, FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 from scipy import stats as sps
 from tabulate import tabulate
 
@@ -550,9 +549,22 @@ def _row(rank: str, c: Cell) -> list[str]:
     ]
 
 
+def _budgeted(t: Table) -> bool:
+    return any(c.budget for c in t.cells)
+
+
+def headers(t: Table) -> list[str]:
+    """The table's columns: the budget's only where a row was held to an SX budget."""
+    return HEADERS if _budgeted(t) else [h for h in HEADERS if h != "budget"]
+
+
 def table_rows(t: Table) -> list[list[str]]:
     rows = [_row("-", t.dense)] if t.dense and t.dense.complete else []
-    return rows + [_row(str(i + 1), c) for i, c in enumerate(t.cells)]
+    rows += [_row(str(i + 1), c) for i, c in enumerate(t.cells)]
+    if not _budgeted(t):
+        at = HEADERS.index("budget")
+        rows = [r[:at] + r[at + 1:] for r in rows]
+    return rows
 
 
 def missing_rows(t: Table) -> list[list[str]]:
@@ -675,7 +687,7 @@ def markdown(t: Table, plots: list[Plot]) -> str:
     out = [f"## {heading(t)}", "",
            *([division_note(t), ""] if division_note(t) else []),
            f"Seeds expected: {', '.join(map(str, t.seeds))}.", "",
-           tabulate(table_rows(t), headers=HEADERS, tablefmt="github", disable_numparse=True), ""]
+           tabulate(table_rows(t), headers=headers(t), tablefmt="github", disable_numparse=True), ""]
     if missing := missing_rows(t):
         out += ["**Not in the leaderboard** (a seed is missing; nothing is averaged over fewer seeds):", "",
                 tabulate(missing, headers=["row", "seeds done", "missing", "runs done"], tablefmt="github"), ""]
@@ -697,14 +709,15 @@ def _table_html(rows: list[list[str]], headers: list[str], cls: str) -> str:
 
 
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 110em; }
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }
 h3 { margin-top: 1.6em; }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.8em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; white-space: nowrap; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.75em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.35em; text-align: right; }
+td { white-space: nowrap; }
 td:nth-child(2), th:nth-child(2) { text-align: left; }
-th { background: #f2f2f2; }
+th { background: #f2f2f2; vertical-align: bottom; }
 figure { margin: 0.5em 0 2em; }
 img { max-width: 100%; display: block; }
 figcaption, .note { font-size: 0.85em; color: #555; max-width: 70em; }
@@ -752,7 +765,7 @@ def html_page(tables: list[Table], curves: dict[str, list[Plot]], figures: dict[
             if note := division_note(t):
                 body.append(f'<p class="note"><b>{esc(note)}</b></p>')
             body.append(f"<p>Seeds expected: {', '.join(map(str, t.seeds))}.</p>")
-            body.append(_table_html(table_rows(t), HEADERS, "leaderboard"))
+            body.append(_table_html(table_rows(t), headers(t), "leaderboard"))
             if missing := missing_rows(t):
                 body.append("<p><b>Not in the leaderboard</b> (a seed is missing):</p>")
                 body.append(_table_html(missing, ["row", "seeds done", "missing", "runs done"], "missing"))
@@ -820,12 +833,11 @@ def _dense(tables: list[Table]) -> Cell | None:
     return next((t.dense for t in tables if t.dense and t.dense.complete and t.dense.summary), None)
 
 
-def _name_errorbars(container, prefix: str) -> None:
-    """Give an errorbar's bar collections SVG ids: '<prefix>-y' (vertical bars), '<prefix>-x'."""
-    for bars in container.lines[2]:
-        segments = bars.get_segments()
-        vertical = all(abs(s[0][0] - s[-1][0]) < 1e-12 for s in segments)
-        bars.set_gid(f"{prefix}-{'y' if vertical else 'x'}")
+def _name_errorbars(container, prefix: str, axes: str = "y") -> None:
+    """Give an errorbar's bar collections SVG ids, '<prefix>-x' and '<prefix>-y'; `axes`: those
+    it has, in the order matplotlib makes them (x before y)."""
+    for bars, axis in zip(container.lines[2], axes, strict=True):
+        bars.set_gid(f"{prefix}-{axis}")
 
 
 def _save(fig: Figure, base: Path, caption: str) -> Plot:
@@ -940,29 +952,28 @@ def target_figure(tables: list[Table]) -> Figure | None:
         fig = Figure(figsize=(3.6 * len(found) + 3.0, 4.2), layout="constrained")
         axes = fig.subplots(1, len(found), sharey=True, squeeze=False)[0]
         for ax, (kind, rows) in zip(axes, found.items()):
-            step = min(6.0, 36.0 / max(1, len(rows)))
+            values = sorted({p.x for pts in rows.values() for p in pts})
+            if kind == "speedup":
+                ax.set_xscale("log")
+                lo, hi = min(values) / 1.3, max(values) * 1.3
+            elif kind == "ratio":
+                pad = max(0.08, 0.08 * (max(values) - min(values)))
+                lo, hi = min(values) - pad, max(values) + pad
+            else:
+                lo, hi = -0.6, len(configs) - 0.4
+            ax.set_xlim(lo, hi)
             for i, (label, pts) in enumerate(rows.items()):
-                shift = ScaledTranslation((i - (len(rows) - 1) / 2) * step / 72, 0, fig.dpi_scale_trans)
-                bars = ax.errorbar([p.x for p in pts], [p.y for p in pts], yerr=_err(pts), color=colors[label],
+                # side by side: a small fraction of the axis per row, in the axis's own scale
+                share = (i - (len(rows) - 1) / 2) * min(0.015, 0.12 / max(1, len(rows)))
+                xs = [p.x * (hi / lo) ** share if kind == "speedup" else p.x + share * (hi - lo) for p in pts]
+                bars = ax.errorbar(xs, [p.y for p in pts], yerr=_err(pts), color=colors[label],
                                    marker=MARKERS[labels.index(label) % len(MARKERS)], markersize=5, capsize=3,
                                    linewidth=1.0, linestyle="--" if label.startswith("Scratch") else "-",
-                                   transform=ax.transData + shift, label=_wrap(label) if ax is axes[0] else None)
-                for artist in (bars.lines[0], *bars.lines[1], *bars.lines[2]):
-                    if artist is not None:
-                        artist.set_transform(ax.transData + shift)
+                                   label=_wrap(label) if ax is axes[0] else None)
                 _name_errorbars(bars, f"errorbars-{kind}-{_slug(label)}")
             if dense is not None and dense.summary is not None:
                 ax.axhline(dense.summary.mean, color="0.25", linestyle=":", linewidth=1.2,
                            label=_wrap(f"dense model (mean of {dense.summary.n} seeds)") if ax is axes[0] else None)
-            values = sorted({p.x for pts in rows.values() for p in pts})
-            if kind == "speedup":
-                ax.set_xscale("log")
-                ax.set_xlim(min(values) / 1.3, max(values) * 1.3)
-            elif kind == "ratio":
-                pad = max(0.08, 0.08 * (max(values) - min(values)))
-                ax.set_xlim(min(values) - pad, max(values) + pad)
-            else:
-                ax.set_xlim(-0.6, len(configs) - 0.4)
             ax.xaxis.set_major_locator(FixedLocator(values))
             ax.xaxis.set_minor_locator(NullLocator())
             ax.set_xticklabels([configs[int(v)] if kind == "config" else (f"{v:g}x" if kind == "speedup" else f"{v:g}")
@@ -970,7 +981,7 @@ def target_figure(tables: list[Table]) -> Figure | None:
             ax.set_xlabel(AXES[kind])
         axes[0].set_ylabel("final test accuracy (%), mean ± 95% CI")
         fig.suptitle(f"{page_title(tables[0])}: accuracy against the pruning target")
-        _legend(fig)
+        fig.legend(loc="outside right center", frameon=False)
     return fig
 
 
@@ -1048,7 +1059,7 @@ def ta_figure(tables: list[Table]) -> Figure | None:
                                yerr=[[p.acc.mean - p.acc.ci[0]], [p.acc.ci[1] - p.acc.mean]] if p.acc.ci else None,
                                color=colors[p.row], marker=MARKERS[targets.index(p.target) % len(MARKERS)],
                                markersize=6, capsize=3, linewidth=1.0, linestyle="none")
-            _name_errorbars(bars, f"errorbars-{i}")
+            _name_errorbars(bars, f"errorbars-{i}", ("x" if p.ta.ci else "") + ("y" if p.acc.ci else ""))
         ax.margins(0.12)
         handles = [Line2D([], [], color=c, marker="o", linestyle="none", label=_wrap(row)) for row, c in colors.items()]
         if len(targets) > 1:
@@ -1112,6 +1123,9 @@ def curves_figure(store: Store, t: Table) -> Figure | None:
             lr_ax.step(x, band["lr"], where="mid", color="0.45", linestyle=":", linewidth=1.2)
             if band["lr"].min() > 0 and band["lr"].max() / band["lr"].min() >= 10:
                 lr_ax.set_yscale("log")
+                lr_ax.yaxis.set_major_locator(FixedLocator(sorted(set(band["lr"]))))
+                lr_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                lr_ax.yaxis.set_minor_locator(NullLocator())
             lr_ax.set_ylabel("LR", color="0.45")
             lr_ax.tick_params(axis="y", colors="0.45")
         for ax in list(axes.flat)[len(cells):]:

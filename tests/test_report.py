@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from prunebench import stats
+from prunebench import report, stats
 from prunebench.cli import main
 from prunebench.crossval import CrossVal, Duel, Pairing, crossval
 from prunebench.errors import ProtocolViolation, UserError
@@ -98,7 +98,7 @@ def leaderboard_store(fast_suite, tmp_path_factory):
         h.run(["test-longer"], seeds=SEEDS)
     # a run killed mid-training: started (indexed 'running'), never finished
     h = harness(store, "S3.1")
-    planned = [p for p in h.plan(["random"], seeds=[0]) if p.spec.kind == "pruned"][0]
+    planned = next(p for p in h.plan(["random"], seeds=[0]) if p.spec.kind == "pruned")
     Store(store).prepare(planned.spec)
     Store(store).index(planned.spec, "running", h.audited_against(planned.spec))  # what the harness indexes
     return store
@@ -181,15 +181,30 @@ def test_report_files_name_the_runs_and_leave_out_what_is_missing(leaderboard_st
     assert main(["report", "--store", str(leaderboard_store), "--out", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert "index.html" in names and "synth-fast_S2.md" in names and "synth-fast_S3.1.md" in names
-    assert {"synth-fast_S2_accuracy_vs_ratio.png", "synth-fast_S2_0.5_curves.png", "synth-fast_S2_ta_vs_final.png",
-            "synth-fast_SX-B_0.5_curves.png", "leaderboard.json"} <= set(names)
+    figures = {f"synth-fast_S2_{name}.{ext}" for name in ("pareto", "accuracy_vs_target", "ta_vs_final", "0.5_curves")
+               for ext in ("png", "svg")}
+    assert figures | {"synth-fast_SX-B_0.5_curves.png", "synth-fast_SX-B_ta_vs_final.svg", "leaderboard.json"} <= set(names)
     pngs = [p for p in out.iterdir() if p.suffix == ".png"]
-    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs) and len(pngs) >= 6
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs) and len(pngs) >= 10
+    assert {p.with_suffix(".svg") for p in pngs} == {p for p in out.iterdir() if p.suffix == ".svg"}
+    printed = set(capsys.readouterr().out.split())
+    assert {str(p) for p in out.iterdir()} == printed  # every file written, both formats, listed
     md = (out / "synth-fast_S2.md").read_text()
     board = md.split("**Not in the leaderboard**")[0]
     for rid in Store(leaderboard_store).query("SELECT id FROM runs WHERE setup = 'S2' AND method != 'taylor'"):
         assert rid["id"][:8] in board
-    assert "taylor" not in board.split("## synth-fast under S2, target 0.5")[1]
+    # the heading spans the effective MACs of the ranked rows' runs (taylor lacks a seed: not ranked)
+    macs = [r[0] for r in Store(leaderboard_store).query(
+        "SELECT effective_macs FROM runs WHERE setup = 'S2' AND status = 'done' AND row != 'taylor'")]
+    heading = f"## synth-fast under S2, target ratio 0.5 — achieved MACs {report._span({min(macs), max(macs)}, report._si)}"
+    assert heading in md
+    assert "taylor" not in board.split(heading)[1]
+    # SX-B: each row's pipeline cost beside the budget it was held to
+    sxb = (out / "synth-fast_SX-B.md").read_text()
+    for r in Store(leaderboard_store).query("SELECT * FROM runs WHERE setup = 'SX-B' AND seed = 0"):
+        line = next(line for line in sxb.splitlines() if f"| {r['row']} " in line)
+        assert f"{report._si(r['budget'])} FLOPs (used ≤ " in line and f" {report._si(r['total_train_flops'])}" in line
+        assert r["budget_kind"] == "flops" and r["total_train_flops"] <= r["budget"] * 1.01
     assert "seed 2: not run" in md
     s31 = (out / "synth-fast_S3.1.md").read_text()
     assert "violated" in s31 and "incomplete" in s31
@@ -235,7 +250,7 @@ def test_html_report_renders_in_headless_chromium(leaderboard_store, tmp_path):
     page.write_text((out / "index.html").read_text().replace("</body>", PROBE))
     dom = subprocess.run(
         [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()], check=False,
         capture_output=True, text=True, timeout=120).stdout
     probe = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom).group(1).replace("&quot;", '"'))
     assert probe["table"] and probe["rows"] == 4  # dense + three complete S2 methods, first table
@@ -299,10 +314,10 @@ def pairings(means):
 
 @pytest.mark.parametrize("leaders, ps, expected", [
     (("A", "A"), (0.01, 0.02), "consistent winner: A wins under both recipes"),
-    (("A", "B"), (0.01, 0.02), "pruning and retraining interact: the winner changes with the recipe; "
-                               "the best pairing is B with the recipe of B (91.00%)"),
-    (("A", "B"), (0.01, 0.30), "inconclusive: no method wins significantly under both recipes (under the "
-                               "recipe of A: A wins (p Holm = 0.01); under the recipe of B: B ahead, n.s. (p Holm = 0.3))"),
+    (("A", "B"), (0.01, 0.02), ("pruning and retraining interact: the winner changes with the recipe; "
+                               "the best pairing is B with the recipe of B (91.00%)")),
+    (("A", "B"), (0.01, 0.30), ("inconclusive: no method wins significantly under both recipes (under the "
+                               "recipe of A: A wins (p Holm = 0.01); under the recipe of B: B ahead, n.s. (p Holm = 0.3))")),
     (("A", "A"), (0.01, 0.05), "inconclusive"),  # 0.05 is not below 0.05
 ])
 def test_crossval_verdict_counts_only_significant_wins(leaders, ps, expected):
@@ -347,3 +362,33 @@ def test_own_retrain_lr_still_fits_an_own_pruning_phase_into_the_sx_budget(fast_
     assert phases["retrain"].lr.stages == [(0, 0.2)]
     scratch = next(p for p in planned if p.spec.kind == "scratch")
     assert scratch.row == "Scratch-E of greg"  # scratch training takes no finetuning LR: one baseline
+
+
+def test_a_speedup_target_gets_its_own_table_after_the_ratios_and_a_panel_of_its_own(fast_suite, store, tmp_path):
+    h = harness(store, "S2")
+    h.run(["l1norm", "magnitude"], seeds=SEEDS)
+    h.run(["l1norm", "magnitude"], seeds=SEEDS, speedup=2.0)
+    s = Store(store)
+    tables = build(s, protocol="S2")
+    assert [t.target for t in tables] == ["0.5", "2x"]
+    t = tables[1]
+    runs = [dict(r) for r in s.query("SELECT * FROM runs WHERE target = '2x' AND status = 'done'")]
+    assert len(runs) == 6 and {r["speedup"] for r in runs} == {2.0} and all(r["knob"] is not None for r in runs)
+    macs = [r["effective_macs"] for r in runs]
+    assert report.macs_range(t) == (min(macs), max(macs))
+    dense = t.dense.macs
+    assert report.target_heading(t) == (
+        f"target 2x speedup — achieved MACs {report._span({min(macs), max(macs)}, report._si)} "
+        f"({report._span({dense / max(macs), dense / min(macs)}, lambda v: f'{v:.2f}x')})")
+    for c in t.cells:  # the ratio the search found, beside the speedup measured
+        assert c.knob == {r["seed"]: r["knob"] for r in runs if r["row"] == c.row}
+        assert f"(ratio {report._span(c.knob.values(), lambda v: f'{v:.3g}')})" in report._row("1", c)[16]
+    series = report.pareto_series(tables)  # each method through both targets, by MACs
+    assert [p.target for p in series["l1norm"]] == sorted(["0.5", "2x"], key=lambda x: next(
+        c.effective_macs for tt in tables if tt.target == x for c in tt.cells if c.row == "l1norm"))
+    written = write_report(s, tmp_path / "out", protocol="S2")
+    assert tmp_path / "out" / "synth-fast_S2_accuracy_vs_target.svg" in written
+    fig = report.target_figure(tables)
+    assert [a.get_xlabel() for a in fig.axes] == [report.AXES["ratio"], report.AXES["speedup"]]
+    md = (tmp_path / "out" / "synth-fast_S2.md").read_text()
+    assert md.index("target ratio 0.5 — achieved") < md.index("target 2x speedup — achieved")
