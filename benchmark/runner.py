@@ -110,6 +110,18 @@ def _code_version() -> str:
 Borrowed = dict[str, tuple[str, Recipe]]  # method (as given) -> (lender's label, retraining recipe)
 
 
+def _nested(larger: PruningPlan, smaller: PruningPlan) -> bool:
+    """Whether `smaller` keeps a subset of what `larger` keeps: one step of a method's own pruning."""
+    if larger.masks or smaller.masks:
+        return larger.masks.keys() == smaller.masks.keys() and all(
+            not bool((smaller.masks[n] & ~m).any()) for n, m in larger.masks.items())
+    for name in set(larger.keep) | set(smaller.keep):
+        big, small = larger.keep.get(name), smaller.keep.get(name)
+        if big is not None and (small is None or not set(small) <= set(big)):  # None: the whole layer
+            return False
+    return True
+
+
 class Harness:
     """Runs a protocol's grid through the store."""
 
@@ -495,18 +507,20 @@ class Harness:
         return self._plans[key]
 
     def _targeted(self, method: MethodInfo, mspec: MethodSpec, model: nn.Module, seed: int,
-                  intent: PruningPlan | None = None, knob: float | None = None) -> tuple[PruningPlan, dict | None]:
+                  intent: PruningPlan | None = None,
+                  before: dict[str, Any] | None = None) -> tuple[PruningPlan, dict | None]:
         """The method's plan for its target on `model`: for a ratio or a config, the one plan it
-        returns; for a speedup, the plan of the ratio the search finds (`search`), or of `knob`
-        where the ratio was already chosen (before a pruning phase that trains towards it), with
-        the search's record."""
+        returns; for a speedup, the plan of the ratio the search finds (`search`), or of the ratio
+        a search `before` a pruning phase found (which the phase trained towards), with the
+        search's record."""
         if mspec.speedup is None:
             return self._plan(method, mspec, model, seed, intent), None
-        if knob is not None:
-            plan = self._plan(method, self._at_knob(mspec, knob), model, seed, intent)
+        if before is not None:
+            plan = self._plan(method, self._at_knob(mspec, before["knob"]), model, seed, intent)
             macs, target = self._macs_of(plan), self.dense_macs / mspec.speedup
-            return plan, {"speedup": mspec.speedup, "knob": knob, "target_macs": target, "macs": macs,
-                          "tolerance": search.TOLERANCE, "within": abs(macs - target) <= search.TOLERANCE * target,
+            if macs == before["macs"]:  # the architecture the search found: its record holds
+                return plan, {**before, "chosen_before": "the pruning phase"}
+            return plan, {**before, "macs": macs, "within": abs(macs - target) <= search.TOLERANCE * target,
                           "closest": None, "chosen_before": "the pruning phase"}
         floor = self.protocol.protect
         note = (f"; every prunable layer keeps at least {floor.min_filters} filter(s)"
@@ -514,7 +528,7 @@ class Harness:
                 + " (the protocol's protect)")
         found = search.search(mspec.speedup, self.dense_macs,
                               lambda k: self._plan(method, self._at_knob(mspec, k), model, seed, intent),
-                              self._macs_of, f"method {mspec.label!r}", note)
+                              self._macs_of, f"method {mspec.label!r}", note, nested=_nested)
         return found.plan, found.record()
 
     def _at_knob(self, mspec: MethodSpec, knob: float) -> MethodSpec:
@@ -830,13 +844,14 @@ class Harness:
         model = self._load_base(spec.base, self._pin_base(spec, directory))
         prior = Trace()
         prune_phases = [p for p in spec.phases if p[0] == "prune"]
-        knob = None  # a speedup target: the ratio chosen before a pruning phase that trains towards it
+        before = None  # a speedup target: the search before a pruning phase that trains towards its ratio
         if prune_phases:
             intent_dir = directory / "intent"
             asked = mspec
+            searched = None
             if mspec.speedup is not None:  # the ratio the search finds on the base, before the phase
-                _, before = self._targeted(method, mspec, model, spec.seed)
-                asked = self._at_knob(mspec, before["knob"])  # type: ignore[index]
+                _, searched = self._targeted(method, mspec, model, spec.seed)
+                asked = self._at_knob(mspec, searched["knob"])  # type: ignore[index]
             intent = PruningPlan.load(intent_dir)
             if intent is None:  # chosen on the base, before the phase changes the weights
                 intent = self._watched(model, lambda: self.planner.intent(asked, model, self._inputs(spec.seed,
@@ -844,8 +859,8 @@ class Harness:
                 if intent is not None:
                     intent_dir.mkdir(exist_ok=True)
                     intent.save(intent_dir)
-            if intent is not None and mspec.speedup is not None:
-                knob = asked.ratio  # the phase trained towards this ratio's plan: the cut keeps it
+            if intent is not None:
+                before = searched  # the phase trained towards this ratio's plan: the cut keeps the ratio
             prior = self._train(model, spec, directory, prune_phases, "checkpoint-prune.pt",
                                 regularizer=self._regularizer(spec, method, intent))
         plan = PruningPlan.load(directory)
@@ -854,7 +869,7 @@ class Harness:
             # the method scores a copy: the model the harness cuts is the verified one; a speedup's
             # search is repeated on a resumed start (the same plans), since its record is checked
             fresh, found = self._targeted(method, mspec, model, spec.seed, PruningPlan.load(directory / "intent"),
-                                          knob)
+                                          before)
             if plan is None:
                 plan = fresh
                 plan.save(directory)

@@ -46,10 +46,15 @@ class Found:
 
 
 def search(speedup: float, dense_macs: int, plan_at: Callable[[float], Any], macs_of: Callable[[Any], int],
-           what: str, floor_note: str = "") -> Found:
+           what: str, floor_note: str = "", nested: Callable[[Any, Any], bool] | None = None) -> Found:
     """The ratio k / STEPS whose plan (`plan_at`) makes an architecture of MACs (`macs_of`) within
     TOLERANCE of `dense_macs / speedup`, or the nearer of the two architectures around it. Raises a
-    `UserError` when even the highest ratio stays above the target (`what` names the method)."""
+    `UserError` when even the highest ratio stays above the target (`what` names the method).
+
+    The architecture above the target is kept only where the two are one step of the method's
+    own pruning apart (`nested`: what the higher ratio keeps, the lower keeps too). A method
+    whose plans jump between unrelated architectures at neighbouring ratios would otherwise make
+    its own gap, and be given the MACs above the target: it gets the one below."""
     target = dense_macs / speedup
     seen: dict[int, tuple[Any, int]] = {}
 
@@ -87,6 +92,8 @@ def search(speedup: float, dense_macs: int, plan_at: Callable[[float], Any], mac
         return found(hi, True)
     above, below = at(lo)[1], at(hi)[1]
     best = lo if above - target < target - below else hi
+    if best == lo and nested is not None and not nested(at(lo)[0], at(hi)[0]):
+        best = hi
     return found(best, False, (above, below))
 
 
@@ -117,8 +124,9 @@ def check(setup: str, record: dict[str, Any], speedup: float, dense_macs: int, m
         return
     closest = record.get("closest") if isinstance(record, dict) else None
     if (isinstance(closest, list) and len(closest) == 2 and macs in closest and record.get("macs") == macs
-            and closest[0] >= target >= closest[1] and abs(macs - target) <= min(abs(c - target) for c in closest)):
-        return
+            and closest[0] >= target >= closest[1]
+            and (macs == closest[1] or abs(macs - target) <= min(abs(c - target) for c in closest))):
+        return  # the nearer of the two around the target, or the one below it (never more than the target)
     raise ProtocolViolation(setup, RULE, f"{target:,.0f} MACs ({speedup:g}x of {dense_macs:,}, within "
                             f"{TOLERANCE:.0%}, or the nearest architecture the search found)",
                             f"{macs:,} MACs ({dense_macs / macs if macs else float('inf'):.3f}x)")

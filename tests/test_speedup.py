@@ -44,6 +44,10 @@ def test_search_keeps_the_nearer_of_the_architectures_around_the_target():
         search.check("S2", {**f.record(), "closest": [900, 400], "macs": 900}, 1.6, 1000, 900)
     with pytest.raises(ProtocolViolation):  # no record: only within 1% passes
         search.check("S2", {}, 1.6, 1000, 700)
+    # plans that are no step of one pruning apart (a method making its own gap): the one below the target
+    f = search.search(1.6, 1000, lambda r: r, step, "m", nested=lambda larger, smaller: False)
+    assert f.macs == 400 and f.neighbours == (700, 400)
+    search.check("S2", f.record(), 1.6, 1000, 400)  # below the target: never more than it
     with pytest.raises(UserError, match="cannot reach a 4x speedup: at ratio 0.9999 its plan still has 400 MACs"):
         search.search(4.0, 1000, lambda r: r, step, "m")
 
@@ -57,6 +61,16 @@ def harness(setup, store):
     protocol, _, sha = load_protocol(setup, "synth-small")
     return Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None,
                    plugins=(TARGETS,))
+
+
+def test_nested_plans_are_one_step_of_pruning_apart():
+    from prunebench.runner import _nested
+
+    big = PruningPlan(keep={"a": (0, 1, 2), "b": (0, 1)})
+    assert _nested(big, PruningPlan(keep={"a": (0, 2), "b": (0, 1)}))
+    assert not _nested(big, PruningPlan(keep={"a": (0, 3), "b": (0,)}))  # filter 3 was not kept before
+    assert not _nested(big, PruningPlan(keep={"a": (0,)}))  # b whole again
+    assert _nested(PruningPlan(keep={"a": (0, 1)}), PruningPlan(keep={"a": (1,), "b": (0,)}))  # b was whole
 
 
 def test_l1norm_at_2x_is_the_nearest_of_every_layer_wise_architecture(user_protocols, tmp_path):
@@ -104,9 +118,9 @@ def test_runs_at_a_speedup_record_and_keep_it(user_protocols, tmp_path):
     h = harness("SX-B", tmp_path)
     rows = h.run(["l1norm", "taylor"], seeds=[0], speedup=2.0)
     assert {r["row"] for r in rows} >= {"l1norm", "taylor", "Scratch-B of l1norm", "Scratch-B of taylor"}
-    harness("S2", tmp_path).run(["slimming"], seeds=[0], speedup=2.0)  # a pruning phase first
+    harness("S2", tmp_path).run(["slimming", "greg"], seeds=[0], speedup=2.0)  # a pruning phase first
     index = {r["id"]: dict(r) for r in Store(tmp_path).query("SELECT * FROM runs WHERE kind != 'base'")}
-    assert len(index) == 5
+    assert len(index) == 6
     for run_id, row in index.items():
         m = json.loads((tmp_path / "runs" / run_id / "metrics.json").read_text())
         found = m["target"]["search"]
@@ -120,6 +134,10 @@ def test_runs_at_a_speedup_record_and_keep_it(user_protocols, tmp_path):
     # slimming's ratio was searched again after its pruning phase, on the weights it cut
     slim = next(r for r in index.values() if r["row"] == "slimming")
     assert json.loads((tmp_path / "runs" / slim["id"] / "metrics.json").read_text())["phase_epochs"]["prune"] >= 1
+    # greg chose its filters (its intent) at the ratio searched on the base: its cut keeps that ratio
+    greg = next(r for r in index.values() if r["row"] == "greg")
+    record = json.loads((tmp_path / "runs" / greg["id"] / "metrics.json").read_text())["target"]["search"]
+    assert record["chosen_before"] == "the pruning phase"
     # bench verify re-checks each plan at its recorded ratio and its MACs against the speedup
     assert main(["verify", "--store", str(tmp_path)]) == 0
     metrics = tmp_path / "runs" / slim["id"] / "metrics.json"
@@ -153,3 +171,14 @@ def test_compare_tells_speedup_targets_and_protected_layers_apart(user_protocols
     assert len(set(value.values())) == 3  # a 2x run is never "the same target" as a 4x or a ratio run
     guarded = two.model_copy(update={"protect": Protect(min_fraction=0.25)})
     assert StoredRun(guarded, {}, None).value("target") != value["2x"] and guarded.run_id != two.run_id
+
+
+def test_stage_ratios_are_scaled_so_that_the_largest_is_the_searched_ratio():
+    from prunebench.config import MethodSpec
+
+    spec = MethodSpec(name="l1norm", settings={"stage_ratios": [0, 0.6, 0.3, 0.6, 0.21, 0]}, speedup=2.0)
+    at = search.at_knob(spec, 0.4)
+    assert at.settings["stage_ratios"] == [0, 0.4, 0.2, 0.4, 0.14, 0] and at.ratio == 0.4 and at.speedup is None
+    assert search.at_knob(MethodSpec(name="slimming", speedup=2.0), 0.25).ratio == 0.25
+    with pytest.raises(UserError, match="prune nothing"):
+        search.at_knob(MethodSpec(name="l1norm", settings={"stage_ratios": [0, 0, 0]}, speedup=2.0), 0.3)
