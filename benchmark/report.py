@@ -709,14 +709,15 @@ def _table_html(rows: list[list[str]], headers: list[str], cls: str) -> str:
 
 
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 1.2em; color: #222; }
 h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }
 h3 { margin-top: 1.6em; }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.75em; }
-th, td { border: 1px solid #ccc; padding: 0.2em 0.35em; text-align: right; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.72em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.3em; text-align: right; }
 td { white-space: nowrap; }
 td:nth-child(2), th:nth-child(2) { text-align: left; }
+table.leaderboard td:last-child { font-size: 0.9em; }
 th { background: #f2f2f2; vertical-align: bottom; }
 figure { margin: 0.5em 0 2em; }
 img { max-width: 100%; display: block; }
@@ -733,7 +734,8 @@ def _figure_html(p: Plot) -> str:
             f"{html.escape(p.svg.name)})</figcaption></figure>")
 
 
-def html_page(tables: list[Table], curves: dict[str, list[Plot]], figures: dict[str, list[Plot]]) -> str:
+def html_page(tables: list[Table], curves: dict[str, list[Plot]], figures: dict[str, list[Plot]],
+              notes: dict[str, list[str]] | None = None) -> str:
     """One self-contained page: a summary, a table of contents, then per suite and setup its tables
     and figures; styles inline, figures embedded as data URIs (no network needed). `curves`: by
     table slug; `figures`: by page slug."""
@@ -781,6 +783,7 @@ def html_page(tables: list[Table], curves: dict[str, list[Plot]], figures: dict[
         if figures.get(slug):
             body.append(f'<h3 id="figures-{slug}">Figures: {esc(page_title(group[0]))}</h3>')
             body += [_figure_html(p) for p in figures[slug]]
+        body += [f'<p class="note">{esc(note)}</p>' for note in (notes or {}).get(slug, [])]
         body.append("</section>")
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>prunebench leaderboard</title>"
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
@@ -862,12 +865,16 @@ def pareto_series(tables: list[Table]) -> dict[str, list[Point]]:
     return {k: sorted(v, key=lambda p: p.x) for k, v in sorted(series.items())}
 
 
-def _macs_ticks(axis, values: list[float]) -> None:
-    """Readable ticks on a log MACs axis, also over less than a decade: 1/2/5 steps, else evenly."""
-    lo, hi = min(values), max(values)
-    ticks = [v for v in matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)).tick_values(lo, hi) if lo <= v <= hi]
+def _macs_ticks(axis, lo: float, hi: float) -> None:
+    """Readable ticks on a log MACs axis between lo and hi, also over less than a decade: 1-2-5
+    steps, finer ones, else evenly spaced."""
+    ticks: list[float] = []
+    for subs in ((1.0, 2.0, 5.0), (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0)):
+        ticks = [v for v in matplotlib.ticker.LogLocator(subs=subs).tick_values(lo, hi) if lo <= v <= hi]
+        if len(ticks) >= 3:
+            break
     if len(ticks) < 3:
-        ticks = [v for v in MaxNLocator(4).tick_values(lo, hi) if lo <= v <= hi and v > 0]
+        ticks = [v for v in MaxNLocator(5).tick_values(lo, hi) if lo <= v <= hi and v > 0]
     axis.set_major_locator(FixedLocator(ticks))
     axis.set_major_formatter(EngFormatter(sep=""))
     axis.set_minor_locator(NullLocator())
@@ -903,7 +910,7 @@ def pareto_figure(tables: list[Table]) -> Figure | None:
                 xs.append(dense.macs)
         ax.set_xscale("log")
         ax.set_xlim(min(xs) / 1.15, max(xs) * 1.15)
-        _macs_ticks(ax.xaxis, xs)
+        _macs_ticks(ax.xaxis, *ax.get_xlim())
         ax.set_xlabel("MACs per image (log scale; effective MACs for masked, weight-level rows)")
         ax.set_ylabel("final test accuracy (%), mean ± 95% CI")
         ax.set_title(f"{page_title(tables[0])}: accuracy against MACs")
@@ -1042,11 +1049,14 @@ def correlation_text(points: list[TAPoint]) -> str:
             f"n = {r.n} rows × targets")
 
 
+TA_MIN_POINTS = 3  # fewer pruned (row, target) points say nothing about Wang et al.'s claim
+
+
 def ta_figure(tables: list[Table]) -> Figure | None:
     """Final accuracy against trainability accuracy, both mean ± 95% CI over seeds; colour by
-    row, marker by target; the rank correlation in the title."""
+    row, marker by target; the rank correlation in the title. None below TA_MIN_POINTS points."""
     points = ta_points(tables)
-    if not points:
+    if len(points) < TA_MIN_POINTS:
         return None
     colors = _palette(p.row for p in points)
     targets = sorted({p.target for p in points}, key=target_order)
@@ -1058,7 +1068,9 @@ def ta_figure(tables: list[Table]) -> Figure | None:
                                xerr=[[p.ta.mean - p.ta.ci[0]], [p.ta.ci[1] - p.ta.mean]] if p.ta.ci else None,
                                yerr=[[p.acc.mean - p.acc.ci[0]], [p.acc.ci[1] - p.acc.mean]] if p.acc.ci else None,
                                color=colors[p.row], marker=MARKERS[targets.index(p.target) % len(MARKERS)],
-                               markersize=6, capsize=3, linewidth=1.0, linestyle="none")
+                               markersize=6, capsize=2.5, elinewidth=0.9, linestyle="none", zorder=3)
+            for part in (*bars.lines[1], *bars.lines[2]):  # light bars: the points stay readable where they cross
+                part.set_alpha(0.55)
             _name_errorbars(bars, f"errorbars-{i}", ("x" if p.ta.ci else "") + ("y" if p.acc.ci else ""))
         ax.margins(0.12)
         handles = [Line2D([], [], color=c, marker="o", linestyle="none", label=_wrap(row)) for row, c in colors.items()]
@@ -1072,6 +1084,15 @@ def ta_figure(tables: list[Table]) -> Figure | None:
         fig.suptitle(f"{page_title(tables[0])}: trainability accuracy against final accuracy"
                      + (f" (target {target_label(targets[0])})" if len(targets) == 1 else ""))
     return fig
+
+
+def left_out(tables: list[Table]) -> list[str]:
+    """What a page's figures leave out, and why."""
+    notes = []
+    if len(points := ta_points(tables)) < TA_MIN_POINTS:
+        notes.append(f"No trainability-accuracy figure: {len(points)} pruned row × target point"
+                     f"{'s' if len(points) != 1 else ''} with TA for every seed, fewer than {TA_MIN_POINTS}.")
+    return notes
 
 
 def plot_ta_vs_final(tables: list[Table], base: Path) -> Plot | None:
@@ -1175,11 +1196,12 @@ def write_report(store: Store, out: Path, suite: str | None = None, protocol: st
             parts.append(markdown(t, curves[t.slug]))
         if figures[slug]:
             parts += [f"## Figures: {page_title(group[0])}", "", *(_figure_md(p) for p in figures[slug])]
+        parts += [*(f"{note}\n" for note in left_out(group))]
         md = out / f"{slug}.md"
         md.write_text("\n".join(parts) + "\n")
         written += [md, *(f for p in figures[slug] + [p for t in group for p in curves[t.slug]] for f in (p.png, p.svg))]
     page = out / "index.html"
-    page.write_text(html_page(tables, curves, figures))
+    page.write_text(html_page(tables, curves, figures, {slug: left_out(group) for slug, group in pages(tables).items()}))
     written.append(page)
     (out / "leaderboard.json").write_text(json.dumps(to_json(tables), indent=1))
     written.append(out / "leaderboard.json")

@@ -183,7 +183,10 @@ def test_report_files_name_the_runs_and_leave_out_what_is_missing(leaderboard_st
     assert "index.html" in names and "synth-fast_S2.md" in names and "synth-fast_S3.1.md" in names
     figures = {f"synth-fast_S2_{name}.{ext}" for name in ("pareto", "accuracy_vs_target", "ta_vs_final", "0.5_curves")
                for ext in ("png", "svg")}
-    assert figures | {"synth-fast_SX-B_0.5_curves.png", "synth-fast_SX-B_ta_vs_final.svg", "leaderboard.json"} <= set(names)
+    assert figures | {"synth-fast_SX-B_0.5_curves.png", "synth-fast_SX-B_pareto.svg", "leaderboard.json"} <= set(names)
+    # SX-B has one pruned row at one target: no TA figure, and the page says why
+    assert "synth-fast_SX-B_ta_vs_final.png" not in names
+    assert "No trainability-accuracy figure: 1 pruned row × target point" in (out / "synth-fast_SX-B.md").read_text()
     pngs = [p for p in out.iterdir() if p.suffix == ".png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs) and len(pngs) >= 10
     assert {p.with_suffix(".svg") for p in pngs} == {p for p in out.iterdir() if p.suffix == ".svg"}
@@ -231,9 +234,14 @@ window.addEventListener('load', () => {
     return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'; };
   const table = document.querySelector('table.leaderboard');
   const img = document.querySelector('img.plot');
+  const links = [...document.querySelectorAll('a[href^="#"]')];
+  const imgs = [...document.querySelectorAll('img.plot')];
   const out = {table: !!table && visible(table), rows: table ? table.querySelectorAll('tbody tr').length : 0,
                img: !!img && visible(img) && img.complete && img.naturalWidth > 0,
-               imgWidth: img ? img.naturalWidth : 0};
+               imgWidth: img ? img.naturalWidth : 0, links: links.length,
+               broken: links.filter(a => !document.getElementById(a.getAttribute('href').slice(1))).length,
+               imgs: imgs.length, loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+               first: document.querySelector('h2').id || document.querySelector('h2').parentElement.id};
   const pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(out);
   document.body.appendChild(pre);
 });
@@ -255,6 +263,9 @@ def test_html_report_renders_in_headless_chromium(leaderboard_store, tmp_path):
     probe = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom).group(1).replace("&quot;", '"'))
     assert probe["table"] and probe["rows"] == 4  # dense + three complete S2 methods, first table
     assert probe["img"] and probe["imgWidth"] > 100
+    assert probe["loaded"] == probe["imgs"] == len(list(out.glob("*.png")))  # every figure decoded
+    assert probe["links"] > 0 and probe["broken"] == 0  # the contents and summary link to sections that exist
+    assert probe["first"] == "summary"
 
 
 def test_crossval_runs_four_pairings_and_names_the_verdict(fast_suite, store, capsys):
