@@ -680,7 +680,7 @@ class Plot:
 
 
 def _figure_md(p: Plot) -> str:
-    return f"![{p.caption}]({p.png.name})\n\n*{p.caption}* (vector: [{p.svg.name}]({p.svg.name}))\n"
+    return f"![{p.png.stem}]({p.png.name})\n\n*{p.caption}* (vector: [{p.svg.name}]({p.svg.name}))\n"
 
 
 def markdown(t: Table, plots: list[Plot]) -> str:
@@ -1220,8 +1220,15 @@ def to_json(tables: list[Table]) -> list[dict]:
                 "test": comp.test if comp else None, "p": comp.p if comp else None, "p_holm": c.p_adjusted,
                 "prob_better": comp.prob_a_better if comp else None, "verdict": c.verdict,
                 "scores": {str(k): v for k, v in c.scores.items()}, "runs": {str(k): v for k, v in c.runs.items()},
+                "ta_train_by_seed": {str(k): v for k, v in c.ta_scores.items()},
+                "effective_macs_by_seed": {str(k): v for k, v in c.achieved.items()},
+                "knob": {str(k): v for k, v in c.knob.items()} or None,
+                "total_epochs": {str(k): v for k, v in c.total_epochs.items()},
+                "total_train_flops": {str(k): v for k, v in c.total_train_flops.items()},
+                "budget_kind": c.budget_kind, "budget": {str(k): v for k, v in c.budget.items()} or None,
                 "missing": {str(k): v for k, v in c.missing.items()}}
     return [{"suite": t.suite, "setup": t.setup, "target": t.target, "division": t.division,
+             "achieved_macs": list(macs_range(t) or ()) or None,
              "suite_sha256": t.suite_sha256 or None, "protocol_sha256": t.protocol_sha256 or None,
              "protocol": t.identity or "as shipped", "machines": t.machines,
              "unsandboxed": t.unsandboxed, "seeds": t.seeds,

@@ -387,6 +387,7 @@ def test_a_speedup_target_gets_its_own_table_after_the_ratios_and_a_panel_of_its
     assert len(runs) == 6 and {r["speedup"] for r in runs} == {2.0} and all(r["knob"] is not None for r in runs)
     macs = [r["effective_macs"] for r in runs]
     assert report.macs_range(t) == (min(macs), max(macs))
+    assert report.to_json(tables)[1]["achieved_macs"] == [min(macs), max(macs)]
     dense = t.dense.macs
     assert report.target_heading(t) == (
         f"target 2x speedup — achieved MACs {report._span({min(macs), max(macs)}, report._si)} "
