@@ -470,10 +470,19 @@ def _si(x: float | None, digits: int = 3) -> str:
     """1234567 -> '1.23M' (k, M, G, T, P)."""
     if x is None:
         return "-"
+    rounded = float(f"{x:.{digits}g}")  # the prefix of the rounded value: 999,999 reads 1M, not 1e+03k
     for power, prefix in ((15, "P"), (12, "T"), (9, "G"), (6, "M"), (3, "k")):
-        if abs(x) >= 10 ** power:
+        if abs(rounded) >= 10 ** power:
             return f"{x / 10 ** power:.{digits}g}{prefix}"
-    return f"{x:.{digits}g}"
+    return f"{rounded:g}"
+
+
+def _apart(lo: float, hi: float, fmt) -> str:
+    """'lo–hi' with as many digits (`fmt(value, digits)`) as it takes to tell them apart."""
+    if lo == hi:
+        return fmt(lo, 3)
+    digits = next((d for d in range(3, 7) if fmt(lo, d) != fmt(hi, d)), 7)
+    return f"{fmt(lo, digits)}–{fmt(hi, digits)}"
 
 
 def _span(values, fmt=lambda v: f"{v:g}") -> str:
@@ -499,8 +508,8 @@ def target_heading(t: Table) -> str:
         return text
     lo, hi = found
     dense = t.dense.macs if t.dense else None
-    speedups = f" ({_span({dense / hi, dense / lo}, lambda v: f'{v:.2f}x')})" if dense else ""
-    return f"{text} — achieved MACs {_span({lo, hi}, _si)}{speedups}"
+    speedups = f" ({_apart(dense / hi, dense / lo, lambda v, d: f'{v:.{d - 1}f}x')})" if dense else ""
+    return f"{text} — achieved MACs {_apart(lo, hi, _si)}{speedups}"
 
 
 def heading(t: Table) -> str:

@@ -48,6 +48,11 @@ def test_the_heading_spans_the_least_and_most_macs_of_the_rows():
     assert report.target_heading(t) == "target 2x speedup — achieved MACs 1.21M–1.25M (1.96x–2.02x)"
     one = table("0.5", [cell("l1norm", {0: 90.0, 1: 91.0, 2: 92.0}, 1_225_000)])
     assert report.target_heading(one) == "target ratio 0.5 — achieved MACs 1.23M (2.00x)"
+    close = table("2x", [cell("l1norm", {0: 90.0, 1: 91.0}, {0: 1_221_000, 1: 1_223_000})])
+    # 1.22M both to three digits; 2.45M / 1.223M = 2.00327, 2.45M / 1.221M = 2.00655
+    assert report.target_heading(close) == "target 2x speedup — achieved MACs 1.221M–1.223M (2.00x–2.01x)"
+    assert [report._si(v) for v in (999_999, 1_000, 999, 0)] == ["1M", "1k", "999", "0"]
+    assert report._apart(2.0031, 2.0039, lambda v, d: f"{v:.{d - 1}f}x") == "2.003x–2.004x"  # 2.00x both
 
 
 def test_cost_columns_show_pipeline_epochs_flops_and_the_budget_kept():

@@ -199,7 +199,7 @@ def test_report_files_name_the_runs_and_leave_out_what_is_missing(leaderboard_st
     # the heading spans the effective MACs of the ranked rows' runs (taylor lacks a seed: not ranked)
     macs = [r[0] for r in Store(leaderboard_store).query(
         "SELECT effective_macs FROM runs WHERE setup = 'S2' AND status = 'done' AND row != 'taylor'")]
-    heading = f"## synth-fast under S2, target ratio 0.5 — achieved MACs {report._span({min(macs), max(macs)}, report._si)}"
+    heading = f"## synth-fast under S2, target ratio 0.5 — achieved MACs {report._apart(min(macs), max(macs), report._si)}"
     assert heading in md
     assert "taylor" not in board.split(heading)[1]
     # SX-B: each row's pipeline cost beside the budget it was held to
@@ -389,9 +389,9 @@ def test_a_speedup_target_gets_its_own_table_after_the_ratios_and_a_panel_of_its
     assert report.macs_range(t) == (min(macs), max(macs))
     assert report.to_json(tables)[1]["achieved_macs"] == [min(macs), max(macs)]
     dense = t.dense.macs
+    speedups = report._apart(dense / max(macs), dense / min(macs), lambda v, d: f"{v:.{d - 1}f}x")
     assert report.target_heading(t) == (
-        f"target 2x speedup — achieved MACs {report._span({min(macs), max(macs)}, report._si)} "
-        f"({report._span({dense / max(macs), dense / min(macs)}, lambda v: f'{v:.2f}x')})")
+        f"target 2x speedup — achieved MACs {report._apart(min(macs), max(macs), report._si)} ({speedups})")
     for c in t.cells:  # the ratio the search found, beside the speedup measured
         assert c.knob == {r["seed"]: r["knob"] for r in runs if r["row"] == c.row}
         assert f"(ratio {report._span(c.knob.values(), lambda v: f'{v:.3g}')})" in report._row("1", c)[16]
