@@ -990,6 +990,9 @@ def target_figure(tables: list[Table]) -> Figure | None:
             if dense is not None and dense.summary is not None:
                 ax.axhline(dense.summary.mean, color="0.25", linestyle=":", linewidth=1.2,
                            label=_wrap(f"dense model (mean of {dense.summary.n} seeds)") if ax is axes[0] else None)
+                if dense.summary.ci:
+                    ax.axhspan(*dense.summary.ci, color="0.5", alpha=0.12, linewidth=0,
+                               label="dense 95% CI" if ax is axes[0] else None)
             ax.xaxis.set_major_locator(FixedLocator(values))
             ax.xaxis.set_minor_locator(NullLocator())
             ax.set_xticklabels([configs[int(v)] if kind == "config" else (f"{v:g}x" if kind == "speedup" else f"{v:g}")
@@ -1136,7 +1139,7 @@ def curves_figure(store: Store, t: Table) -> Figure | None:
     rows = math.ceil(len(cells) / cols)
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(3.6 * cols + 0.6, 2.7 * rows + 1.0), layout="constrained")
-        axes = fig.subplots(rows, cols, squeeze=False)
+        axes = fig.subplots(rows, cols, squeeze=False, sharey=True)  # one accuracy scale: rows compare at a glance
         for ax, c in zip(axes.flat, cells):
             runs = epochs[epochs["run_id"].isin(set(c.runs.values()))]
             band = curve_bands(runs)
@@ -1146,6 +1149,7 @@ def curves_figure(store: Store, t: Table) -> Figure | None:
                 ax.plot(x, band[f"{what}_mean"], color=color, marker="o" if len(x) < 12 else None, markersize=3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch of the final phase")
+            ax.yaxis.set_tick_params(labelleft=True)
             ax.set_ylabel("accuracy (%)")
             ax.set_title(_wrap(f"{c.row} (n = {len(c.runs)})", 40), fontsize=9)
             lr_ax = ax.twinx()

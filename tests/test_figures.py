@@ -65,6 +65,9 @@ def test_cost_columns_show_pipeline_epochs_flops_and_the_budget_kept():
     assert got["epochs"] == "9" and got["train FLOPs"] == "990M–1G"
     assert got["budget"] == "1G FLOPs (used ≤ 100.0%)"
     assert got["speedup"] == "- (ratio 0.41–0.43)"  # no dense model here: no measured speedup
+    epochs = cell("l1norm", {0: 90.0, 1: 91.0}, 10, total_epochs={0: 9, 1: 10}, budget_kind="epochs",
+                  budget={0: 10.0, 1: 10.0})
+    assert report.budget_text(epochs) == "10 epochs (used ≤ 100.0%)"
     plain = Table("suite", "S2", "0.5", [0, 1], None, [cell("l1norm", {0: 90.0, 1: 91.0}, 10)], [], [])
     assert "budget" not in report.headers(plain) and len(report.table_rows(plain)[0]) == len(report.headers(plain))
 
