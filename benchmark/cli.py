@@ -576,7 +576,7 @@ def _print_table(harness, rows: list[dict], path: Path) -> None:
             f"{r['speedup']:.2f}x", _epochs(r), *([used] if budgeted else []), " ".join(i[:8] for i in r["run_ids"]),
         ])
     pr = harness.protocol
-    headers = ["", "ratio", "test acc %", "std", "n", "drop (pts)", "MACs/image",
+    headers = ["", "target", "test acc %", "std", "n", "drop (pts)", "MACs/image",
                *(["effective MACs/image"] if masked else []), "params", "speedup", "epochs",
                *([f"{'epochs' if kind == 'epochs' else 'train FLOPs'} (of budget)"] if budgeted else []), "runs"]
     align = ["left", "left", "right", "left", "right", "right", "right", *(["right"] if masked else []), "right",

@@ -146,13 +146,25 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
                     if not isinstance(knob, float | int) or not 0 <= knob < 1:
                         raise ProtocolViolation(spec.protocol or "-", targets.RULE, "the speedup search's record",
                                                 repr(found))
-                    mspec = search.at_knob(mspec, float(knob))
-                    if rule.stage_ratios is not None:
-                        rule = rule.model_copy(update={"stage_ratios": tuple(mspec.settings["stage_ratios"])})
-                    built = arch.build(dataset.num_classes, dataset.input_shape[0])
-                    planned = effective_macs(apply_plan(built, plan if plan.masks else PruningPlan.first_k(
-                        plan.widths()), dataset.input_shape), dataset.input_shape)
-                    search.check(spec.protocol or "-", found, spec.method.speedup, dense_macs, planned)  # type: ignore[arg-type]
+                    if metrics["target"].get("knob") != knob:
+                        raise ProtocolViolation(spec.protocol or "-", targets.RULE, f"the searched ratio {knob}",
+                                                f"ratio {metrics['target'].get('knob')} recorded beside it")
+                    declared = rule
+                    mspec, rule = search.rule_at(mspec, rule, float(knob))
+
+                    def macs_of(p):
+                        built = arch.build(dataset.num_classes, dataset.input_shape[0])
+                        return effective_macs(apply_plan(built, p if p.masks else PruningPlan.first_k(p.widths()),
+                                                         dataset.input_shape), dataset.input_shape)
+
+                    search.check(spec.protocol or "-", found, spec.method.speedup, dense_macs, macs_of(plan))  # type: ignore[arg-type]
+                    if declared.scope == "layer" and not plan.masks:  # re-derived whole, without method code
+                        own = search.layer_search(spec.protocol or "-", spec.method, declared, model, arch, protect,
+                                                  dense_macs, macs_of)
+                        if (own.knob, own.macs) != (float(knob), found.get("macs")):
+                            raise ProtocolViolation(spec.protocol or "-", targets.RULE, f"ratio {own.knob:g} "
+                                                    f"({own.macs:,} MACs) of the per-layer search",
+                                                    f"ratio {knob:g} ({found.get('macs')} MACs) recorded")
                 rule.check_visible(spec.protocol or "-", mspec.settings)
                 targets.check(spec.protocol or "-", plan, model, arch,
                               Target(ratio=mspec.ratio, config=mspec.config, protect=protect),
@@ -345,7 +357,8 @@ def verify_runs(root: Path, run_ids: list[str], data_root: Path | None = None, d
     return verdicts
 
 
-INDEXED = ("test_acc", "macs", "effective_macs", "params", "epochs", "train_flops", "suite_sha256", "protocol_sha256")
+INDEXED = ("test_acc", "macs", "effective_macs", "params", "epochs", "total_epochs", "train_flops", "total_train_flops",
+           "suite_sha256", "protocol_sha256", "knob", "budget")
 
 
 def _check_index(root: Path, verdicts: list[Verdict]) -> None:
@@ -366,8 +379,13 @@ def _check_index(root: Path, verdicts: list[Verdict]) -> None:
             metrics = files.metrics(verdict.run_id) or {}
             if row["status"] != "done":
                 verdict.problems.append(f"the index says {row['status']}, the run directory says done")
+            nested = {"knob": (metrics.get("target") or {}).get("knob") if isinstance(metrics.get("target"), dict)
+                      else None,
+                      "budget": (metrics.get("budget") or {}).get("amount") if isinstance(metrics.get("budget"), dict)
+                      else None}
             for key in INDEXED:
-                recorded = metrics.get(key, metrics.get("macs") if key == "effective_macs" else None)
+                recorded = nested[key] if key in nested else metrics.get(
+                    key, metrics.get("macs") if key == "effective_macs" else None)
                 if row[key] != recorded and not (isinstance(row[key], float) and isinstance(recorded, (int, float))
                                                  and math.isclose(row[key], recorded, rel_tol=1e-12)):
                     verdict.problems.append(f"the index's {key} ({row[key]}) is not the run directory's ({recorded})")

@@ -63,6 +63,7 @@ from prunebench.schedule import LRSchedule
 from prunebench.setups import fixes
 from prunebench.store import RunFiles, Store, trainability
 from prunebench.summary import Failure, failures, summarise_grid
+from prunebench.targets import RULE as TARGET_RULE
 from prunebench.trace import Trace
 from prunebench.train import save_atomic, train_phases
 from prunebench.verify import RunChecks
@@ -154,7 +155,7 @@ class Harness:
         self.files = RunFiles(self.store_root)
         self._data: tuple[Split, Split] | None = None
         self._fingerprint = ""
-        self._plans: dict[tuple, PruningPlan] = {}
+        self._plans: dict[tuple, tuple[PruningPlan, dict[str, Any] | None]] = {}  # with a speedup's search
         self._declared: dict[str, Declared] = {}
         # base run id -> sha256 of its model.pt, as the loop wrote it (or first verified it) in this
         # grid: what a pruned run loads is checked against this, not against a file read later
@@ -435,6 +436,13 @@ class Harness:
                         if live and v.rule.startswith("base checkpoint sha256"):
                             # the base's files are not those the loop wrote: the base run records it
                             self._record_violation(base, self.files.run_dir(base.run_id), v)
+                        elif live and v.rule == TARGET_RULE:
+                            # a speedup's search on the trained base met a plan off the method's rule:
+                            # the run of this method, target and seed records it (its recipe as chosen,
+                            # since no architecture exists to fit an SX budget to)
+                            missed = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender,
+                                                      penalty=self.declared(source_spec).penalty)
+                            self._record_violation(missed, self.files.prepare(missed), v)
                         raise
                     macs = self._macs_of(plan)
                     chosen = self.budgets.fit(chosen, macs)
@@ -481,7 +489,8 @@ class Harness:
         if source is None:
             raise UserError(f"method {mspec.name!r} trains from scratch but names no source method.")
         info = self.planner.info(source.name)
-        return source.model_copy(update={"ratio": mspec.ratio, "config": mspec.config, "code": info.code}), info
+        return source.model_copy(update={"ratio": mspec.ratio, "config": mspec.config, "speedup": mspec.speedup,
+                                         "code": info.code}), info
 
     def _inputs(self, seed: int, method: MethodInfo, intent: PruningPlan | None = None) -> PlanInputs:
         """What a plan is computed from: the training split (for a method that needs data; the
@@ -526,9 +535,20 @@ class Harness:
         note = (f"; every prunable layer keeps at least {floor.min_filters} filter(s)"
                 + (f" and {floor.min_fraction:g} of its filters" if floor.min_fraction else "")
                 + " (the protocol's protect)")
-        found = search.search(mspec.speedup, self.dense_macs,
-                              lambda k: self._plan(method, self._at_knob(mspec, k), model, seed, intent),
-                              self._macs_of, f"method {mspec.label!r}", note, nested=_nested)
+        rule = self.declared(mspec).target_rule
+
+        def plan_at(knob: float) -> PruningPlan:
+            # every plan the search counts meets the method's rule at its ratio: the two around the
+            # target, which decide which one is kept, as much as the one kept
+            at, at_rule = search.rule_at(mspec, rule, knob)
+            plan = self._plan(method, at, model, seed, intent)
+            targets.check(self.setup, plan, model, self.arch, Target(ratio=at.ratio, protect=self.protocol.protect),
+                          at_rule, method.granularity)
+            return plan
+
+        per_layer = rule.scope == "layer" and method.granularity == "filter"  # widths are the harness's own
+        found = search.search(mspec.speedup, self.dense_macs, plan_at, self._macs_of, f"method {mspec.label!r}",
+                              note, nested=None if per_layer else _nested)
         return found.plan, found.record()
 
     def _at_knob(self, mspec: MethodSpec, knob: float) -> MethodSpec:
@@ -549,13 +569,21 @@ class Harness:
         at, record = mspec, {}
         if mspec.speedup is not None:
             knob = found.get("knob") if isinstance(found, dict) else None
-            if not isinstance(knob, float | int) or not 0 <= knob < 1:
+            if (not isinstance(knob, float | int) or not 0 <= knob < 1
+                    or abs(knob * search.STEPS - round(knob * search.STEPS)) > 1e-6):
                 raise ProtocolViolation(self.setup, targets.RULE, f"a {mspec.speedup:g}x speedup met through the "
                                         "harness's search (its ratio recorded)", f"no search record ({found!r})")
-            at = self._at_knob(mspec, float(knob))
-            if rule.stage_ratios is not None:
-                rule = rule.model_copy(update={"stage_ratios": tuple(at.settings["stage_ratios"])})
+            declared = rule
+            at, rule = search.rule_at(mspec, rule, float(knob))
             search.check(self.setup, found, mspec.speedup, self.dense_macs, self._macs_of(plan))  # type: ignore[arg-type]
+            if declared.scope == "layer" and method.granularity == "filter":
+                # a per-layer search needs no method code: the recorded one must be the harness's own
+                own = search.layer_search(self.setup, mspec, declared, model, self.arch, self.protocol.protect,
+                                          self.dense_macs, self._macs_of)
+                if (own.knob, own.macs) != (float(knob), found.get("macs")):  # type: ignore[union-attr]
+                    raise ProtocolViolation(self.setup, targets.RULE, f"ratio {own.knob:g} ({own.macs:,} MACs), what "
+                                            "the search over the per-layer architectures finds",
+                                            f"ratio {knob:g} ({found.get('macs')} MACs) recorded")  # type: ignore[union-attr]
             record = {"search": found, "knob": float(knob)}
         rule.check_visible(self.setup, at.settings)
         kept = targets.check(self.setup, plan, model, self.arch,

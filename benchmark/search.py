@@ -112,6 +112,29 @@ def at_knob(mspec: Any, knob: float) -> Any:
     return at
 
 
+def rule_at(mspec: Any, rule: Any, knob: float) -> tuple[Any, Any]:
+    """The method and its target rule at ratio `knob` (stage ratios scaled alike)."""
+    at = at_knob(mspec, knob)
+    if rule.stage_ratios is not None:
+        rule = rule.model_copy(update={"stage_ratios": tuple(at.settings["stage_ratios"])})
+    return at, rule
+
+
+def layer_search(setup: str, mspec: Any, rule: Any, model: Any, arch: Any, protect: Any, dense_macs: int,
+                 macs_of: Callable[[Any], int]) -> Found:
+    """The search of a per-layer rule done on the harness's own architectures (no method code: a
+    per-layer plan must have exactly these widths): what a run's recorded ratio must equal."""
+    from prunebench.method import Target
+    from prunebench.pruning import PruningPlan
+    from prunebench.targets import layer_counts
+
+    def plan_at(knob: float) -> Any:
+        at, at_rule = rule_at(mspec, rule, knob)
+        return PruningPlan.first_k(layer_counts(setup, model, arch, Target(ratio=at.ratio, protect=protect), at_rule))
+
+    return search(mspec.speedup, dense_macs, plan_at, macs_of, f"method {mspec.label!r}")
+
+
 def check(setup: str, record: dict[str, Any], speedup: float, dense_macs: int, macs: int) -> None:
     """A `ProtocolViolation` ("pruning target") unless `macs` (of the architecture a run trains)
     meets `speedup`: within TOLERANCE of dense / speedup, or the nearer of the two neighbouring

@@ -89,6 +89,7 @@ def summarise(done: dict[str, list[tuple[str, dict]]],
         row: dict[str, Any] = {
             "row": name, "target": target or None, "n": len(runs),
             "ratio": t.ratio if t else None, "config": t.config if t else None,
+            "speedup_target": t.speedup if t else None,  # a speedup target ('speedup' below: the achieved one)
             "mean": acc.mean, "std": acc.std,
             "drop": None, "macs": macs, "effective_macs": effective,
             "params": _mean_int([m["params"] for m in metrics]),

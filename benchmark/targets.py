@@ -93,6 +93,19 @@ def check(setup: str, plan, model: nn.Module, arch, target, rule: TargetRule, gr
     return _check_filters(setup, plan, model, arch, target, rule)
 
 
+def layer_counts(setup: str, model: nn.Module, arch, target, rule: TargetRule) -> dict[str, int]:
+    """Filters each prunable conv keeps under a per-layer rule (or a named config): the harness's
+    own architecture for the target, which a per-layer plan must match exactly."""
+    ratios = None
+    if rule.stage_ratios is not None and target.config is None:
+        prunable = arch.prunable(model)
+        stages = {n: arch.stage_of(n) for n in prunable} if arch.stage_of else {}
+        if not stages or max(stages.values()) >= len(rule.stage_ratios):
+            raise ProtocolViolation(setup, RULE, f"stage ratios for the stages of {arch.name}", list(rule.stage_ratios))
+        ratios = {n: rule.stage_ratios[stage] for n, stage in stages.items()}
+    return target.keep_counts(arch, model, rule.rounding, ratios)
+
+
 def _check_filters(setup: str, plan, model: nn.Module, arch, target, rule: TargetRule) -> dict:
     modules = dict(model.named_modules())
     prunable = arch.prunable(model)
@@ -105,14 +118,7 @@ def _check_filters(setup: str, plan, model: nn.Module, arch, target, rule: Targe
     kept = sum(widths.values())
     record = {"kept": kept, "of": total, "unit": "filters", "scope": rule.scope}
     if target.config is not None or rule.scope == "layer":
-        ratios = None
-        if rule.stage_ratios is not None and target.config is None:
-            stages = {n: arch.stage_of(n) for n in prunable} if arch.stage_of else {}
-            if not stages or max(stages.values()) >= len(rule.stage_ratios):
-                raise ProtocolViolation(setup, RULE, f"stage ratios for the stages of {arch.name}",
-                                        list(rule.stage_ratios))
-            ratios = {n: rule.stage_ratios[stage] for n, stage in stages.items()}
-        want = target.keep_counts(arch, model, rule.rounding, ratios)
+        want = layer_counts(setup, model, arch, target, rule)
         for name in prunable:
             expected = want.get(name, modules[name].out_channels)
             if widths[name] != expected:

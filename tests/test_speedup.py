@@ -182,3 +182,19 @@ def test_stage_ratios_are_scaled_so_that_the_largest_is_the_searched_ratio():
     assert search.at_knob(MethodSpec(name="slimming", speedup=2.0), 0.25).ratio == 0.25
     with pytest.raises(UserError, match="prune nothing"):
         search.at_knob(MethodSpec(name="l1norm", settings={"stage_ratios": [0, 0, 0]}, speedup=2.0), 0.3)
+
+
+@pytest.mark.parametrize("method", ["cheat-floor-jump", "cheat-global-floor-jump"])
+def test_a_gap_of_the_methods_own_making_is_a_violation_before_anything_trains(user_protocols, tmp_path, method):
+    # honest plans up to ratio 0.3, then the floor alone: without checking every plan the search
+    # counts, the nearest-architecture rule would hand it the honest plan far above the target
+    with pytest.raises(ProtocolViolation) as caught:
+        harness("S2", tmp_path).plan([method], seeds=[0], speedup=2.0)
+    assert caught.value.rule == "pruning target" and caught.value.recorded is None
+    assert not any((tmp_path / "runs").glob("*/model.pt"))
+
+
+def test_a_scratch_baseline_keeps_the_speedup_of_its_source(user_protocols, tmp_path):
+    jobs = harness("SX-B", tmp_path).plan(["scratch"], seeds=[0], speedup=2.0)
+    (job,) = [p for p in jobs if p.spec.kind == "scratch"]
+    assert job.spec.method.speedup == 2.0 and job.found["knob"] > 0 and job.row.startswith("Scratch-B of")

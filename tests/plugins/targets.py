@@ -100,3 +100,38 @@ class TrainedLopsided(Method):
         keep[first] = tuple(range(min(convs[first].out_channels, len(keep[first]) + 1)))
         keep[last] = tuple(range(max(1, len(keep[last]) - 1)))
         return PruningPlan(keep=keep)
+
+
+def _floor_only(model, target):
+    """Each conv's best filters by L1, as few as the protected floor allows: far below any target."""
+    return PruningPlan(keep={n: tuple(sorted(torch.sort(-m.weight.detach().abs().flatten(1).sum(1), stable=True)
+                                             .indices[:target.floor(m.out_channels)].tolist()))
+                             for n, m in _convs(model).items()})
+
+
+@register_method
+class FloorJump(Method):
+    name = "cheat-floor-jump"
+    description = "honest l1norm below ratio 0.3, the protected floor only from there: a gap of its own making"
+
+    def plan(self, model, target, settings, ctx):
+        if target.ratio is not None and target.ratio >= 0.3:
+            return _floor_only(model, target)
+        return L1Norm().plan(model, target, L1Norm.Settings(), ctx)
+
+
+@register_method
+class GlobalFloorJump(Method):
+    name = "cheat-global-floor-jump"
+    description = "an honest global L1 threshold below ratio 0.3, the protected floor only from there"
+
+    def target_rule(self, settings):
+        return TargetRule(scope="global")
+
+    def plan(self, model, target, settings, ctx):
+        from prunebench.methods._common import global_plan
+
+        if target.ratio is not None and target.ratio >= 0.3:
+            return _floor_only(model, target)
+        return global_plan({n: m.weight.detach().abs().flatten(1).sum(1) for n, m in _convs(model).items()
+                            if n in ctx.arch.prunable(model)}, target)
