@@ -591,8 +591,10 @@ def _print_table(harness, rows: list[dict], path: Path) -> None:
               "weight each layer by its density, and their speedup is a sparse kernel's.")
     parts = _phases_note(rows)
     notes = [
-        "Ratio: the pruning ratio each method applies in its own way (per layer, or globally); rows at one ratio "
-        "do not cost the same, so read MACs and speedup beside accuracy.",
+        ("Target: a speedup (dense MACs / pruned MACs; effective MACs for masked rows), each method's ratio found by "
+         "the harness's search to within 1% of it or the nearest architecture; or a pruning ratio each method "
+         "applies in its own way (per layer, or globally), at which rows do not cost the same: read MACs and "
+         "speedup beside accuracy."),
         "Accuracy: last epoch on the test set, mean ± sample std over the n seeds.",
         "Drop: accuracy points lost against the base model of the same seed (+1.50 = 1.5 points below it; "
         "negative: above it).",
