@@ -142,29 +142,17 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
                 if mspec.speedup is not None:  # at the ratio its search found, and the MACs against the speedup
                     found = (metrics.get("target") or {}).get("search") if isinstance(metrics.get("target"), dict) \
                         else None
-                    knob = found.get("knob") if isinstance(found, dict) else None
-                    if not isinstance(knob, float | int) or not 0 <= knob < 1:
-                        raise ProtocolViolation(spec.protocol or "-", targets.RULE, "the speedup search's record",
-                                                repr(found))
-                    if metrics["target"].get("knob") != knob:
-                        raise ProtocolViolation(spec.protocol or "-", targets.RULE, f"the searched ratio {knob}",
-                                                f"ratio {metrics['target'].get('knob')} recorded beside it")
-                    declared = rule
-                    mspec, rule = search.rule_at(mspec, rule, float(knob))
+                    if not isinstance(found, dict) or metrics["target"].get("knob") != found.get("knob"):
+                        raise ProtocolViolation(spec.protocol or "-", targets.RULE, "the searched ratio recorded",
+                                                f"ratio {metrics['target'].get('knob')} beside the search {found!r}")
 
                     def macs_of(p):
                         built = arch.build(dataset.num_classes, dataset.input_shape[0])
                         return effective_macs(apply_plan(built, p if p.masks else PruningPlan.first_k(p.widths()),
                                                          dataset.input_shape), dataset.input_shape)
 
-                    search.check(spec.protocol or "-", found, spec.method.speedup, dense_macs, macs_of(plan))  # type: ignore[arg-type]
-                    if declared.scope == "layer" and not plan.masks:  # re-derived whole, without method code
-                        own = search.layer_search(spec.protocol or "-", spec.method, declared, model, arch, protect,
-                                                  dense_macs, macs_of)
-                        if (own.knob, own.macs) != (float(knob), found.get("macs")):
-                            raise ProtocolViolation(spec.protocol or "-", targets.RULE, f"ratio {own.knob:g} "
-                                                    f"({own.macs:,} MACs) of the per-layer search",
-                                                    f"ratio {knob:g} ({found.get('macs')} MACs) recorded")
+                    mspec, rule = search.met(spec.protocol or "-", mspec, rule, found, plan, model, arch, protect,
+                                             dense_macs, macs_of, per_layer=rule.scope == "layer" and not plan.masks)
                 rule.check_visible(spec.protocol or "-", mspec.settings)
                 targets.check(spec.protocol or "-", plan, model, arch,
                               Target(ratio=mspec.ratio, config=mspec.config, protect=protect),

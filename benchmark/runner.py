@@ -525,7 +525,7 @@ class Harness:
         if mspec.speedup is None:
             return self._plan(method, mspec, model, seed, intent), None
         if before is not None:
-            plan = self._plan(method, self._at_knob(mspec, before["knob"]), model, seed, intent)
+            plan = self._plan(method, search.at_knob(mspec, before["knob"]), model, seed, intent)
             macs, target = self._macs_of(plan), self.dense_macs / mspec.speedup
             if macs == before["macs"]:  # the architecture the search found: its record holds
                 return plan, {**before, "chosen_before": "the pruning phase"}
@@ -551,9 +551,6 @@ class Harness:
                               note, nested=None if per_layer else _nested)
         return found.plan, found.record()
 
-    def _at_knob(self, mspec: MethodSpec, knob: float) -> MethodSpec:
-        return search.at_knob(mspec, knob)
-
     def _rule(self, mspec: MethodSpec) -> targets.TargetRule | None:
         """The method's declared target rule, as a spec records it (None for the default)."""
         rule = self.declared(mspec).target_rule
@@ -568,23 +565,10 @@ class Harness:
         rule = self.declared(mspec).target_rule
         at, record = mspec, {}
         if mspec.speedup is not None:
-            knob = found.get("knob") if isinstance(found, dict) else None
-            if (not isinstance(knob, float | int) or not 0 <= knob < 1
-                    or abs(knob * search.STEPS - round(knob * search.STEPS)) > 1e-6):
-                raise ProtocolViolation(self.setup, targets.RULE, f"a {mspec.speedup:g}x speedup met through the "
-                                        "harness's search (its ratio recorded)", f"no search record ({found!r})")
-            declared = rule
-            at, rule = search.rule_at(mspec, rule, float(knob))
-            search.check(self.setup, found, mspec.speedup, self.dense_macs, self._macs_of(plan))  # type: ignore[arg-type]
-            if declared.scope == "layer" and method.granularity == "filter":
-                # a per-layer search needs no method code: the recorded one must be the harness's own
-                own = search.layer_search(self.setup, mspec, declared, model, self.arch, self.protocol.protect,
-                                          self.dense_macs, self._macs_of)
-                if (own.knob, own.macs) != (float(knob), found.get("macs")):  # type: ignore[union-attr]
-                    raise ProtocolViolation(self.setup, targets.RULE, f"ratio {own.knob:g} ({own.macs:,} MACs), what "
-                                            "the search over the per-layer architectures finds",
-                                            f"ratio {knob:g} ({found.get('macs')} MACs) recorded")  # type: ignore[union-attr]
-            record = {"search": found, "knob": float(knob)}
+            at, rule = search.met(self.setup, mspec, rule, found, plan, model, self.arch, self.protocol.protect,
+                                  self.dense_macs, self._macs_of,
+                                  per_layer=rule.scope == "layer" and method.granularity == "filter")
+            record = {"search": found, "knob": at.ratio}
         rule.check_visible(self.setup, at.settings)
         kept = targets.check(self.setup, plan, model, self.arch,
                              Target(ratio=at.ratio, config=at.config, protect=self.protocol.protect), rule,
@@ -879,7 +863,7 @@ class Harness:
             searched = None
             if mspec.speedup is not None:  # the ratio the search finds on the base, before the phase
                 _, searched = self._targeted(method, mspec, model, spec.seed)
-                asked = self._at_knob(mspec, searched["knob"])  # type: ignore[index]
+                asked = search.at_knob(mspec, searched["knob"])  # type: ignore[index]
             intent = PruningPlan.load(intent_dir)
             if intent is None:  # chosen on the base, before the phase changes the weights
                 intent = self._watched(model, lambda: self.planner.intent(asked, model, self._inputs(spec.seed,

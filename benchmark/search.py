@@ -153,3 +153,28 @@ def check(setup: str, record: dict[str, Any], speedup: float, dense_macs: int, m
     raise ProtocolViolation(setup, RULE, f"{target:,.0f} MACs ({speedup:g}x of {dense_macs:,}, within "
                             f"{TOLERANCE:.0%}, or the nearest architecture the search found)",
                             f"{macs:,} MACs ({dense_macs / macs if macs else float('inf'):.3f}x)")
+
+
+def met(setup: str, mspec: Any, rule: Any, found: Any, plan: Any, model: Any, arch: Any, protect: Any,
+        dense_macs: int, macs_of: Callable[[Any], int], per_layer: bool) -> tuple[Any, Any]:
+    """How a plan at a speedup target is held to it, wherever it is checked (a run's start, its
+    scratch baseline, `bench verify`): the search's record `found` names a ratio k / STEPS, the
+    plan's MACs meet the speedup (`check`), and a per-layer search (`per_layer`) is re-derived
+    whole from the harness's own architectures. Returns the method and its rule at that ratio,
+    which the plan must then meet (`targets.check`); a `ProtocolViolation` else."""
+    from prunebench.errors import ProtocolViolation
+    from prunebench.targets import RULE
+
+    knob = found.get("knob") if isinstance(found, dict) else None
+    if (not isinstance(knob, float | int) or not 0 <= knob < 1
+            or abs(knob * STEPS - round(knob * STEPS)) > 1e-6):
+        raise ProtocolViolation(setup, RULE, f"a {mspec.speedup:g}x speedup met through the harness's search (its "
+                                "ratio recorded)", f"no search record ({found!r})")
+    check(setup, found, mspec.speedup, dense_macs, macs_of(plan))
+    if per_layer:  # a per-layer search needs no method code: the recorded one must be the harness's own
+        own = layer_search(setup, mspec, rule, model, arch, protect, dense_macs, macs_of)
+        if (own.knob, own.macs) != (float(knob), found.get("macs")):
+            raise ProtocolViolation(setup, RULE, f"ratio {own.knob:g} ({own.macs:,} MACs), what the search over "
+                                    "the per-layer architectures finds",
+                                    f"ratio {knob:g} ({found.get('macs')} MACs) recorded")
+    return rule_at(mspec, rule, float(knob))

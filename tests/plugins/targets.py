@@ -13,6 +13,11 @@ def _convs(model):
     return {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
 
 
+def _trained(model):
+    """Whether the weights were trained (BN statistics moved off their init), not a fresh model."""
+    return any(float(b.abs().sum()) > 0 for n, b in model.named_buffers() if n.endswith("running_mean"))
+
+
 def _dropping(p, n):
     """A keep-mask of `p`'s shape without its first `n` entries."""
     m = torch.ones_like(p, dtype=torch.bool)
@@ -78,8 +83,7 @@ class TrainedOnly(Method):
     description = "l1norm on an untrained model (the dry run); keeps every filter of a trained one"
 
     def plan(self, model, target, settings, ctx):
-        trained = any(float(b.abs().sum()) > 0 for n, b in model.named_buffers() if n.endswith("running_mean"))
-        if trained:
+        if _trained(model):
             return PruningPlan(keep={n: tuple(range(m.out_channels)) for n, m in _convs(model).items()})
         return L1Norm().plan(model, target, L1Norm.Settings(), ctx)
 
@@ -90,9 +94,8 @@ class TrainedLopsided(Method):
     description = "l1norm on an untrained model; on a trained one, declared per layer, it moves a filter from the last conv to the first"
 
     def plan(self, model, target, settings, ctx):
-        trained = any(float(b.abs().sum()) > 0 for n, b in model.named_buffers() if n.endswith("running_mean"))
         plan = L1Norm().plan(model, target, L1Norm.Settings(), ctx)
-        if not trained:
+        if not _trained(model):
             return plan
         convs = _convs(model)
         first, last = list(convs)[0], list(convs)[-1]
