@@ -292,6 +292,37 @@ class RunSpec(Frozen):
         return sum(recipe.epochs for _, recipe in self.phases)
 
 
+class Computation(Frozen):
+    """What a run computes, whatever tables it belongs to: its training identity. Two runs of one
+    computation (a pruned run under S2 and under SX-B, Scratch-B of l1norm and of random at the
+    same widths) train once; each is still audited against its own protocol. Method, setup,
+    protocol and row are memberships (the run's `RunSpec`), recorded beside it."""
+
+    kind: Literal["base", "pruned", "scratch"] = Field(description="what the computation produces")
+    dataset: str = Field(description="dataset name")
+    arch: str = Field(description="architecture name")
+    arch_signature: str | None = Field(None, description="sha256 of the built architecture's structure")
+    seed: int = Field(description="seed: init and data order (and the base's, through `base`)")
+    phases: list[tuple[Phase, Recipe]] = Field(description="the phases trained, in order (precision included)")
+    base: str | None = Field(None, description="pruned: the computation id of the base model it starts from")
+    plan_sha256: str | None = Field(
+        None, description="one-shot pruning: sha256 of the plan's content (kept filters, or masks) it cuts")
+    rewind: int | None = Field(None, description="pruned: the base epoch its weights are rewound to before the cut")
+    method: MethodSpec | None = Field(
+        None, description="pruned with a pruning phase: the method (code, settings, target) whose plan is chosen "
+        "after the phase, so that it stands for the plan")
+    protect: Protect | None = Field(None, description="with `method`: the protected layers its plan keeps")
+    target_rule: TargetRule | None = Field(None, description="with `method`: the rule its target is met by")
+    penalty: Penalty | None = Field(None, description="the harness's regulariser of the pruning phase")
+    widths: dict[str, int] | None = Field(None, description="scratch: output channels per pruned layer")
+    masks_sha256: str | None = Field(None, description="scratch of unstructured pruning: digest of its masks")
+    division: Literal["closed", "open"] = Field("closed", description="where method code ran (never shared across)")
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha256(canonical(self).encode()).hexdigest()
+
+
 def canonical(model: BaseModel) -> str:
     """Canonical JSON of a config: non-default fields only, sorted keys, no spaces."""
     return json.dumps(

@@ -35,6 +35,12 @@ def run_dir(store: Path, run_id: str) -> Path:
     return runs_dir(store) / run_id
 
 
+def computations_dir(store: Path) -> Path:
+    """Where each computation records the run that trained it (`<id>/trained.json`) and holds
+    the lock under which it trains."""
+    return store / "computations"
+
+
 def db_path(store: Path) -> Path:
     return store / "index.sqlite"
 

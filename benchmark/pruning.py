@@ -97,6 +97,14 @@ class PruningPlan:
             plan = cls(masks=torch.load(directory / "masks.pt", weights_only=True))
         return plan
 
+    def sha256(self) -> str:
+        """A digest of the plan's content (the filters each conv keeps, or the masks): what a
+        one-shot pruned run's computation records of it."""
+        if self.masks:
+            return f"masks:{self.masks_sha256()}"
+        text = json.dumps({name: list(idx) for name, idx in self.keep.items()}, sort_keys=True)  # order as cut
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def masks_sha256(self) -> str | None:
         """A digest of the masks (None for a filter plan): what a run's id records of them."""
         if not self.masks:

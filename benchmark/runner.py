@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -36,9 +38,19 @@ import prunebench
 from prunebench import audit, machine, paths, penalties, search, signals, targets
 from prunebench._atomic import sha256_file, write_atomic
 from prunebench.budget import Budgets
-from prunebench.config import MethodSpec, Protect, Protocol, Recipe, RunSpec, Suite, canonical, content_sha256
+from prunebench.config import (
+    Computation,
+    MethodSpec,
+    Protect,
+    Protocol,
+    Recipe,
+    RunSpec,
+    Suite,
+    canonical,
+    content_sha256,
+)
 from prunebench.data import DATASETS, Split, TensorData, check_data_root, load_dataset
-from prunebench.errors import ProtocolViolation, TrainingFailed, UserError
+from prunebench.errors import DamagedFile, ProtocolViolation, TrainingFailed, UserError
 from prunebench.executor import Executor, SequentialExecutor
 from prunebench.flops import effective_macs, forward_macs, param_count
 from prunebench.method import Choices, Target
@@ -71,6 +83,15 @@ from prunebench.verify import RunChecks
 Log = Callable[[str], None]
 
 
+def _link(source: Path, destination: Path) -> None:
+    """`destination` as a hard link to `source` (a copy where the file system has none)."""
+    destination.unlink(missing_ok=True)
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copyfile(source, destination)
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -84,6 +105,8 @@ class Start:
     prior: Trace = field(default_factory=Trace)
     masks: Masks | None = None  # unstructured pruning: weights held at zero while training
     target: dict[str, Any] | None = None  # what the plan keeps against its target (`targets.check`)
+    plan_sha256: str | None = None  # one-shot pruning: the content of the plan cut (the computation's)
+    rewind: int | None = None  # pruned: the base epoch the weights were rewound to before the cut
 
 
 @dataclass
@@ -97,6 +120,7 @@ class Planned:
     budget: float | None = None  # SX budget in the protocol's unit (epochs or training FLOPs)
     start: Callable[[Path], Start] | None = None  # builds the model the run starts from
     found: dict[str, Any] | None = None  # a speedup target: the search's record (the ratio, MACs, neighbours)
+    computation: str | None = None  # what it computes (`Computation.id`; planned on a fresh model in a dry run)
 
 
 def _code_version() -> str:
@@ -157,6 +181,7 @@ class Harness:
         self._fingerprint = ""
         self._plans: dict[tuple, tuple[PruningPlan, dict[str, Any] | None]] = {}  # with a speedup's search
         self._declared: dict[str, Declared] = {}
+        self._bases: dict[str, RunSpec] = {}  # base run id -> its spec, for the computations built on it
         # base run id -> sha256 of its model.pt, as the loop wrote it (or first verified it) in this
         # grid: what a pruned run loads is checked against this, not against a file read later
         self._base_sha: dict[str, str] = {}
@@ -193,6 +218,7 @@ class Harness:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._data, self._plans, self.log, self.grid_progress, self.failures = None, {}, _stderr, None, []
+        self._bases = state.get("_bases", {})
 
     @cached_property
     def planner(self) -> Planner:
@@ -287,7 +313,38 @@ class Harness:
         return self.budgets.squeezes
 
     def base_spec(self, seed: int, recipe: Recipe | None = None) -> RunSpec:
-        return self._spec(kind="base", seed=seed, phases=[("pretrain", recipe or self.base_recipe)])
+        spec = self._spec(kind="base", seed=seed, phases=[("pretrain", recipe or self.base_recipe)])
+        self._bases.setdefault(spec.run_id, spec)
+        return spec
+
+    def computation(self, spec: RunSpec, plan_sha256: str | None = None, rewind: int | None = None) -> Computation:
+        """What `spec` computes, its labels left out: a base or scratch run from its spec; a pruned
+        run from its base's computation, the content of its plan (`plan_sha256`), the base epoch it
+        rewinds to, its recipes and penalty. Where the plan is chosen after a pruning phase, or
+        method code ran inside training (the open division), the method itself (code, settings,
+        target, protected layers, rule) stands for the plan."""
+        common = {"kind": spec.kind, "dataset": spec.dataset, "arch": spec.arch, "seed": spec.seed,
+                  "arch_signature": spec.arch_signature, "phases": spec.phases, "division": spec.division}
+        if spec.kind == "base":
+            return Computation(**common)
+        if spec.kind == "scratch":
+            return Computation(**common, widths=spec.widths, masks_sha256=spec.masks_sha256)
+        assert spec.base is not None
+        base = self._bases.get(spec.base) or self.files.spec(spec.base)
+        by_method = self.by_method(spec)
+        if not by_method and plan_sha256 is None:
+            raise ValueError("a one-shot pruned run's computation needs its plan")
+        return Computation(**common, base=self.computation(base).id, rewind=rewind, penalty=spec.penalty,
+                           plan_sha256=None if by_method else plan_sha256,
+                           method=spec.method if by_method else None,
+                           protect=spec.protect if by_method else None,
+                           target_rule=spec.target_rule if by_method else None)
+
+    @staticmethod
+    def by_method(spec: RunSpec) -> bool:
+        """Whether a pruned run's plan is known only from its method: chosen after a pruning
+        phase, or in the open division (method code in the training process)."""
+        return spec.kind == "pruned" and (spec.division == "open" or any(p == "prune" for p, _ in spec.phases))
 
     def declared(self, mspec: MethodSpec) -> Declared:
         """What the method declares under this protocol (asked once per method and settings). In
@@ -454,7 +511,8 @@ class Harness:
                         # that phase led to: the source's pruned run comes first
                         yield from once(Planned(spec, spec.row, target, macs, self.budget(macs),
                                                 start=partial(self._start_pruned, spec, source,
-                                                              self.base_spec(seed, shared).run_id), found=found))
+                                                              self.base_spec(seed, shared).run_id), found=found,
+                                                computation=self.computation(spec, plan.sha256(), rewind).id))
                         if live and (ready is not None and not ready(spec.run_id) or self.files.failure(spec.run_id)):
                             continue  # not trained yet (parallel), or failed: no architecture to copy
                         if live:  # the architecture the pipeline actually cut, and how it met a speedup
@@ -467,7 +525,7 @@ class Harness:
                         yield from once(Planned(scratch, scratch.row, target,
                                                 macs, self.budget(macs), found=found,
                                                 start=partial(self._start_scratch, scratch, plan, source, source_spec,
-                                                              found)))
+                                                              found), computation=self.computation(scratch).id))
 
     def _base_job(self, spec: RunSpec) -> Planned:
         def start(directory: Path) -> Start:
@@ -475,7 +533,7 @@ class Harness:
             return Start(model, spec.phases)
 
         row = "dense" if spec == self.base_spec(spec.seed) else f"dense ({spec.phases[0][1].epochs} epochs)"
-        return Planned(spec, row, None, self.dense_macs, start=start)
+        return Planned(spec, row, None, self.dense_macs, start=start, computation=self.computation(spec).id)
 
     def _fresh(self, seed: int) -> nn.Module:
         torch.manual_seed(seed)
@@ -677,34 +735,116 @@ class Harness:
         train, _ = self.data()
         started = time.perf_counter()
         self._open_changes = []
+        computation: Computation | None = None
+        trained_here = False
         try:
             self._check_division()
-            begin = start(directory)
-            model = begin.model
-            if budget is not None:  # of the architecture that exists (planned on the trained base)
-                budget = self.budget(effective_macs(model, self.input_shape))
-            trace = self._train(model, spec, directory, begin.phases, "checkpoint.pt", prior=begin.prior,
-                                masks=begin.masks)
-            if (diverged := Trace(rows=trace.rows[len(begin.prior.rows):]).divergence(
-                    self.dataset.num_classes)) is not None:
-                raise TrainingFailed(diverged)
-            if spec.kind == "pruned":
-                audit.audit_run(self.protocol, trace, len(train))
-            if budget is not None:
-                self._audit_budget(spec, trace, budget)
+            # the start (cheap: a load, a plan, a cut) tells a one-shot pruned run's computation; a
+            # pruning phase is training, so such a run's computation is known from its spec
+            begin = None if spec.kind == "pruned" and any(p == "prune" for p, _ in spec.phases) else start(directory)
+            computation = (self.computation(spec, begin.plan_sha256, begin.rewind) if begin is not None
+                           else self.computation(spec))
+            cid = computation.id
+            with self.files.claim_computation(cid, waiting=lambda who: self.log(
+                    f"{label}: its computation {cid[:12]} is being trained by {who} for another run; waiting")):
+                elsewhere = self._trained_elsewhere(spec, computation)
+                if elsewhere is not None and elsewhere[0] == "failed":
+                    raise TrainingFailed(f"the same computation failed in run {elsewhere[1][:12]}: {elsewhere[2]}")
+                if elsewhere is not None:
+                    _, owner, owner_spec, owner_metrics = elsewhere
+                    metrics = self._adopt(spec, directory, computation, owner, owner_metrics, begin, budget, started)
+                    where = owner_spec.protocol or "a base model"
+                    progress.finish(spec.run_id, f"done {label}: test acc {metrics['test_acc']:.2f}%, not trained "
+                                                 f"again: the same computation as run {owner[:12]} "
+                                                 f"({self.label(owner_spec)}, {where})")
+                    return metrics
+                if begin is None:
+                    begin = start(directory)
+                model = begin.model
+                if budget is not None:  # of the architecture that exists (planned on the trained base)
+                    budget = self.budget(effective_macs(model, self.input_shape))
+                trained_here = True
+                trace = self._train(model, spec, directory, begin.phases, "checkpoint.pt", prior=begin.prior,
+                                    masks=begin.masks)
+                if (diverged := Trace(rows=trace.rows[len(begin.prior.rows):]).divergence(
+                        self.dataset.num_classes)) is not None:
+                    raise TrainingFailed(diverged)
+                if spec.kind == "pruned":
+                    audit.audit_run(self.protocol, trace, len(train))
+                if budget is not None:
+                    self._audit_budget(spec, trace, budget)
+                metrics = self._finish(spec, directory, model, trace, budget, started, begin, computation)
         except ProtocolViolation as v:
             self._record_violation(spec, directory, v)
             progress.finish(spec.run_id, f"{label}: protocol violation ({v.rule})")
             raise
         except TrainingFailed as failed:
             self.files.record_failure(spec.run_id, str(failed))
+            if trained_here and computation is not None:  # its other runs take the failure, not a retraining
+                self.files.record_trained(computation.id, spec.run_id, "failed", str(failed))
             self._index(spec, "failed", failure=str(failed))
             progress.finish(spec.run_id, f"{label} (run {spec.run_id[:12]}) FAILED: {failed}; it enters no table, "
                                          "the grid goes on")
             return None
-        metrics = self._finish(spec, directory, model, trace, budget, started, begin)
         progress.finish(spec.run_id, f"done {label}: test acc {metrics['test_acc']:.2f}% after {trace.epochs} "
                                      f"epochs ({metrics['seconds']:.0f} s)")
+        return metrics
+
+    def _trained_elsewhere(self, spec: RunSpec, computation: Computation) -> tuple | None:
+        """Another run of the same computation, finished with its files intact ("done", its id,
+        spec and metrics) or failed ("failed", its id, why); None: this run trains it. A record
+        whose run no longer says so (its files changed, its failure deleted for a retry, another
+        computation or data recorded) is not taken."""
+        record = self.files.trained(computation.id)
+        if record is None or record["run"] == spec.run_id:
+            return None
+        owner = record["run"]
+        try:
+            if record["status"] == "failed":
+                reason = self.files.failure(owner)
+                return ("failed", owner, reason) if reason is not None else None
+            owner_spec = self.files.spec(owner)
+        except (DamagedFile, UserError):
+            return None
+        metrics = self.checks.stored(owner_spec, repair=False)
+        if metrics is None or (metrics.get("computation") or {}).get("id") != computation.id:
+            return None
+        if metrics.get("data_fingerprint") != self._fingerprint:  # other images behind the same dataset name
+            return None
+        return "done", owner, owner_spec, metrics
+
+    def _adopt(self, spec: RunSpec, directory: Path, computation: Computation, owner: str,
+               owner_metrics: dict[str, Any], begin: Start | None, budget: float | None,
+               started: float) -> dict[str, Any]:
+        """Take the training of run `owner`, the same computation, as this run's: its model and
+        trace (hard links), audited against this run's own protocol and budget, its target
+        checked under this run's method (`begin`: the start this run made itself; None for a
+        pruning phase's run, whose plan, intent and target record are the owner's, chosen by the
+        same method code on the same weights)."""
+        source = self.files.run_dir(owner)
+        names = ["model.pt", "trace.csv", "trace.json"]
+        if begin is None:
+            names += ["plan.json", "masks.pt", "intent/plan.json", "intent/masks.pt"]
+            self._pin_base(spec, directory)
+        for name in names:
+            if (source / name).is_file():
+                (directory / name).parent.mkdir(exist_ok=True)
+                _link(source / name, directory / name)
+        trace = self.files.trace(spec.run_id)
+        assert trace is not None
+        if spec.kind == "pruned":
+            audit.audit_run(self.protocol, trace, len(self.data()[0]))
+        if budget is not None:
+            budget = self.budget(owner_metrics["effective_macs"])
+            self._audit_budget(spec, trace, budget)
+        target = begin.target if begin is not None else owner_metrics.get("target")
+        metrics = {**owner_metrics, **self._membership(spec, trace, budget, target),
+                   "seconds": round(time.perf_counter() - started, 2),
+                   "computation": {**owner_metrics["computation"], "trained_in": owner}}
+        write_atomic(directory / "metrics.json", json.dumps(metrics, indent=2))
+        for checkpoint in [*directory.glob("checkpoint*.pt"), *directory.glob("checkpoint*.pt.sha256")]:
+            checkpoint.unlink(missing_ok=True)  # anything this run began before is not needed
+        self._index(spec, "done", metrics)
         return metrics
 
     def _check_division(self) -> None:
@@ -751,47 +891,69 @@ class Harness:
             used += base.get("epochs" if kind == "epochs" else "train_flops", 0)
         audit.audit_budget(self.setup, kind, budget, used, self.protocol.budget.tolerance)
 
-    def _finish(self, spec: RunSpec, directory: Path, model: nn.Module, trace: Trace,
-                budget: float | None, started: float, begin: Start) -> dict[str, Any]:
+    def _finish(self, spec: RunSpec, directory: Path, model: nn.Module, trace: Trace, budget: float | None,
+                started: float, begin: Start, computation: Computation) -> dict[str, Any]:
+        """Write a trained run's files and metrics, and record it as its computation's training."""
         save_atomic(model.state_dict(), directory / "model.pt")
         write_atomic(directory / "protocol.json", json.dumps(self.audited_against(spec), indent=1))
         write_atomic(directory / "trace.csv", trace.to_csv())
         write_atomic(directory / "trace.json", trace.model_dump_json(indent=1))
         last = trace.rows[-1] if trace.rows else None
-        base = self.files.metrics(spec.base) if spec.base else None
         metrics = {
-            "run_id": spec.run_id,
+            # what the computation gave, the same for every run of it
             "seed": spec.seed,
             "test_acc": last.test_acc if last else None,
             "train_acc": last.train_acc if last else None,
-            **trainability(spec, trace),
             "macs": forward_macs(model, self.input_shape),
             # density-weighted: below `macs` only for masked (unstructured) models
             "effective_macs": effective_macs(model, self.input_shape),
             "params": param_count(model),
             # over every conv and linear weight of the model, not only the masked ones
             "density": targets.density(model, begin.masks or {}),
-            "target": begin.target,  # what the plan keeps against its target (pruned runs)
             "epochs": trace.epochs,
             # epochs per phase, in training order (e.g. prune then retrain)
             "phase_epochs": {phase: sum(1 for r in trace.rows if r.phase == phase)
                              for phase in dict.fromkeys(r.phase for r in trace.rows)},
-            "total_epochs": (base["epochs"] if base else 0) + trace.epochs,
-            "base_test_acc": base["test_acc"] if base else None,
             "train_flops": trace.train_flops,
-            # the whole pipeline's, the shared base's training included (what an SX-B budget counts)
-            "total_train_flops": (base["train_flops"] if base else 0) + trace.train_flops,
             "seconds": round(time.perf_counter() - started, 2),
             "model_sha256": sha256_file(directory / "model.pt"),
             "data_fingerprint": self._fingerprint,
             "data_source": self.data()[0].source,
+            "machine": machine.describe(self.device),
+            "compiled": self.compiled,  # torch.compile: the same run, possibly other last digits
+            "code": _code_version(),
+            # what this run is in its protocol's tables
+            **self._membership(spec, trace, budget, begin.target),
+            "computation": {"id": computation.id, "trained_in": spec.run_id,
+                            "content": json.loads(canonical(computation))},
+        }
+        write_atomic(directory / "metrics.json", json.dumps(metrics, indent=2))
+        if spec.kind == "base":
+            self._base_sha[spec.run_id] = metrics["model_sha256"]
+        for checkpoint in [*directory.glob("checkpoint*.pt"), *directory.glob("checkpoint*.pt.sha256")]:
+            checkpoint.unlink(missing_ok=True)
+        self.files.record_trained(computation.id, spec.run_id, "done")
+        self._index(spec, "done", metrics)
+        return metrics
+
+    def _membership(self, spec: RunSpec, trace: Trace, budget: float | None,
+                    target: dict[str, Any] | None) -> dict[str, Any]:
+        """A run's metrics as a member of its protocol's tables: its id, how its plan met its
+        target, its pipeline's totals over its base, the content it was audited against, how its
+        method code ran, its SX budget."""
+        base = self.files.metrics(spec.base) if spec.base else None
+        return {
+            "run_id": spec.run_id,
+            **trainability(spec, trace),
+            "target": target,  # what the plan keeps against its target (pruned runs)
+            "total_epochs": (base["epochs"] if base else 0) + trace.epochs,
+            "base_test_acc": base["test_acc"] if base else None,
+            # the whole pipeline's, the shared base's training included (what an SX-B budget counts)
+            "total_train_flops": (base["train_flops"] if base else 0) + trace.train_flops,
             # the suite and protocol content the run was audited against (protocol.json holds them)
             "suite_sha256": self.suite_sha256,
             "protocol_sha256": self.protocol_sha256 if spec.kind != "base" else None,
             "protocol_file_sha256": self.protocol_file_sha256 if spec.kind != "base" else None,
-            "machine": machine.describe(self.device),
-            "compiled": self.compiled,  # torch.compile: the same run, possibly other last digits
-            "code": _code_version(),
             "division": self.division,
             # base runs plan nothing: no method code ran for them
             "planning": self.planning_record() if spec.kind != "base" else None,
@@ -800,13 +962,6 @@ class Harness:
                        "convention": self.protocol.budget.convention}
             if budget is not None and self.protocol.budget else None,
         }
-        write_atomic(directory / "metrics.json", json.dumps(metrics, indent=2))
-        if spec.kind == "base":
-            self._base_sha[spec.run_id] = metrics["model_sha256"]
-        for checkpoint in [*directory.glob("checkpoint*.pt"), *directory.glob("checkpoint*.pt.sha256")]:
-            checkpoint.unlink(missing_ok=True)
-        self._index(spec, "done", metrics)
-        return metrics
 
     def _train(self, model: nn.Module, spec: RunSpec, directory: Path, phases: list[tuple[str, Recipe]],
                checkpoint: str, prior: Trace | None = None, regularizer=None, masks: Masks | None = None) -> Trace:
@@ -894,7 +1049,8 @@ class Harness:
             model.load_state_dict(self.rewound(spec.base, rewind, directory).state_dict())
         apply_plan(model, plan, self.input_shape)
         model = model.to(self.device, memory_format=self.memory_format)
-        return Start(model, [p for p in spec.phases if p[0] != "prune"], prior, plan.masks or None, met)
+        return Start(model, [p for p in spec.phases if p[0] != "prune"], prior, plan.masks or None, met,
+                     plan_sha256=plan.sha256(), rewind=rewind)
 
     def _check_pins(self, base_id: str, recorded: str) -> None:
         """A base first loaded by this harness: every run that started from it pinned its sha256

@@ -13,6 +13,7 @@ dies, and the holder's name left in the file tells that the last holder was kill
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -40,7 +41,7 @@ T = TypeVar("T")
 # SQLite errors of an index that is fine but busy, full or not writable (anything else is damage)
 NOT_DAMAGE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")
 
-SCHEMA_VERSION = 8  # PRAGMA user_version; an older index is rebuilt from the run directories
+SCHEMA_VERSION = 9  # PRAGMA user_version; an older index is rebuilt from the run directories
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -86,6 +87,8 @@ CREATE TABLE IF NOT EXISTS runs (
     budget_kind TEXT,                -- SX-A: epochs, SX-B: flops, NULL outside SX
     budget REAL,                     -- the SX budget the run was held to, in that unit
     seconds REAL,
+    computation TEXT,                -- what it computes (Computation's id): runs of one computation trained once
+    trained_in TEXT,                 -- the run whose training it is: its own id, or another run's of its computation
     spec TEXT NOT NULL,
     updated REAL NOT NULL            -- when the run was last indexed (run, or found done)
 );
@@ -115,7 +118,7 @@ RUN_COLUMNS = ("id", "kind", "suite", "protocol", "setup", "row", "method", "met
                "machine", "seed", "base", "status", "violation", "failure", "test_acc", "train_acc",
                "base_test_acc", "ta_train", "ta_test", "ta_epochs", "macs", "effective_macs", "params",
                "density", "epochs", "total_epochs", "train_flops", "total_train_flops", "budget_kind", "budget",
-               "seconds", "spec", "updated")
+               "seconds", "computation", "trained_in", "spec", "updated")
 
 
 def trainability(spec: RunSpec, trace: Trace) -> dict[str, Any]:
@@ -237,41 +240,77 @@ class RunFiles:
     def trace(self, run_id: str) -> Trace | None:
         return self._read(run_id, "trace.json", Trace.model_validate_json)
 
-    @contextmanager
     def claim(self, run_id: str, waiting: Callable[[str], None] | None = None,
-              stale: Callable[[str], None] | None = None) -> Iterator[None]:
+              stale: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager[None]:
         """Hold the run's lock while the body trains it. If another process holds it, `waiting`
         hears who, and the call blocks until that process finishes or dies; `stale` hears of a
         lock whose holder died without releasing it (a killed run, which then resumes here)."""
-        directory = self.run_dir(run_id)
+        return _locked(self.run_dir(run_id), "metrics.json", waiting, stale)
+
+    def claim_computation(self, computation: str,
+                          waiting: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager[None]:
+        """Hold a computation's lock (under the run's own): two runs of one computation (two
+        protocols' runs, or two scratch baselines of one architecture, in parallel) train it once."""
+        return _locked(self.computation_dir(computation), "trained.json", waiting, None)
+
+    def computation_dir(self, computation: str) -> Path:
+        return paths.computations_dir(self.root) / computation
+
+    def trained(self, computation: str) -> dict[str, Any] | None:
+        """Which run trained a computation ({"run": id, "status": "done" | "failed", ...}), or None."""
+        path = self.computation_dir(computation) / "trained.json"
+        try:
+            record = _json_object(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None  # a damaged record: the computation trains again, and records itself anew
+        return record if isinstance(record.get("run"), str) and record.get("status") in ("done", "failed") else None
+
+    def record_trained(self, computation: str, run_id: str, status: str, reason: str | None = None) -> None:
+        """The run that trained a computation (to the end, or until it failed): later runs of the
+        same computation take its result instead of training it again."""
+        directory = self.computation_dir(computation)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise disk_error(directory / "lock", e) from None
+            raise disk_error(directory, e) from None
+        write_atomic(directory / "trained.json", json.dumps(
+            {"run": run_id, "status": status, **({"reason": reason} if reason else {})}, indent=1))
+
+
+@contextmanager
+def _locked(directory: Path, done: str, waiting: Callable[[str], None] | None,
+            stale: Callable[[str], None] | None) -> Iterator[None]:
+    """An `flock` on `directory/lock` for the body; the lock file goes once `directory/done` exists."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise disk_error(directory / "lock", e) from None
+    try:
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if waiting is not None:
-                    waiting(_holder(fd))
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            left = _holder(fd)
-            if left and stale is not None:  # a clean release empties the file
-                stale(left)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}".encode(), 0)
-            os.fsync(fd)
-            try:
-                yield
-            finally:
-                os.ftruncate(fd, 0)
-                if (directory / "metrics.json").exists():
-                    # a finished run needs no lock: whoever waits on this one, or comes later,
-                    # finds the metrics once it holds a lock, and never trains the run again
-                    (directory / "lock").unlink(missing_ok=True)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting(_holder(fd))
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        left = _holder(fd)
+        if left and stale is not None:  # a clean release empties the file
+            stale(left)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}".encode(), 0)
+        os.fsync(fd)
+        try:
+            yield
         finally:
-            os.close(fd)  # releases the flock
+            os.ftruncate(fd, 0)
+            if (directory / done).exists():
+                # a finished run needs no lock: whoever waits on this one, or comes later,
+                # finds the metrics once it holds a lock, and never trains the run again
+                (directory / "lock").unlink(missing_ok=True)
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def _is_damage(e: sqlite3.DatabaseError) -> bool:
@@ -375,6 +414,7 @@ class Store(RunFiles):
         if trace is not None:
             m.update(trainability(spec, trace))
         method = spec.method
+        computed = m.get("computation") if isinstance(m.get("computation"), dict) else {}
         values = {
             "id": spec.run_id, "kind": spec.kind, "suite": spec.suite, "protocol": spec.protocol,
             "setup": spec.protocol.split("/")[-1] if spec.protocol else None, "row": spec.row,
@@ -396,6 +436,7 @@ class Store(RunFiles):
                                      "macs", "params", "density", "epochs", "total_epochs", "train_flops",
                                      "total_train_flops", "seconds")},
             "effective_macs": m.get("effective_macs", m.get("macs")),
+            "computation": computed.get("id"), "trained_in": computed.get("trained_in"),
             "spec": canonical(spec), "updated": updated or time.time(),
         }
         db = self._db
