@@ -495,7 +495,7 @@ def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) ->
 
     planned = harness.plan(args.method, seeds, args.ratio, args.config, speedup=args.speedup)
     n = harness.dataset.train_size
-    out = []
+    out, first = [], {}  # computation -> the first run of it (which trains it)
     for p in planned:
         phases = [{"phase": ph, "epochs": r.epochs, "lr": str(r.lr), "samples": r.epochs * (r.samples_per_epoch or n),
                    "batch_size": r.batch_size} for ph, r in p.spec.phases]
@@ -505,7 +505,8 @@ def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) ->
                     **({"search": {"ratio": p.found["knob"], "target_macs": round(p.found["target_macs"]),
                                    "within_1_percent": p.found["within"], "closest": p.found["closest"]}}
                        if p.found else {}),
-                    "phases": phases, "budget": p.budget})
+                    "phases": phases, "budget": p.budget, "computation": p.computation[:12] if p.computation else None,
+                    "trained_as": first.setdefault(p.computation, p.spec.run_id[:12]) if p.computation else None})
     if args.json:
         print(json.dumps(out, indent=1))
         return 0
@@ -523,16 +524,21 @@ def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) ->
             target = o["target"] or "-"
             if found:  # the ratio the search found, and whether whole filters kept it off by more than 1%
                 target += f" (ratio {found['ratio']:g}{'' if found['within_1_percent'] else ', nearest'})"
+            trains = "yes" if o["trained_as"] in (None, o["run"]) else f"as {o['trained_as']}"
             table.append([o["run"], o["row"], o["seed"], target, ph["phase"], ph["epochs"],
                           ph["lr"], f"{ph['samples']:,}", f"{o['macs']:,}",
-                          f"{o['budget']:.4g}" if o["budget"] is not None else "-"])
+                          f"{o['budget']:.4g}" if o["budget"] is not None else "-", trains])
     print(tabulate(table, headers=["run", "row", "seed", "target", "phase", "epochs", "LR schedule",
-                                   "samples (all epochs)", "MACs/image", "budget"]))
+                                   "samples (all epochs)", "MACs/image", "budget", "trains"]))
     print(f"\nMACs/image: {MACS_NOTE}, of one forward pass of one image. Budget: total epochs (SX-A) or "
           "training FLOPs (SX-B) of pretrain + prune + retrain that the scratch run must not exceed.\n"
           "Planned on an untrained model: exact for fixed layer-wise ratios and named configs; where a method "
           "chooses the architecture from trained weights or data (a global threshold, a pruning phase), the "
           "run decides it on the trained base, and its MACs, scratch epochs and budget follow from that.")
+    if any(o["trained_as"] not in (None, o["run"]) for o in out):
+        print("Trains 'as RUN': the same computation as that run (equal architecture, recipe and seed): trained once, "
+              "the result in both rows. A run whose computation another setup already trained in the store is "
+              "not trained again either.")
     if any(o.get("search") for o in out):
         print("Speedup targets: the ratio each method is asked for, found by search over its plans to within 1% of "
               "dense MACs / speedup; 'nearest': whole filters allow no closer architecture (the nearer of the two "

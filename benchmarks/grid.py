@@ -1,16 +1,19 @@
-"""Training the harness saves on a grid by sharing base models, against one script per run.
+"""Training the harness saves on a grid, against one script per run.
 
-For M methods x R ratios x S seeds under a protocol, counts the epochs (and training FLOPs:
-samples x 3 x 2 x forward MACs, `prunebench.flops.training_flops`) the harness trains, as
-`Harness.plan` lays the grid out for each ratio, runs deduplicated by run id (a seed's base is
-trained once and shared by every method and ratio), against what a script-per-run approach
-trains: every pruned run trains its own base from scratch, then its own pruning and
-retraining; every scratch baseline is its own run. Pruning and retraining epochs and the
-scratch baselines are the same on both sides; the saving comes from the bases. Planning trains
-nothing (the store is a temporary folder).
+For M methods x R ratios x S seeds under one or several protocols, counts the epochs (and
+training FLOPs: samples x 3 x 2 x forward MACs, `prunebench.flops.training_flops`) the harness
+trains, as `Harness.plan` lays each grid out, against what a script-per-run approach trains.
+The harness trains each *computation* once (`Planned.computation`: base, plan content, recipes,
+penalty, seed): a seed's base is shared by every method, ratio and setup; a pruned run repeated
+under several setups with the same base, plan and recipe trains once; scratch baselines of equal
+architectures (Scratch-B of l1norm and of random at one ratio) train once. A script per run
+trains every pruned run's own base, then its pruning and retraining, and every scratch baseline
+as its own run, in every setup. With several protocols, a last block counts them together (the
+sharing across setups). Planning trains nothing (the store is a temporary folder); plans are made
+on untrained models, as the dry run makes them.
 
 Example:
-    .venv/bin/python benchmarks/grid.py --protocol S2 SX-B --json /tmp/grid.json
+    .venv/bin/python benchmarks/grid.py --protocol S2 SX-A SX-B --json /tmp/grid.json
 """
 
 from __future__ import annotations
@@ -38,28 +41,58 @@ def phase_flops(harness: Harness, planned: Planned) -> int:
     return total
 
 
-def count(harness: Harness, methods: list[str], ratios: list[float], seeds: list[int]) -> dict[str, dict]:
-    """Runs, epochs and FLOPs per kind of run, for the harness and for one script per run."""
+def planned_grid(harness: Harness, methods: list[str], ratios: list[float], seeds: list[int]) -> list[Planned]:
+    """Every run of one protocol's grid (each once, by run id), in the order the harness runs them."""
     runs: dict[str, Planned] = {}
     for ratio in ratios:
         for planned in harness.plan(methods, seeds, ratio):
             runs.setdefault(planned.spec.run_id, planned)
-    zero = {"runs": 0, "epochs": 0, "flops": 0}
+    return list(runs.values())
+
+
+def count(grids: list[tuple[Harness, list[Planned]]]) -> dict[str, dict]:
+    """Runs, trainings, epochs and FLOPs per kind of run, for the harness (each computation once,
+    across all `grids`) and for one script per run (every run, each pruned run with its own base)."""
+    zero = {"runs": 0, "trained": 0, "epochs": 0, "flops": 0}
     out = {side: {kind: dict(zero) for kind in KINDS} for side in ("harness", "script")}
-    for planned in runs.values():
-        kind, epochs, flops = planned.spec.kind, planned.spec.epochs(), phase_flops(harness, planned)
-        for side in ("harness", "script"):
-            if side == "harness" or kind != "base":  # one script per pruned or scratch run
-                row = out[side][kind]
-                row["runs"], row["epochs"], row["flops"] = row["runs"] + 1, row["epochs"] + epochs, row["flops"] + flops
-        if kind == "pruned":  # the script trains the run's base first, inside the same run
-            base = runs[planned.spec.base]
-            row = out["script"]["base"]
-            row["epochs"] += base.spec.epochs()
-            row["flops"] += phase_flops(harness, base)
+    trained: set[str] = set()
+    for harness, runs in grids:
+        by_id = {planned.spec.run_id: planned for planned in runs}
+        for planned in runs:
+            kind, epochs, flops = planned.spec.kind, planned.spec.epochs(), phase_flops(harness, planned)
+            assert planned.computation is not None
+            row = out["harness"][kind]
+            row["runs"] += 1
+            if planned.computation not in trained:  # the harness trains a computation once
+                trained.add(planned.computation)
+                row["trained"], row["epochs"], row["flops"] = row["trained"] + 1, row["epochs"] + epochs, \
+                    row["flops"] + flops
+            if kind == "base":
+                continue  # a script trains its base inside each pruned run
+            row = out["script"][kind]
+            row["runs"], row["trained"] = row["runs"] + 1, row["trained"] + 1
+            row["epochs"], row["flops"] = row["epochs"] + epochs, row["flops"] + flops
+            if kind == "pruned":  # the script trains the run's base first, inside the same run
+                base = by_id[planned.spec.base]
+                row = out["script"]["base"]
+                row["epochs"] += base.spec.epochs()
+                row["flops"] += phase_flops(harness, base)
     for side in out.values():
         side["total"] = {key: sum(side[kind][key] for kind in KINDS) for key in zero}
     return out
+
+
+def rows(label: str, counted: dict[str, dict]) -> list[list]:
+    table = []
+    for kind in (*KINDS, "total"):
+        h, s = counted["harness"][kind], counted["script"][kind]
+        if not h["runs"] and not s["runs"] and not s["epochs"]:
+            continue
+        script_runs = s["runs"] if kind != "base" else f"(in {counted['script']['pruned']['runs']} pruned)"
+        table.append([label, kind, h["runs"], h["trained"], script_runs, h["epochs"], s["epochs"],
+                      f"{s['epochs'] / h['epochs']:.2f}x", f"{h['flops']:.3g}", f"{s['flops']:.3g}",
+                      f"{s['flops'] / h['flops']:.2f}x"])
+    return table
 
 
 def main() -> None:
@@ -74,22 +107,21 @@ def main() -> None:
     args = p.parse_args()
     args.method = args.method or ["l1norm", "random", "magnitude"]
 
-    figures, table = {}, []
-    for name in args.protocol:
-        protocol, path, sha = load_protocol(name, args.suite)
-        with tempfile.TemporaryDirectory() as store:
+    figures, table, grids = {}, [], []
+    with tempfile.TemporaryDirectory() as store:
+        for name in args.protocol:
+            protocol, path, sha = load_protocol(name, args.suite)
             harness = Harness(protocol, store=Path(store), protocol_sha256=sha, device="cpu", progress=False)
-            counted = count(harness, args.method, args.ratios, args.seeds)
-        figures[protocol.setup] = {"protocol_file": str(path), "protocol_sha256": sha, **counted}
-        for kind in (*KINDS, "total"):
-            h, s = counted["harness"][kind], counted["script"][kind]
-            if not h["runs"] and not s["runs"] and not s["epochs"]:
-                continue
-            script_runs = s["runs"] if kind != "base" else f"(in {counted['script']['pruned']['runs']} pruned)"
-            table.append([protocol.setup, kind, h["runs"], script_runs, h["epochs"], s["epochs"],
-                          f"{s['epochs'] / h['epochs']:.2f}x", f"{h['flops']:.3g}", f"{s['flops']:.3g}",
-                          f"{s['flops'] / h['flops']:.2f}x"])
-    print(tabulate(table, headers=["protocol", "runs of", "runs harness", "runs script-per-run", "epochs harness",
+            grids.append((harness, planned_grid(harness, args.method, args.ratios, args.seeds)))
+            counted = count(grids[-1:])
+            figures[protocol.setup] = {"protocol_file": str(path), "protocol_sha256": sha, **counted}
+            table += rows(protocol.setup, counted)
+        if len(grids) > 1:
+            together = "+".join(h.setup for h, _ in grids)
+            figures[together] = count(grids)
+            table += rows(together, figures[together])
+    print(tabulate(table, headers=["protocol", "runs of", "runs harness", "trained harness", "runs script-per-run",
+                                   "epochs harness",
                                    "epochs script-per-run", "saving", "train FLOPs harness",
                                    "train FLOPs script-per-run", "saving (FLOPs)"], disable_numparse=True))
     print(f"suite {args.suite}; {len(args.method)} methods ({', '.join(args.method)}) x {len(args.ratios)} ratios "

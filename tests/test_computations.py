@@ -1,0 +1,141 @@
+"""One computation, one training: a run's identity for training is what it computes (base, plan
+content, recipes, penalty, seed, precision); its method, setup and row are memberships. Runs of
+one computation train once and appear in every table, each audited against its own protocol."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import prunebench.runner
+from prunebench.errors import ProtocolViolation
+from prunebench.protocol_files import load_protocol
+from prunebench.reverify import finished_runs, verify_runs
+from prunebench.runner import Harness
+from prunebench.store import Store
+from tests.plugins import UNFAIR
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """Epochs the training loop actually ran, counted at the loop itself (the real one, wrapped)."""
+    epochs = []
+    real = prunebench.runner.train_phases
+
+    def counting(*args, **kwargs):
+        trace = real(*args, **kwargs)
+        epochs.append(len(trace.rows))
+        return trace
+
+    monkeypatch.setattr(prunebench.runner, "train_phases", counting)
+    return epochs
+
+
+def run(setup, methods, store, **kwargs):
+    protocol, _, sha = load_protocol(setup, "synth-small")
+    h = Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None, **kwargs)
+    return h.run(methods, seeds=[0])
+
+
+def by_row(rows):
+    return {r["row"]: r for r in rows}
+
+
+def test_a_pruned_run_repeated_across_setups_and_equal_scratch_baselines_train_once(user_protocols, store, trained):
+    s2 = by_row(run("S2", ["l1norm", "random"], store))
+    assert sum(trained) == 3 + 2 + 2  # the base, then l1norm and random retrained 2 epochs each
+    trained.clear()
+
+    sx = by_row(run("SX-B", ["l1norm", "random"], store))
+    # the base and both pruned runs are S2's computations; Scratch-B of l1norm and of random at
+    # ratio 0.5 have the same widths (per-layer ratio): one scratch training of 13 epochs
+    assert trained == [13]
+    assert set(sx) == {"dense", "l1norm", "random", "Scratch-B of l1norm", "Scratch-B of random"}
+    for row in ("l1norm", "random"):  # the same numbers, in each setup's own table
+        assert sx[row]["mean"] == s2[row]["mean"] and sx[row]["n"] == 1
+    assert sx["Scratch-B of l1norm"]["mean"] == sx["Scratch-B of random"]["mean"]
+
+    index = Store(store)
+    runs = {(r["protocol"], r["row"]): dict(r) for r in index.query("SELECT * FROM runs")}
+    own = {key: r for key, r in runs.items() if r["trained_in"] == r["id"]}
+    assert sum(r["epochs"] for r in own.values()) == 3 + 2 + 2 + 13  # what trained, from the index too
+    sx_l1 = runs[("synth-small/SX-B", "l1norm")]
+    s2_l1 = runs[("synth-small/S2", "l1norm")]
+    assert sx_l1["id"] != s2_l1["id"] and sx_l1["computation"] == s2_l1["computation"]
+    assert sx_l1["trained_in"] == s2_l1["id"]
+    # each membership carries its own protocol's audit: SX-B's budget, S2's none
+    assert sx_l1["budget_kind"] == "flops" and s2_l1["budget_kind"] is None
+    assert sx_l1["protocol_sha256"] != s2_l1["protocol_sha256"]
+
+    verdicts = verify_runs(store, finished_runs(store))
+    assert len(verdicts) == 7 and all(v.ok for v in verdicts), [(v.row, v.problems) for v in verdicts if not v.ok]
+
+    trained.clear()  # a second run of either grid is a cache hit
+    run("SX-B", ["l1norm", "random"], store)
+    assert trained == []
+
+
+def test_a_shared_run_is_audited_against_its_own_protocol(user_protocols, store, trained):
+    # LR 0.1 retraining is free under S3.1 and breaks S3.2's fixed schedule: the same computation
+    # is taken, not retrained, and S3.2 refuses it under its own rule
+    rows = by_row(run("S3.1", ["unfair-higher-lr"], store, plugins=(UNFAIR,)))
+    assert rows["unfair-higher-lr"]["n"] == 1
+    trained.clear()
+    with pytest.raises(ProtocolViolation) as caught:
+        run("S3.2", ["unfair-higher-lr"], store, plugins=(UNFAIR,))
+    assert caught.value.rule == "retrain epoch 0 LR" and trained == []
+    violated = Store(store).query("SELECT status, protocol FROM runs WHERE row = 'unfair-higher-lr'")
+    assert sorted((r["protocol"], r["status"]) for r in violated) == [
+        ("synth-small/S3.1", "done"), ("synth-small/S3.2", "violated")]
+
+
+def test_a_pruning_phase_run_is_shared_with_the_plan_its_method_chose(user_protocols, store, trained):
+    # slimming trains its own BN-L1 phase (2 epochs) before cutting, under S2 and S3.1 alike
+    s2 = by_row(run("S2", ["slimming"], store))
+    assert sum(trained) == 3 + 2 + 2
+    trained.clear()
+    s31 = by_row(run("S3.1", ["slimming"], store))
+    assert trained == [] and s31["slimming"]["mean"] == s2["slimming"]["mean"]
+    verdicts = verify_runs(store, finished_runs(store))
+    assert len(verdicts) == 3 and all(v.ok for v in verdicts), [(v.row, v.problems) for v in verdicts if not v.ok]
+
+
+def _metrics(store, protocol, row):
+    run_id = Store(store).query("SELECT id FROM runs WHERE protocol = ? AND row = ?", (protocol, row))[0]["id"]
+    return store / "runs" / run_id / "metrics.json"
+
+
+def test_a_forged_record_of_who_trained_a_computation_is_not_taken(user_protocols, store, trained):
+    s2 = by_row(run("S2", ["l1norm", "random"], store))
+    l1 = json.loads(_metrics(store, "synth-small/S2", "l1norm").read_text())
+    random_id = json.loads(_metrics(store, "synth-small/S2", "random").read_text())["run_id"]
+    # the computations' record says l1norm's computation was trained by the random run
+    record = store / "computations" / l1["computation"]["id"] / "trained.json"
+    record.write_text(json.dumps({"run": random_id, "status": "done"}))
+    trained.clear()
+    sx = by_row(run("SX-A", ["l1norm"], store))
+    assert trained[0] == 2  # l1norm trained again (then its Scratch-E): random's model is another computation
+    assert sx["l1norm"]["mean"] == s2["l1norm"]["mean"]  # the same computation, trained again, the same result
+
+
+def test_verify_finds_a_run_whose_computation_record_was_edited(user_protocols, store):
+    run("S2", ["l1norm", "random"], store)
+    run("SX-A", ["l1norm", "random"], store)
+    adopted = _metrics(store, "synth-small/SX-A", "l1norm")
+    metrics = json.loads(adopted.read_text())
+    owner = metrics["computation"]["trained_in"]
+    random_id = json.loads(_metrics(store, "synth-small/S2", "random").read_text())["run_id"]
+    metrics["computation"]["trained_in"] = random_id  # claims another run's training
+    adopted.write_text(json.dumps(metrics))
+    other = _metrics(store, "synth-small/SX-A", "random")
+    forged = json.loads(other.read_text())
+    forged["computation"]["content"]["seed"] = 1  # a computation it is not
+    other.write_text(json.dumps(forged))
+    verdicts = {v.run_id: v for v in verify_runs(store, finished_runs(store))}
+    problems = verdicts[metrics["run_id"]].problems
+    assert any("model or computation is not its own" in p for p in problems), problems
+    problems = verdicts[forged["run_id"]].problems
+    assert any("does not hash to the id" in p for p in problems) and any(
+        "not what the run's spec trains" in p for p in problems), problems
+    assert verdicts[owner].ok
