@@ -811,6 +811,14 @@ class Harness:
             return None
         if metrics.get("data_fingerprint") != self._fingerprint:  # other images behind the same dataset name
             return None
+        if spec.kind == "pruned":  # the base weights it started from (a base retrained since is other weights)
+            assert spec.base is not None
+            try:
+                started_from = json.loads((self.files.run_dir(owner) / "base.json").read_text())["model_sha256"]
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+            if started_from != (self.files.metrics(spec.base) or {}).get("model_sha256"):
+                return None
         return "done", owner, owner_spec, metrics
 
     def _adopt(self, spec: RunSpec, directory: Path, computation: Computation, owner: str,

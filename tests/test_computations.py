@@ -139,3 +139,54 @@ def test_verify_finds_a_run_whose_computation_record_was_edited(user_protocols, 
     assert any("does not hash to the id" in p for p in problems) and any(
         "not what the run's spec trains" in p for p in problems), problems
     assert verdicts[owner].ok
+
+
+def test_a_store_of_an_older_prunebench_opens_and_its_runs_are_not_shared(user_protocols, store, trained):
+    import shutil
+    import sqlite3
+
+    run("S2", ["l1norm"], store)
+    for metrics in (store / "runs").glob("*/metrics.json"):  # what runs of the previous version record
+        record = json.loads(metrics.read_text())
+        del record["computation"]
+        metrics.write_text(json.dumps(record))
+    shutil.rmtree(store / "computations")
+    db = sqlite3.connect(store / "index.sqlite")
+    db.execute("ALTER TABLE runs DROP COLUMN trained_in")  # the version-8 layout
+    db.execute("PRAGMA user_version = 8")
+    db.commit()
+    db.close()
+    trained.clear()
+    assert by_row(run("S2", ["l1norm"], store))["l1norm"]["n"] == 1 and trained == []  # cache hits, index rebuilt
+    run("SX-A", ["l1norm"], store)
+    assert trained[0] == 2  # an old run records no computation: SX-A's l1norm trains its own
+    rows = Store(store).query("SELECT protocol, computation, trained_in FROM runs WHERE row = 'l1norm'")
+    assert sorted((r["protocol"], r["computation"] is None) for r in rows) == [
+        ("synth-small/S2", True), ("synth-small/SX-A", False)]
+    verdicts = verify_runs(store, finished_runs(store))
+    assert all(v.ok for v in verdicts), [(v.row, v.problems) for v in verdicts if not v.ok]
+
+
+def test_a_pruned_run_is_not_shared_once_its_base_was_retrained(user_protocols, store, trained):
+    import torch
+
+    from prunebench._atomic import sha256_file
+
+    run("S2", ["l1norm"], store)
+    # the base found damaged, set aside and trained again, on a device whose kernels are not
+    # deterministic: the same computation, other weights (here: the weights nudged, as that gives)
+    index = Store(store)
+    base_id = index.query("SELECT id FROM runs WHERE kind = 'base'")[0]["id"]
+    directory = store / "runs" / base_id
+    metrics = json.loads((directory / "metrics.json").read_text())
+    aside = index.set_aside(base_id)
+    state = torch.load(aside / "model.pt", weights_only=True)
+    state[next(iter(state))] += 1e-3
+    torch.save(state, directory / "model.pt")
+    for name in ("spec.json", "trace.json", "trace.csv", "protocol.json"):
+        (directory / name).write_bytes((aside / name).read_bytes())
+    (directory / "metrics.json").write_text(json.dumps({**metrics, "model_sha256": sha256_file(directory / "model.pt")}))
+    trained.clear()
+    rows = by_row(run("SX-A", ["l1norm"], store))
+    assert trained[0] == 2  # S2's l1norm started from the first weights: SX-A's trains from the new ones
+    assert rows["l1norm"]["n"] == 1
