@@ -90,6 +90,7 @@ class Table:
     protocol_sha256: str = ""
     identity: str = ""  # "" for the shipped files' content, else e.g. "custom protocol S3.2 (sha256 1a2b...)"
     machines: list[str] = field(default_factory=list)  # where its runs ran, when more than one machine
+    shared: list[str] = field(default_factory=list)  # rows whose runs took another run's training (one computation)
 
     @property
     def name(self) -> str:
@@ -364,6 +365,7 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
     found.update({v.run_id: {"ok": v.ok, "problems": v.problems, "recorded_acc": v.recorded_acc}
                   for v in verdicts or ()})  # just verified (a read-only store keeps no record of it)
     checks = Verifications(found, strict=verified_only)
+    owners = {r["id"]: (r["row"], r["setup"]) for r in store.query("SELECT id, row, setup FROM runs")}
     keys = ["suite", "setup", "division", "suite_sha256", "protocol_sha256"]
     for (suite_name, setup, division, suite_sha, protocol_sha), group in sorted(runs.groupby(keys),
                                                                                 key=lambda kv: kv[0]):
@@ -396,7 +398,7 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
             tables.append(Table(suite_name, setup, str(target), seeds, dense, complete, incomplete,
                                 _all_pairs(complete), note, str(division), unsandboxed, suite_sha, protocol_sha,
                                 identity(suite_name, setup, suite_sha, protocol_sha, shipped),
-                                machines if len(machines) > 1 else []))
+                                machines if len(machines) > 1 else [], _shared(complete + incomplete, at, owners)))
     if reference is not None and not any(c.row == reference for t in tables for c in t.cells):
         rows = sorted({c.row for t in tables for c in t.cells})
         raise UserError(f"--reference {reference!r} is not a row of any leaderboard here; rows: {', '.join(rows)}.")
@@ -583,6 +585,27 @@ def missing_rows(t: Table) -> list[list[str]]:
              " ".join(c.runs[s][:8] for s in sorted(c.runs)) or "-"] for c in cells]
 
 
+def _shared(cells: list[Cell], at: pd.DataFrame, owners: dict[str, tuple[str, str | None]]) -> list[str]:
+    """Rows whose runs are the same computation as runs of another row or setup, trained once
+    there: 'Scratch-B of random: the training of Scratch-B of l1norm (SX-B), runs 1a2b3c4d ...'."""
+    trained_in = dict(zip(at["id"], at["trained_in"])) if "trained_in" in at else {}
+    out = []
+    for c in cells:
+        by_owner: dict[tuple[str, str | None], list[str]] = {}
+        for seed in sorted(c.runs):
+            owner = trained_in.get(c.runs[seed])
+            if isinstance(owner, str) and owner != c.runs[seed] and owner in owners:
+                by_owner.setdefault(owners[owner], []).append(owner[:8])
+        out += [f"{c.row}: the training of {row} ({setup or 'base models'}), run{'s' if len(ids) > 1 else ''} "
+                f"{' '.join(ids)}" for (row, setup), ids in by_owner.items()]
+    return out
+
+
+def shared_line(t: Table) -> str:
+    return ("Trained once (the same computation: base, plan, recipe, seed), each audited against this protocol: "
+            + "; ".join(t.shared) + ".") if t.shared else ""
+
+
 def superseded_line(t: Table) -> str:
     cells = t.cells + t.incomplete
     old = [f"{c.row}: {' '.join(r[:8] for r in c.superseded)}" for c in cells if c.superseded]
@@ -704,6 +727,8 @@ def markdown(t: Table, plots: list[Plot]) -> str:
         out += [t.reference_note, ""]
     if superseded := superseded_line(t):
         out += [superseded, ""]
+    if shared := shared_line(t):
+        out += [shared, ""]
     if t.pairs:
         out += ["All pairs (p adjusted by Benjamini–Hochberg across the pairs of this table):", "",
                 tabulate(pair_rows(t), headers=["A", "B", "Δ (A − B)", "95% CI", "test", "p (BH)", "verdict"],
@@ -784,6 +809,8 @@ def html_page(tables: list[Table], curves: dict[str, list[Plot]], figures: dict[
                 body.append(f"<p>{esc(t.reference_note)}</p>")
             if superseded := superseded_line(t):
                 body.append(f"<p>{esc(superseded)}</p>")
+            if shared := shared_line(t):
+                body.append(f'<p class="note">{esc(shared)}</p>')
             if t.pairs:
                 body.append("<p>All pairs (p adjusted by Benjamini–Hochberg):</p>")
                 body.append(_table_html(pair_rows(t), ["A", "B", "Δ (A − B)", "95% CI", "test", "p (BH)", "verdict"],

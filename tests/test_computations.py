@@ -11,6 +11,7 @@ import pytest
 import prunebench.runner
 from prunebench.errors import ProtocolViolation
 from prunebench.protocol_files import load_protocol
+from prunebench.report import build, shared_line
 from prunebench.reverify import finished_runs, verify_runs
 from prunebench.runner import Harness
 from prunebench.store import Store
@@ -70,6 +71,13 @@ def test_a_pruned_run_repeated_across_setups_and_equal_scratch_baselines_train_o
 
     verdicts = verify_runs(store, finished_runs(store))
     assert len(verdicts) == 7 and all(v.ok for v in verdicts), [(v.row, v.problems) for v in verdicts if not v.ok]
+
+    # the report says which rows are another row's training
+    tables = {t.setup: t for t in build(Store(store))}
+    line = shared_line(tables["SX-B"])
+    assert "Scratch-B of random: the training of Scratch-B of l1norm (SX-B)" in line
+    assert f"l1norm: the training of l1norm (S2), run {s2_l1['id'][:8]}" in line
+    assert tables["S2"].shared == []
 
     trained.clear()  # a second run of either grid is a cache hit
     run("SX-B", ["l1norm", "random"], store)
