@@ -316,6 +316,8 @@ class Computation(Frozen):
     penalty: Penalty | None = Field(None, description="the harness's regulariser of the pruning phase")
     widths: dict[str, int] | None = Field(None, description="scratch: output channels per pruned layer")
     masks_sha256: str | None = Field(None, description="scratch of unstructured pruning: digest of its masks")
+    protocol: str | None = Field(
+        None, description="with `method`: the protocol content (sha256) the method declared and planned under")
     division: Literal["closed", "open"] = Field("closed", description="where method code ran (never shared across)")
 
     @property

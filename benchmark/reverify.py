@@ -159,7 +159,9 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
                               rule, "weight" if plan.masks else "filter")
             except ProtocolViolation as v:
                 problems.append(f"the plan misses its target: expected {v.expected}, got {v.actual}")
-        problems.extend(_computation_problems(files, spec, metrics, plan))
+        found, flagged = _computation_problems(files, spec, metrics, plan)
+        problems.extend(found)
+        verdict.flags.extend(flagged)
         if plan is not None:
             apply_plan(model, plan, dataset.input_shape)
         state = torch.load(model_file, map_location="cpu", weights_only=True)
@@ -271,21 +273,23 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
     return verdict
 
 
-def _computation_problems(files, spec, metrics: dict, plan) -> list[str]:
+def _computation_problems(files, spec, metrics: dict, plan) -> tuple[list[str], list[str]]:
     """The run's computation record against its own files: it hashes to its id, it is what the
-    spec trains (kind, seed, recipes, base, the plan cut or the method choosing it, the scratch
-    architecture), and a run that took another run's training has that run's model and
-    computation. A run of an older prunebench records none: nothing was shared."""
+    spec trains (kind, seed, recipes, base, the plan cut or the method choosing it and the
+    protocol it chose under, the scratch architecture), and a run that took another run's
+    training names a run of the same computation. Problems, and flags: the run it names is gone
+    or holds another model now (retrained since; this run's own files verify on their own). A run
+    of an older prunebench records none: nothing was shared."""
     from prunebench.config import Computation
 
     record = metrics.get("computation")
     if record is None:
-        return []
+        return [], []
     try:
         content = Computation.model_validate(record["content"])
     except (KeyError, TypeError, ValueError):
-        return ["metrics.json's computation record cannot be read"]
-    problems = []
+        return ["metrics.json's computation record cannot be read"], []
+    problems, flags = [], []
     if content.id != record.get("id"):
         problems.append("its computation record does not hash to the id it records")
     trained = (content.kind, content.dataset, content.arch, content.arch_signature, content.seed, content.phases,
@@ -299,25 +303,25 @@ def _computation_problems(files, spec, metrics: dict, plan) -> list[str]:
             problems.append("the computation recorded has another penalty than the run's spec")
         if content.method is None and (plan is None or content.plan_sha256 != plan.sha256()):
             problems.append("the plan it cut (plan.json) is not the plan its computation records")
-        if content.method is not None and (content.method, content.protect, content.target_rule) != (
-                spec.method, spec.protect, spec.target_rule):
-            problems.append("the method its computation records is not the run's")
+        if content.method is not None and (content.method, content.protect, content.target_rule, content.protocol) != (
+                spec.method, spec.protect, spec.target_rule, metrics.get("protocol_sha256")):
+            problems.append("the method (or the protocol it planned under) its computation records is not the run's")
         base = (files.metrics(spec.base) or {}).get("computation") if spec.base else None
         if isinstance(base, dict) and content.base != base.get("id"):
             problems.append("the base its computation records is not the run's base model")
     owner = record.get("trained_in")
     if owner != spec.run_id:
         if not isinstance(owner, str) or len(owner) != 64 or any(c not in "0123456789abcdef" for c in owner):
-            return [*problems, f"its computation record names no run that trained it ({owner!r})"]
+            return [*problems, f"its computation record names no run that trained it ({owner!r})"], flags
         trained_by = files.metrics(owner)
+        theirs = (trained_by or {}).get("computation") or {}
         if trained_by is None:
-            problems.append(f"it records run {owner[:12]} as its training, which is not a finished run of the store")
-        elif (trained_by.get("model_sha256") != metrics.get("model_sha256")
-              or (trained_by.get("computation") or {}).get("id") != record.get("id")
-              or (trained_by.get("computation") or {}).get("trained_in") != owner):
-            problems.append(f"it records run {owner[:12]} as its training, but that run's model or computation is "
-                            "not its own")
-    return problems
+            flags.append(f"it records run {owner[:12]} as its training, which is no longer a finished run of the store")
+        elif theirs.get("id") != record.get("id") or theirs.get("trained_in") != owner:
+            problems.append(f"it records run {owner[:12]} as its training, but that run's computation is not its own")
+        elif trained_by.get("model_sha256") != metrics.get("model_sha256"):
+            flags.append(f"run {owner[:12]}, whose training it took, holds another model now (trained again since)")
+    return problems, flags
 
 
 def _child(argv: list[str]) -> None:

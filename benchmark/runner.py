@@ -92,6 +92,10 @@ def _link(source: Path, destination: Path) -> None:
         shutil.copyfile(source, destination)
 
 
+def _is_run_id(text: object) -> bool:
+    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -187,6 +191,7 @@ class Harness:
         self._base_sha: dict[str, str] = {}
         self._open_changes: list[str] = []  # open division: what method code changed in the current run
         self._records: list[tuple] | None = None  # a worker's index writes, for the driver to apply
+        self._training: dict[str, str | None] = {}  # what the run being trained started from (data, base weights)
         self.grid_progress: GridProgress | None = None
         self.failures: list[Failure] = []  # of the last `run`, in the order they happened
 
@@ -322,7 +327,8 @@ class Harness:
         run from its base's computation, the content of its plan (`plan_sha256`), the base epoch it
         rewinds to, its recipes and penalty. Where the plan is chosen after a pruning phase, or
         method code ran inside training (the open division), the method itself (code, settings,
-        target, protected layers, rule) stands for the plan."""
+        target, protected layers, rule) and the protocol content it declared and planned under
+        stand for (or beside) the plan: such a computation is shared only within one protocol."""
         common = {"kind": spec.kind, "dataset": spec.dataset, "arch": spec.arch, "seed": spec.seed,
                   "arch_signature": spec.arch_signature, "phases": spec.phases, "division": spec.division}
         if spec.kind == "base":
@@ -332,19 +338,24 @@ class Harness:
         assert spec.base is not None
         base = self._bases.get(spec.base) or self.files.spec(spec.base)
         by_method = self.by_method(spec)
-        if not by_method and plan_sha256 is None:
+        if not self._phased(spec) and plan_sha256 is None:
             raise ValueError("a one-shot pruned run's computation needs its plan")
         return Computation(**common, base=self.computation(base).id, rewind=rewind, penalty=spec.penalty,
-                           plan_sha256=None if by_method else plan_sha256,
+                           plan_sha256=plan_sha256 if not self._phased(spec) else None,
                            method=spec.method if by_method else None,
                            protect=spec.protect if by_method else None,
-                           target_rule=spec.target_rule if by_method else None)
+                           target_rule=spec.target_rule if by_method else None,
+                           protocol=self.protocol_sha256 if by_method else None)
+
+    @staticmethod
+    def _phased(spec: RunSpec) -> bool:
+        return any(p == "prune" for p, _ in spec.phases)
 
     @staticmethod
     def by_method(spec: RunSpec) -> bool:
         """Whether a pruned run's plan is known only from its method: chosen after a pruning
         phase, or in the open division (method code in the training process)."""
-        return spec.kind == "pruned" and (spec.division == "open" or any(p == "prune" for p, _ in spec.phases))
+        return spec.kind == "pruned" and (spec.division == "open" or Harness._phased(spec))
 
     def declared(self, mspec: MethodSpec) -> Declared:
         """What the method declares under this protocol (asked once per method and settings). In
@@ -740,19 +751,21 @@ class Harness:
         try:
             self._check_division()
             # the start (cheap: a load, a plan, a cut) tells a one-shot pruned run's computation; a
-            # pruning phase is training, so such a run's computation is known from its spec
-            begin = None if spec.kind == "pruned" and any(p == "prune" for p, _ in spec.phases) else start(directory)
+            # pruning phase is training, so such a run's computation is known from its spec, and
+            # only the start's checks run before it may take another run's training (the base rule)
+            phased = spec.kind == "pruned" and any(p == "prune" for p, _ in spec.phases)
+            begin = start(directory, phase=False) if phased else start(directory)  # type: ignore[call-arg]
             computation = (self.computation(spec, begin.plan_sha256, begin.rewind) if begin is not None
-                           else self.computation(spec))
+                           else self.computation(spec, rewind=self._rewind(spec)))
             cid = computation.id
             with self.files.claim_computation(cid, waiting=lambda who: self.log(
                     f"{label}: its computation {cid[:12]} is being trained by {who} for another run; waiting")):
                 elsewhere = self._trained_elsewhere(spec, computation)
                 if elsewhere is not None and elsewhere[0] == "failed":
                     raise TrainingFailed(f"the same computation failed in run {elsewhere[1][:12]}: {elsewhere[2]}")
-                if elsewhere is not None:
-                    _, owner, owner_spec, owner_metrics = elsewhere
-                    metrics = self._adopt(spec, directory, computation, owner, owner_metrics, begin, budget, started)
+                if elsewhere is not None and (metrics := self._adopt(
+                        spec, directory, computation, elsewhere[1], elsewhere[3], begin, budget, started)) is not None:
+                    owner, owner_spec = elsewhere[1], elsewhere[2]
                     where = owner_spec.protocol or "a base model"
                     progress.finish(spec.run_id, f"done {label}: test acc {metrics['test_acc']:.2f}%, not trained "
                                                  f"again: the same computation as run {owner[:12]} "
@@ -761,6 +774,7 @@ class Harness:
                 if begin is None:
                     begin = start(directory)
                 model = begin.model
+                self._training = {"data": self._fingerprint, "base": self._base_weights(spec)}
                 if budget is not None:  # of the architecture that exists (planned on the trained base)
                     budget = self.budget(effective_macs(model, self.input_shape))
                 trained_here = True
@@ -781,7 +795,7 @@ class Harness:
         except TrainingFailed as failed:
             self.files.record_failure(spec.run_id, str(failed))
             if trained_here and computation is not None:  # its other runs take the failure, not a retraining
-                self.files.record_trained(computation.id, spec.run_id, "failed", str(failed))
+                self.files.record_trained(computation.id, spec.run_id, "failed", str(failed), **self._training)
             self._index(spec, "failed", failure=str(failed))
             progress.finish(spec.run_id, f"{label} (run {spec.run_id[:12]}) FAILED: {failed}; it enters no table, "
                                          "the grid goes on")
@@ -790,65 +804,104 @@ class Harness:
                                      f"epochs ({metrics['seconds']:.0f} s)")
         return metrics
 
+    def _base_weights(self, spec: RunSpec) -> str | None:
+        """sha256 of the base model a pruned run starts from (None for others)."""
+        return (self.files.metrics(spec.base) or {}).get("model_sha256") if spec.kind == "pruned" and spec.base else None
+
+    def _rewind(self, spec: RunSpec) -> int | None:
+        return self.declared(spec.method).rewind if spec.kind == "pruned" and spec.method else None
+
     def _trained_elsewhere(self, spec: RunSpec, computation: Computation) -> tuple | None:
         """Another run of the same computation, finished with its files intact ("done", its id,
-        spec and metrics) or failed ("failed", its id, why); None: this run trains it. A record
-        whose run no longer says so (its files changed, its failure deleted for a retry, another
-        computation or data recorded) is not taken."""
+        spec and metrics) or failed ("failed", its id, why); None: this run trains it. Taken only
+        from the same data and, for a pruned run, the same base weights (a base retrained since is
+        other weights); a record whose run no longer says so (its files changed, its failure
+        deleted for a retry, another computation) is not taken."""
         record = self.files.trained(computation.id)
-        if record is None or record["run"] == spec.run_id:
+        if record is None or record["run"] == spec.run_id or not _is_run_id(record["run"]):
             return None
         owner = record["run"]
-        try:
-            if record["status"] == "failed":
+        if record["status"] == "failed":
+            if record.get("data") != self._fingerprint or record.get("base") != self._base_weights(spec):
+                return None
+            try:
                 reason = self.files.failure(owner)
-                return ("failed", owner, reason) if reason is not None else None
+            except DamagedFile:
+                return None
+            return ("failed", owner, reason) if reason is not None else None
+        try:
             owner_spec = self.files.spec(owner)
         except (DamagedFile, UserError):
             return None
+        if owner_spec.run_id != owner:
+            return None
         metrics = self.checks.stored(owner_spec, repair=False)
-        if metrics is None or (metrics.get("computation") or {}).get("id") != computation.id:
+        recorded = (metrics or {}).get("computation") or {}
+        if metrics is None or recorded.get("id") != computation.id or recorded.get("content") != json.loads(
+                canonical(computation)):
             return None
         if metrics.get("data_fingerprint") != self._fingerprint:  # other images behind the same dataset name
             return None
-        if spec.kind == "pruned":  # the base weights it started from (a base retrained since is other weights)
-            assert spec.base is not None
+        if spec.kind == "pruned":  # the base weights it started from
             try:
                 started_from = json.loads((self.files.run_dir(owner) / "base.json").read_text())["model_sha256"]
             except (OSError, ValueError, KeyError, TypeError):
                 return None
-            if started_from != (self.files.metrics(spec.base) or {}).get("model_sha256"):
+            if started_from != self._base_weights(spec):
                 return None
         return "done", owner, owner_spec, metrics
 
     def _adopt(self, spec: RunSpec, directory: Path, computation: Computation, owner: str,
                owner_metrics: dict[str, Any], begin: Start | None, budget: float | None,
-               started: float) -> dict[str, Any]:
+               started: float) -> dict[str, Any] | None:
         """Take the training of run `owner`, the same computation, as this run's: its model and
         trace (hard links), audited against this run's own protocol and budget, its target
         checked under this run's method (`begin`: the start this run made itself; None for a
         pruning phase's run, whose plan, intent and target record are the owner's, chosen by the
-        same method code on the same weights)."""
+        same method code on the same weights under the same protocol). None: the owner's files
+        changed meanwhile (nothing taken; this run trains)."""
         source = self.files.run_dir(owner)
         names = ["model.pt", "trace.csv", "trace.json"]
         if begin is None:
             names += ["plan.json", "masks.pt", "intent/plan.json", "intent/masks.pt"]
-            self._pin_base(spec, directory)
-        for name in names:
-            if (source / name).is_file():
-                (directory / name).parent.mkdir(exist_ok=True)
-                _link(source / name, directory / name)
-        trace = self.files.trace(spec.run_id)
-        assert trace is not None
-        if spec.kind == "pruned":
-            audit.audit_run(self.protocol, trace, len(self.data()[0]))
-        if budget is not None:
-            budget = self.budget(owner_metrics["effective_macs"])
-            self._audit_budget(spec, trace, budget)
+        linked = []
+        try:
+            for name in names:
+                if (source / name).is_file():
+                    (directory / name).parent.mkdir(exist_ok=True)
+                    _link(source / name, directory / name)
+                    linked.append(directory / name)
+            intact = sha256_file(directory / "model.pt") == owner_metrics.get("model_sha256")
+        except OSError:
+            intact = False
+        if not intact:
+            for path in linked:
+                path.unlink(missing_ok=True)
+            return None
+        try:
+            trace = self.files.trace(spec.run_id)
+            assert trace is not None
+            if spec.kind == "pruned":
+                audit.audit_run(self.protocol, trace, len(self.data()[0]))
+            if budget is not None:  # of the architecture taken: this run's own cut, or the owner's plan
+                budget = self.budget(effective_macs(begin.model, self.input_shape) if begin is not None
+                                     else self._macs_of(PruningPlan.load(directory)))  # type: ignore[arg-type]
+                self._audit_budget(spec, trace, budget)
+        except BaseException:
+            for path in linked:  # a refused run keeps nothing of the owner's (a retry plans on its own)
+                path.unlink(missing_ok=True)
+            raise
         target = begin.target if begin is not None else owner_metrics.get("target")
         metrics = {**owner_metrics, **self._membership(spec, trace, budget, target),
                    "seconds": round(time.perf_counter() - started, 2),
                    "computation": {**owner_metrics["computation"], "trained_in": owner}}
+        if spec.kind != "base":  # how method code ran: here, and where the training taken was planned
+            theirs = owner_metrics.get("planning") or {}
+            metrics["planning"] = {**metrics["planning"], "sandboxed": bool(
+                metrics["planning"]["sandboxed"] and theirs.get("sandboxed")), "trained_in_run_planning": theirs}
+            if self.division == "open":
+                metrics["open_changes"] = list(dict.fromkeys([*(owner_metrics.get("open_changes") or []),
+                                                              *metrics["open_changes"]]))
         write_atomic(directory / "metrics.json", json.dumps(metrics, indent=2))
         for checkpoint in [*directory.glob("checkpoint*.pt"), *directory.glob("checkpoint*.pt.sha256")]:
             checkpoint.unlink(missing_ok=True)  # anything this run began before is not needed
@@ -940,7 +993,7 @@ class Harness:
             self._base_sha[spec.run_id] = metrics["model_sha256"]
         for checkpoint in [*directory.glob("checkpoint*.pt"), *directory.glob("checkpoint*.pt.sha256")]:
             checkpoint.unlink(missing_ok=True)
-        self.files.record_trained(computation.id, spec.run_id, "done")
+        self.files.record_trained(computation.id, spec.run_id, "done", **self._training)
         self._index(spec, "done", metrics)
         return metrics
 
@@ -1006,10 +1059,13 @@ class Harness:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.to(self.device)
 
-    def _start_pruned(self, spec: RunSpec, method: MethodInfo, shared: str, directory: Path) -> Start:
+    def _start_pruned(self, spec: RunSpec, method: MethodInfo, shared: str, directory: Path,
+                      phase: bool = True) -> Start | None:
         """Base weights -> pruning phase (if any) -> the plan -> rewind (if the method has one) ->
         cut or mask: the model retraining starts from. `shared` is the base run every method of
-        this seed and target must start from (S2 on)."""
+        this seed and target must start from (S2 on). Without `phase`, only the checks before a
+        pruning phase (the base rule, the base's sha256, pinned): what a run that may take
+        another run's training of its pruning phase must pass first (returns None)."""
         assert spec.method is not None and spec.base is not None
         if fixes(self.setup, "base") and spec.base != shared:
             want = (self.files.metrics(shared) or {}).get("model_sha256", f"run {shared[:12]}")
@@ -1017,6 +1073,8 @@ class Harness:
             raise ProtocolViolation(self.setup, "same base checkpoint (sha256)", want, got)
         mspec = spec.method
         model = self._load_base(spec.base, self._pin_base(spec, directory))
+        if not phase:
+            return None
         prior = Trace()
         prune_phases = [p for p in spec.phases if p[0] == "prune"]
         before = None  # a speedup target: the search before a pruning phase that trains towards its ratio

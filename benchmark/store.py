@@ -267,16 +267,19 @@ class RunFiles:
             return None  # a damaged record: the computation trains again, and records itself anew
         return record if isinstance(record.get("run"), str) and record.get("status") in ("done", "failed") else None
 
-    def record_trained(self, computation: str, run_id: str, status: str, reason: str | None = None) -> None:
-        """The run that trained a computation (to the end, or until it failed): later runs of the
-        same computation take its result instead of training it again."""
+    def record_trained(self, computation: str, run_id: str, status: str, reason: str | None = None,
+                       data: str | None = None, base: str | None = None) -> None:
+        """The run that trained a computation (to the end, or until it failed), from which data
+        (fingerprint) and base weights (sha256): later runs of the same computation, data and
+        base take its result instead of training it again."""
         directory = self.computation_dir(computation)
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise disk_error(directory, e) from None
         write_atomic(directory / "trained.json", json.dumps(
-            {"run": run_id, "status": status, **({"reason": reason} if reason else {})}, indent=1))
+            {"run": run_id, "status": status, "data": data, "base": base, **({"reason": reason} if reason else {})},
+            indent=1))
 
 
 @contextmanager

@@ -98,15 +98,33 @@ def test_a_shared_run_is_audited_against_its_own_protocol(user_protocols, store,
         ("synth-small/S3.1", "done"), ("synth-small/S3.2", "violated")]
 
 
-def test_a_pruning_phase_run_is_shared_with_the_plan_its_method_chose(user_protocols, store, trained):
-    # slimming trains its own BN-L1 phase (2 epochs) before cutting, under S2 and S3.1 alike
-    s2 = by_row(run("S2", ["slimming"], store))
+def test_a_pruning_phase_run_is_shared_within_its_protocol_only(user_protocols, store, trained):
+    # slimming trains its own BN-L1 phase (2 epochs) and then plans: its method stands for its
+    # plan, and the method sees the protocol, so only a run under the same protocol content takes it
+    protocol, _, sha = load_protocol("S2", "synth-small")
+    h = Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None)
+    own = by_row(h.run(["slimming"], seeds=[0]))
     assert sum(trained) == 3 + 2 + 2
     trained.clear()
-    s31 = by_row(run("S3.1", ["slimming"], store))
-    assert trained == [] and s31["slimming"]["mean"] == s2["slimming"]["mean"]
+    # recipe cross-validation: slimming retrained with l1norm's recipe, which is the protocol's, as its own
+    lent = by_row(h.run(["slimming"], seeds=[0], borrow={"slimming": ("l1norm", protocol.retrain)}))
+    assert trained == [] and lent["slimming with the recipe of l1norm"]["mean"] == own["slimming"]["mean"]
+    run("S3.1", ["slimming"], store)
+    assert sum(trained) == 2 + 2  # another protocol: its pruning phase and retraining train
     verdicts = verify_runs(store, finished_runs(store))
-    assert len(verdicts) == 3 and all(v.ok for v in verdicts), [(v.row, v.problems) for v in verdicts if not v.ok]
+    assert len(verdicts) == 4 and all(v.ok for v in verdicts), [(v.row, v.problems) for v in verdicts if not v.ok]
+
+
+def test_a_run_that_breaks_the_base_rule_takes_no_training(user_protocols, store, trained):
+    # its own, longer base is allowed under S1 only; under S2 the rule is checked before anything
+    # else, with a pruning phase of its own as without one
+    for method in ("unfair-own-base", "unfair-own-base-phase"):
+        run("S1", [method], store, plugins=(UNFAIR,))
+        trained.clear()
+        with pytest.raises(ProtocolViolation) as caught:
+            run("S2", [method], store, plugins=(UNFAIR,))
+        assert caught.value.rule == "same base checkpoint (sha256)" and trained == []  # every base trained under S1
+        trained.clear()
 
 
 def _metrics(store, protocol, row):
@@ -142,7 +160,7 @@ def test_verify_finds_a_run_whose_computation_record_was_edited(user_protocols, 
     other.write_text(json.dumps(forged))
     verdicts = {v.run_id: v for v in verify_runs(store, finished_runs(store))}
     problems = verdicts[metrics["run_id"]].problems
-    assert any("model or computation is not its own" in p for p in problems), problems
+    assert any("computation is not its own" in p for p in problems), problems
     problems = verdicts[forged["run_id"]].problems
     assert any("does not hash to the id" in p for p in problems) and any(
         "not what the run's spec trains" in p for p in problems), problems

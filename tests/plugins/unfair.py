@@ -3,6 +3,7 @@ plans like l1norm. Loaded by the planning worker as a plug-in file."""
 
 from prunebench.config import Recipe
 from prunebench.method import Choices, Method, MethodSettings, register_method
+from prunebench.schedule import LRSchedule
 from prunebench.methods.l1norm import L1Norm
 
 
@@ -47,3 +48,13 @@ _method("unfair-mutates-protocol", _mutate)
 _method("test-fp32", _retrain(precision="fp32"))
 # retrains one epoch longer than the protocol says: breaks S3.1's fixed retraining epochs
 _method("test-longer", lambda p: Choices(retrain=p.retrain.model_copy(update={"epochs": p.retrain.epochs + 1})))
+
+
+def _own_base_with_phase(self, protocol, settings):
+    # its own (longer-trained) base, and a pruning phase of its own: the base rule must hold before
+    # such a run could take another run's training of that phase
+    return Choices(base=_own_base(protocol).base, prune=protocol.retrain.model_copy(update={"lr": LRSchedule(stages=[(0, 0.01)])}))
+
+
+register_method(type("unfair-own-base-phase", (Unfair,), {"name": "unfair-own-base-phase", "prune_phase": True,
+                                                          "choices": _own_base_with_phase}))
