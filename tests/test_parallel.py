@@ -32,12 +32,21 @@ def bench(*args: str) -> list[str]:
 
 
 def finished(store: Path) -> dict[str, tuple[str, float, int]]:
-    """run id -> (model sha256, test accuracy, epochs trained) of every finished run."""
+    """run id -> (model sha256, test accuracy, epochs) of every finished run."""
     out = {}
     for run in (store / "runs").glob("*"):
         if (run / "metrics.json").exists():
             m = json.loads((run / "metrics.json").read_text())
             out[run.name] = (sha256_file(run / "model.pt"), m["test_acc"], m["epochs"])
+    return out
+
+
+def trained_here(store: Path) -> dict[str, int]:
+    """run id -> epochs it trained itself (0: it took another run's training of the same computation)."""
+    out = {}
+    for metrics in (store / "runs").glob("*/metrics.json"):
+        m = json.loads(metrics.read_text())
+        out[metrics.parent.name] = m["epochs"] if m["computation"]["trained_in"] == metrics.parent.name else 0
     return out
 
 
@@ -114,7 +123,10 @@ def test_driver_killed_mid_grid_then_rerun_loses_nothing_and_trains_nothing_twic
     assert len(done) == 10  # nothing lost
     counts = epochs_logged(first, again.stderr)
     assert max(counts.values()) == 1, [k for k, n in counts.items() if n > 1]  # nothing trained twice
-    assert sum(counts.values()) == sum(epochs for _, _, epochs in done.values())  # every epoch trained once
+    own = trained_here(store)
+    assert sum(counts.values()) == sum(own.values())  # every epoch trained once
+    # Scratch-B of random at ratio 0.5 is Scratch-B of l1norm's computation (equal widths): trained once a seed
+    assert sorted(own.values()).count(0) == 2
     # a run the first process finished is a cache hit the second time: it never reports an epoch again
     assert sum(epochs_logged(again.stderr).values()) < sum(counts.values())
 
@@ -131,7 +143,9 @@ def test_two_processes_on_one_store_train_each_run_once(user_protocols, tmp_path
     done = finished(store)
     assert len(done) == 10
     assert max(counts.values()) == 1  # no run trained by both
-    assert sum(counts.values()) == sum(epochs for _, _, epochs in done.values())
+    own = trained_here(store)
+    assert sum(counts.values()) == sum(own.values())  # and no computation twice (the computation's lock)
+    assert sorted(own.values()).count(0) == 2  # Scratch-B of random: Scratch-B of l1norm's training, per seed
     # both processes report the same results, and the index is whole
     assert json.loads(outs[0][0]) == json.loads(outs[1][0])
     db = sqlite3.connect(store / "index.sqlite")
