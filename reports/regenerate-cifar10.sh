@@ -6,13 +6,16 @@
 #   SX-B: l1norm against its Scratch-B (the pruned runs are S2's computations: trained once).
 # Seed by seed, so that any part that finishes is a whole seed; runs resume from their checkpoints
 # and finished runs are cache hits, so the grid can be trained in parts (kill it any time).
-# About 3 hours of 2 CPU cores per seed (Intel Xeon with AMX, torch 2.14).
+# Trained through torch.compile (--compile: the same runs and ids; on 2 CPU cores a ResNet-20 epoch
+# takes 58 s instead of 76 s dense, 43 s instead of 76 s pruned 2x: thin layers are memory-bound
+# and the compiled kernels fuse them). Several hours of 2 CPU cores per seed (Intel Xeon with AMX,
+# torch 2.14); the Scratch-B runs are most of it.
 # Usage: bash reports/regenerate-cifar10.sh DATA_ROOT [STORE]
 #   DATA_ROOT holds cifar-10-batches-py/ (torchvision's batches) or cifar10/{train,test}/<class>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: bash reports/regenerate-cifar10.sh DATA_ROOT [STORE]" >&2; exit 2; }
-common=(--suite cifar10-resnet20 --data-root "$1"); [ $# -ge 2 ] && common+=(--store "$2")
+common=(--suite cifar10-resnet20 --data-root "$1" --compile); [ $# -ge 2 ] && common+=(--store "$2")
 bench=bench; [ -x .venv/bin/bench ] && bench=.venv/bin/bench   # the README's virtual environment
 for seed in ${SEEDS:-0 1 2}; do
   $bench run --protocol S2 "${common[@]}" --seeds "$seed" \
