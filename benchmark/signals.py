@@ -8,6 +8,7 @@ every epoch), and the CLI treats any error that follows a signal as that signal.
 from __future__ import annotations
 
 import signal
+import sys
 from types import FrameType
 
 _received: int | None = None
@@ -24,12 +25,27 @@ def install(raising: bool = True) -> None:
     While the program imports (`raising=False`) a signal is only noted, since nothing could catch
     it yet; installed again with `raising=True` inside the CLI's error handling, a signal noted
     meanwhile is raised there at once."""
-    global _raising, _installed
+    global _raising, _installed, _default_unraisable
     _raising, _installed = raising, True
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
+    if sys.unraisablehook is not _unraisable:
+        _default_unraisable = sys.unraisablehook
+        sys.unraisablehook = _unraisable
     if raising:
         check()
+
+
+_default_unraisable = sys.unraisablehook
+
+
+def _unraisable(unraisable) -> None:
+    """Where the signal's exception was raised inside code that cannot raise (a weakref callback of
+    the import machinery, a finaliser), Python would print "Exception ignored in ... Traceback";
+    the signal is noted and `check()` raises it at the next safe point, so it is not printed."""
+    if _received is not None and isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)):
+        return
+    _default_unraisable(unraisable)
 
 
 def restore() -> None:

@@ -200,6 +200,29 @@ def test_ctrl_c_at_any_moment_exits_130_with_one_line(user_protocols, tmp_path, 
         assert err.strip().splitlines()[-1] == "bench: interrupted; run the same command again to resume."
 
 
+_SWALLOWED = """
+import signal, sys, weakref
+from prunebench import signals
+signals.install()
+class Thing: pass
+thing = Thing()
+ref = weakref.ref(thing, lambda _: signal.raise_signal(signal.SIGINT))  # raised inside a callback
+del thing  # Python swallows the KeyboardInterrupt: 'Exception ignored in ...'
+print("carried on", flush=True)
+signals.check()
+print("not reached", flush=True)
+"""
+
+
+def test_a_signal_swallowed_where_python_cannot_raise_is_not_printed_and_raised_again():
+    """Ctrl-C landing in a weakref callback (the import machinery's module locks) or a finaliser:
+    Python prints 'Exception ignored ... Traceback' and carries on; bench prints nothing and stops."""
+    proc = subprocess.run([sys.executable, "-c", _SWALLOWED], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.splitlines() == ["carried on"], proc.stdout
+    assert "KeyboardInterrupt" in proc.stderr  # check() raised it again; uncaught in this bare script
+    assert "Exception ignored" not in proc.stderr, proc.stderr
+
+
 def test_sigterm_mid_run_exits_143_and_the_rerun_resumes(user_protocols, tmp_path):
 
     env = {**os.environ, "PRUNEBENCH_PROTOCOLS": str(user_protocols)}
