@@ -73,15 +73,25 @@ def expected_recipe(protocol: Protocol, phase: str) -> Recipe | None:
     keep the hyper-parameters the setup fixes: those of the protocol's retraining."""
     if phase == "retrain":
         return protocol.retrain
+    if phase == "round":  # the training after a pruning round: the protocol's, else the retraining's
+        return protocol.round or protocol.retrain
     if protocol.prune is None and not fixes(protocol.setup, "prune.epochs"):
         return protocol.retrain
     return protocol.prune
 
 
 def audit_run(protocol: Protocol, trace: Trace, n_train: int) -> None:
-    """Every phase of a pruned run against the protocol, including phases the run lacks."""
+    """Every phase of a pruned run against the protocol, including phases the run lacks; every
+    pruning round's training (`round1`, `round2`, ... in the trace) against the round recipe."""
     for phase in ("prune", "retrain"):
         audit_phase(protocol.setup, phase, expected_recipe(protocol, phase), trace.phase(phase), n_train)
+    for name in round_phases(trace):
+        audit_phase(protocol.setup, "round", expected_recipe(protocol, "round"), trace.phase(name), n_train)
+
+
+def round_phases(trace: Trace) -> list[str]:
+    """The trace's pruning rounds' phases, in order: 'round1', 'round2', ..."""
+    return list(dict.fromkeys(r.phase for r in trace.rows if r.phase.startswith("round")))
 
 
 def audit_budget(setup: str, kind: str, budget: float, used: float, tolerance: float) -> None:

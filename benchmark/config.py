@@ -19,7 +19,7 @@ from prunebench.targets import TargetRule
 
 SETUPS = ("S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2", "SX-A", "SX-B")
 Setup = Literal["S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2", "SX-A", "SX-B"]
-Phase = Literal["pretrain", "prune", "retrain", "scratch"]
+Phase = Literal["pretrain", "prune", "round", "retrain", "scratch"]
 
 
 class Frozen(BaseModel):
@@ -140,10 +140,44 @@ class Protect(Frozen):
         return min(numel, math.ceil(self.min_fraction * numel - 1e-9))
 
 
+class Rounds(Frozen):
+    """Iterative pruning (Frankle & Carbin's iterative magnitude pruning, Li et al.'s "prune and
+    retrain iteratively"): the target is reached in rounds, each pruning a part of what remains
+    and training after it; the last round prunes to the target and the retraining follows. The
+    harness owns the schedule: each round's plan is the method's, on the weights the harness
+    hands it, and what a round removes stays removed."""
+
+    rounds: int | None = Field(None, ge=1, le=100, description="rounds to the target (None: as many as "
+                               "`per_round` needs)")
+    per_round: float | None = Field(None, gt=0, lt=1, description="fraction of what remains pruned in each round "
+                                    "(None: the one that reaches the target in `rounds` rounds)")
+    epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="epochs trained after each round but the last "
+                               "(None: the retraining's)")
+    between: Literal["continue", "rewind"] = Field(
+        "continue", description="what a round starts from: the weights trained so far (gradual pruning), or the "
+        "base's weights at the method's rewind epoch under the round's mask (lottery tickets)")
+
+    @model_validator(mode="after")
+    def _given(self) -> Rounds:
+        if self.rounds is None and self.per_round is None:
+            raise ValueError("give 'rounds', 'per_round' or both")
+        return self
+
+    def schedule(self, target: float) -> list[float]:
+        """The cumulative pruning ratio after each round, the last exactly `target`: with a
+        per-round fraction q, 1 - (1 - q)^r, never past the target."""
+        if target <= 0:
+            return [target]
+        q = self.per_round if self.per_round is not None else 1 - (1 - target) ** (1 / self.rounds)  # type: ignore[operator]
+        n = self.rounds or max(1, math.ceil(math.log(1 - target) / math.log(1 - q) - 1e-9))
+        return [min(1 - (1 - q) ** r, target) for r in range(1, n)] + [target]
+
+
 class Protocol(Frozen):
     """One suite under one comparison setup: what must be equal across methods."""
 
     not_content: ClassVar[tuple[str, ...]] = ("description", "ratios", "configs", "speedups")  # run by default only
+    absent_when_default: ClassVar[tuple[str, ...]] = ("round",)  # newer fields: unset, a protocol's content is as before
 
     setup: Setup = Field(description="comparison setup of Wang et al., Tab. 2")
     suite: str = Field(description="the suite this protocol applies to")
@@ -161,6 +195,9 @@ class Protocol(Frozen):
     prune: Recipe | None = Field(None, description="pruning-phase recipe (none: one-shot pruning)")
     retrain: Recipe = Field(description="retraining (fine-tuning) recipe")
     budget: Budget | None = Field(None, description="total budget matched by the scratch baseline")
+    round: Recipe | None = Field(
+        None, description="recipe of the training after each pruning round of an iterative method (none: the "
+        "retraining's hyper-parameters, for the method's own epochs and LR); fixed across methods under S4.x")
 
     @model_validator(mode="after")
     def _check(self) -> Protocol:
@@ -262,6 +299,7 @@ class RunSpec(Frozen):
     penalty: Penalty | None = Field(
         None, description="the harness-owned regulariser of the pruning phase the method declared (bn_l1, "
         "growing_l2, group_lasso)")
+    rounds: Rounds | None = Field(None, description="iterative pruning: the rounds its plans follow (None: one shot)")
     protect: Protect | None = Field(
         None, description="the protocol's protected layers its plan kept (None: the default, a layer keeps one "
         "filter at least): part of the identity, since the plan depends on them")
@@ -314,6 +352,7 @@ class Computation(Frozen):
     protect: Protect | None = Field(None, description="with `method`: the protected layers its plan keeps")
     target_rule: TargetRule | None = Field(None, description="with `method`: the rule its target is met by")
     penalty: Penalty | None = Field(None, description="the harness's regulariser of the pruning phase")
+    rounds: Rounds | None = Field(None, description="iterative pruning: its rounds (each round's plan is the method's)")
     widths: dict[str, int] | None = Field(None, description="scratch: output channels per pruned layer")
     masks_sha256: str | None = Field(None, description="scratch of unstructured pruning: digest of its masks")
     protocol: str | None = Field(
@@ -338,6 +377,8 @@ def content_sha256(model: BaseModel) -> str:
     comments or layout. A description, or which seeds and targets run by default, is not part of
     it (`not_content`): extending a suite's seeds or a protocol's ratios splits no table."""
     exclude = set(getattr(type(model), "not_content", ()))
+    exclude |= {name for name in getattr(type(model), "absent_when_default", ())
+                if getattr(model, name) == type(model).model_fields[name].default}
     text = json.dumps(model.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from prunebench._registry import Registry, did_you_mean
-from prunebench.config import MethodSpec, Protect, Protocol, Recipe, target_label
+from prunebench.config import MethodSpec, Protect, Protocol, Recipe, Rounds, target_label
 from prunebench.data import Split
 from prunebench.errors import UserError
 from prunebench.models import Arch
@@ -53,6 +53,12 @@ class MethodSettings(BaseModel):
     retrain_lr: LRSchedule | None = Field(
         None, description="own retraining LR schedule, e.g. 0.01 or '0:0.01,2:0.001' (default: the "
         "protocol's); refused up front where the setup fixes the retraining LR (S3.2, S4.x)")
+    rounds: int | None = Field(
+        None, ge=1, le=100, description="prune iteratively in this many rounds, each removing the same fraction of "
+        "what remains and training after it (the protocol's `round` recipe, else the retraining's), the last "
+        "reaching the target (default: one shot)")
+    round_epochs: int | None = Field(None, ge=1, description="epochs trained after each round but the last "
+                                     "(default: the protocol's `round` recipe's, else the retraining's)")
 
 
 NoSettings = MethodSettings
@@ -271,6 +277,15 @@ class Method:
         """Epoch of the base training whose weights the pruned model restarts from (the lottery
         ticket's rewinding); None keeps the trained weights."""
         return None
+
+    def rounds(self, settings: BaseModel) -> Rounds | None:
+        """Iterative pruning: the rounds the harness runs (None: one shot). By default from the
+        `rounds` and `round_epochs` settings (`MethodSettings`), continuing from the trained
+        weights after each round."""
+        n = getattr(settings, "rounds", None)
+        if not n or n == 1:
+            return None
+        return Rounds(rounds=n, epochs=getattr(settings, "round_epochs", None))
 
 
 METHODS: Registry[Method] = Registry("method")

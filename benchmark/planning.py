@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from prunebench._registry import did_you_mean
-from prunebench.config import MethodSpec, Protocol, canonical
+from prunebench.config import MethodSpec, Protocol, Rounds, canonical
 from prunebench.errors import ProtocolViolation, UserError
 from prunebench.penalties import Penalty
 from prunebench.targets import TargetRule
@@ -111,6 +111,7 @@ class Declared:
     rewind: int | None
     source: MethodSpec | None = None
     target_rule: TargetRule = field(default_factory=TargetRule)  # how its plans are checked against a target
+    rounds: Rounds | None = None  # iterative pruning: the rounds the harness runs (None: one shot)
 
 
 @dataclass
@@ -202,6 +203,7 @@ class Planner:
             rewind = reply["rewind"]
             assert rewind is None or type(rewind) is int
             rule = TargetRule.model_validate_json(reply["target_rule"])
+            rounds = Rounds.model_validate_json(reply["rounds"]) if reply.get("rounds") else None
             source = None
             if reply["source"] is not None:
                 name, settings, code = reply["source"]
@@ -211,7 +213,7 @@ class Planner:
             raise UserError(f"method {mspec.name!r} declared choices the harness cannot accept: {problems}.") from None
         except (AssertionError, KeyError, TypeError, ValueError):
             raise _malformed(mspec.name, "declaration") from None
-        return Declared(choices, penalty, rewind, source, rule)
+        return Declared(choices, penalty, rewind, source, rule, rounds)
 
     def plan(self, mspec: MethodSpec, model: nn.Module, inputs: PlanInputs) -> PruningPlan:
         return plan_from_reply(mspec.name, self._ask_plan("plan", mspec, model, inputs))

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from prunebench.config import Protect, Protocol, canonical
+from prunebench.config import Protect, Protocol, Rounds, canonical
 from prunebench.data import TensorData
 from prunebench.errors import ProtocolViolation, UserError
 from prunebench.method import (
@@ -108,6 +108,9 @@ class MethodHost:
             raw = origin.settings(getattr(settings, "source_settings", {}))
             source = [origin.name, json.dumps(raw.model_dump(mode="json", exclude_defaults=True)), method_code(origin)]
         rewind = method.rewind_epoch(settings)
+        rounds = method.rounds(settings)
+        if rounds is not None and not isinstance(rounds, Rounds):
+            raise UserError(f"method {method.name!r}: rounds() returned {type(rounds).__name__}, not Rounds")
         rule = method.target_rule(settings)
         if not isinstance(rule, TargetRule):
             raise UserError(f"method {method.name!r}: target_rule() returned {type(rule).__name__}, not a TargetRule")
@@ -116,7 +119,7 @@ class MethodHost:
             "choices": chosen.model_dump_json(),
             "altered": None if after == before else [_digest(before), _digest(after)], "penalty": penalty.model_dump_json() if penalty else "",
             "rewind": None if rewind is None else int(rewind), "source": source,
-            "target_rule": rule.model_dump_json(),
+            "target_rule": rule.model_dump_json(), "rounds": rounds.model_dump_json() if rounds else "",
         }
 
     def op_data(self, request: dict) -> None:

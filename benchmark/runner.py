@@ -44,6 +44,7 @@ from prunebench.config import (
     Protect,
     Protocol,
     Recipe,
+    Rounds,
     RunSpec,
     Suite,
     canonical,
@@ -345,11 +346,12 @@ class Harness:
                            method=spec.method if by_method else None,
                            protect=spec.protect if by_method else None,
                            target_rule=spec.target_rule if by_method else None,
-                           protocol=self.protocol_sha256 if by_method else None)
+                           protocol=self.protocol_sha256 if by_method else None, rounds=spec.rounds)
 
     @staticmethod
     def _phased(spec: RunSpec) -> bool:
-        return any(p == "prune" for p, _ in spec.phases)
+        """Whether a pruned run trains before its final plan: a pruning phase, or pruning rounds."""
+        return any(p in ("prune", "round") for p, _ in spec.phases)
 
     @staticmethod
     def by_method(spec: RunSpec) -> bool:
@@ -386,17 +388,40 @@ class Harness:
         return chosen
 
     def pruned_spec(self, mspec: MethodSpec, seed: int, chosen: Choices, base_recipe: Recipe | None = None,
-                    recipe_of: str | None = None, penalty: penalties.Penalty | None = None) -> RunSpec:
+                    recipe_of: str | None = None, penalty: penalties.Penalty | None = None,
+                    knob: float | None = None) -> RunSpec:
+        """A pruned run: its pruning phase (if any), a training after each pruning round but the
+        last (an iterative method; `knob`: the ratio a speedup's search found), its retraining."""
         phases: list[tuple[str, Recipe]] = []
         prune = chosen.prune or self.protocol.prune
         if prune is not None and prune.epochs:
             phases.append(("prune", prune))
-        phases.append(("retrain", chosen.retrain or self.protocol.retrain))
+        retrain = chosen.retrain or self.protocol.retrain
+        rounds = self.declared(mspec).rounds
+        schedule = self.schedule(mspec, rounds, knob)
+        if len(schedule) > 1:
+            assert rounds is not None
+            template = self.protocol.round or retrain
+            recipe = template.with_epochs(rounds.epochs) if rounds.epochs not in (None, template.epochs) else template
+            phases += [("round", recipe)] * (len(schedule) - 1)
+        phases.append(("retrain", retrain))
         base = self.base_spec(seed, chosen.base or base_recipe)
         return self._spec(kind="pruned", seed=seed, phases=phases, protocol=self.protocol_label,
                           base=base.run_id, method=mspec, recipe_of=recipe_of, target_rule=self._rule(mspec),
-                          protect=self.protect,
-                          penalty=penalty if len(phases) > 1 else None)  # a penalty acts in the pruning phase
+                          protect=self.protect, rounds=rounds if len(schedule) > 1 else None,
+                          penalty=penalty if prune is not None and prune.epochs else None)  # acts in the pruning phase
+
+    def schedule(self, mspec: MethodSpec, rounds: Rounds | None, knob: float | None = None) -> list[float]:
+        """The cumulative ratio after each pruning round, the last the target's (one round: one shot)."""
+        if rounds is None:
+            return [mspec.ratio if mspec.ratio is not None else (knob or 0.0)]
+        if mspec.config is not None:
+            raise UserError(f"method {mspec.label!r} prunes in rounds, which need a ratio or speedup target, not a "
+                            f"named config ({mspec.config}); give --ratio or --speedup, or rounds=1.")
+        ratio = mspec.ratio if mspec.ratio is not None else knob
+        if ratio is None:
+            raise ValueError("a speedup target's rounds need the ratio its search found")
+        return rounds.schedule(ratio)
 
     def scratch_spec(self, source: MethodSpec, seed: int, plan: PruningPlan, pruned_macs: int) -> RunSpec:
         """The scratch baseline of `source`: its pruned architecture (widths, or masks by digest)
@@ -509,13 +534,15 @@ class Harness:
                             # the run of this method, target and seed records it (its recipe as chosen,
                             # since no architecture exists to fit an SX budget to)
                             missed = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender,
-                                                      penalty=self.declared(source_spec).penalty)
+                                                      penalty=self.declared(source_spec).penalty,
+                                                      knob=0.0)  # no ratio found: no rounds to lay out
                             self._record_violation(missed, self.files.prepare(missed), v)
                         raise
                     macs = self._macs_of(plan)
                     chosen = self.budgets.fit(chosen, macs)
                     spec = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender,
-                                            penalty=self.declared(source_spec).penalty)
+                                            penalty=self.declared(source_spec).penalty,
+                                            knob=found["knob"] if found else None)
                     has_phase = any(phase == "prune" for phase, _ in spec.phases)
                     if not method.from_scratch or has_phase:
                         # a scratch baseline of a method with a pruning phase trains the architecture
@@ -753,7 +780,7 @@ class Harness:
             # the start (cheap: a load, a plan, a cut) tells a one-shot pruned run's computation; a
             # pruning phase is training, so such a run's computation is known from its spec, and
             # only the start's checks run before it may take another run's training (the base rule)
-            phased = spec.kind == "pruned" and any(p == "prune" for p, _ in spec.phases)
+            phased = spec.kind == "pruned" and self._phased(spec)
             begin = start(directory, phase=False) if phased else start(directory)  # type: ignore[call-arg]
             computation = (self.computation(spec, begin.plan_sha256, begin.rewind) if begin is not None
                            else self.computation(spec, rewind=self._rewind(spec)))
@@ -1031,6 +1058,8 @@ class Harness:
         def check(phase: str, recipe: Recipe, rows: list) -> None:
             if spec.kind == "pruned" and phase in ("prune", "retrain"):
                 audit.audit_phase(self.setup, phase, audit.expected_recipe(self.protocol, phase), rows, len(train))
+            elif spec.kind == "pruned" and phase.startswith("round"):  # round1, round2, ...: each round's training
+                audit.audit_phase(self.setup, "round", audit.expected_recipe(self.protocol, "round"), rows, len(train))
 
         label, progress = self.label(spec), self.grid_progress
         trace = train_phases(
@@ -1096,6 +1125,16 @@ class Harness:
                 before = searched  # the phase trained towards this ratio's plan: the cut keeps the ratio
             prior = self._train(model, spec, directory, prune_phases, "checkpoint-prune.pt",
                                 regularizer=self._regularizer(spec, method, intent))
+        rounds = [p for p in spec.phases if p[0] == "round"]
+        last: Masks | None = None  # what the last round kept: the final plan keeps no more
+        if rounds:  # iterative pruning: every round but the last, each trained as a phase of the run
+            assert spec.rounds is not None
+            if mspec.speedup is not None and before is None:  # the final ratio: searched on the base
+                _, before = self._targeted(method, mspec, model, spec.seed)
+                before = {**before, "chosen_before": "the pruning rounds"}  # type: ignore[dict-item]
+            schedule = self.schedule(mspec, spec.rounds, before["knob"] if before else None)
+            model, prior, last = self._prune_in_rounds(spec, method, mspec, model, prior, directory, schedule[:-1],
+                                                       [recipe for _, recipe in rounds])
         plan = PruningPlan.load(directory)
         found = None
         if plan is None or mspec.speedup is not None:
@@ -1110,13 +1149,63 @@ class Harness:
                 raise ProtocolViolation(self.setup, targets.RULE, "the plan its speedup search finds (the stored "
                                         "plan.json)", "another plan: the method's plans or the stored file changed")
         met = self._check_target(plan, found, method, mspec, model)  # every start, a resumed one too
+        if last is not None:
+            self._tightens(plan, last, len(rounds) + 1)
         rewind = self.declared(mspec).rewind
         if rewind is not None:
             model.load_state_dict(self.rewound(spec.base, rewind, directory).state_dict())
         apply_plan(model, plan, self.input_shape)
         model = model.to(self.device, memory_format=self.memory_format)
-        return Start(model, [p for p in spec.phases if p[0] != "prune"], prior, plan.masks or None, met,
+        return Start(model, [p for p in spec.phases if p[0] not in ("prune", "round")], prior, plan.masks or None, met,
                      plan_sha256=plan.sha256(), rewind=rewind)
+
+    def _prune_in_rounds(self, spec: RunSpec, method: MethodInfo, mspec: MethodSpec, model: nn.Module, prior: Trace,
+                         directory: Path, ratios: list[float],
+                         recipes: list[Recipe]) -> tuple[nn.Module, Trace, Masks | None]:
+        """Every pruning round but the last: at the round's cumulative ratio the method plans on
+        the weights so far (a copy, in the planning worker), the plan meets the method's rule at
+        that ratio and keeps no weight an earlier round removed (masks tighten), the masks apply
+        (to the base's weights at the method's rewind epoch first, for a lottery ticket), and the
+        round trains as a phase of the run (`round1`, `round2`, ... in the trace). Each round's
+        plan is stored (`rounds/<r>/`) and its training checkpointed: a killed run resumes there."""
+        assert spec.rounds is not None and spec.base is not None
+        masks: Masks | None = None
+        rule = self.declared(mspec).target_rule
+        for r, (ratio, recipe) in enumerate(zip(ratios, recipes), start=1):
+            folder = directory / "rounds" / str(r)
+            plan = PruningPlan.load(folder)
+            if plan is None:
+                plan = self._plan(method, mspec.model_copy(update={"ratio": ratio, "speedup": None}), model, spec.seed)
+                folder.mkdir(parents=True, exist_ok=True)
+                plan.save(folder)
+            if not plan.masks:
+                raise UserError(f"method {mspec.label!r}: pruning in rounds works on weight masks (lottery, magnitude) "
+                                "in this version; filter methods prune in one shot.")
+            targets.check(self.setup, plan, model, self.arch, Target(ratio=ratio, protect=self.protocol.protect), rule,
+                          method.granularity)
+            if masks is not None:
+                self._tightens(plan, masks, r)
+            masks = plan.masks
+            if spec.rounds.between == "rewind":  # the ticket: the base's early weights under the round's mask
+                rewound = self.rewound(spec.base, self.declared(mspec).rewind or 0, directory)
+                model.load_state_dict(rewound.state_dict())
+            apply_plan(model, plan, self.input_shape)
+            model = model.to(self.device, memory_format=self.memory_format)
+            prior = self._train(model, spec, directory, [(f"round{r}", recipe)], f"checkpoint-round{r}.pt",
+                                prior=prior, masks=masks)
+        return model, prior, masks
+
+    def _tightens(self, plan: PruningPlan, before: Masks, r: int) -> None:
+        """Round `r`'s plan keeps no weight an earlier round removed (a `ProtocolViolation` if it does)."""
+        if plan.masks.keys() != before.keys():
+            raise ProtocolViolation(self.setup, f"masks tighten monotonically (round {r})", sorted(before),
+                                    sorted(plan.masks))
+        for name, mask in plan.masks.items():
+            revived = int((mask & ~before[name]).sum())
+            if revived:
+                raise ProtocolViolation(self.setup, f"masks tighten monotonically (round {r})",
+                                        f"no weight of {name} an earlier round removed",
+                                        f"{revived} of them kept again")
 
     def _check_pins(self, base_id: str, recorded: str) -> None:
         """A base first loaded by this harness: every run that started from it pinned its sha256

@@ -29,11 +29,12 @@ RULES: dict[str, tuple[str, ...]] = {
     "S2": ("base",),
     "S3.1": ("base", "retrain.epochs", "retrain.hparams"),
     "S3.2": ("base", "retrain.epochs", "retrain.hparams", "retrain.lr"),
-    "S4.1": ("base", "retrain.epochs", "retrain.hparams", "retrain.lr", "prune.epochs", "prune.hparams"),
+    "S4.1": ("base", "retrain.epochs", "retrain.hparams", "retrain.lr", "prune.epochs", "prune.hparams",
+             "round.epochs", "round.hparams"),
     "S4.2": ("base", "retrain.epochs", "retrain.hparams", "retrain.lr", "prune.epochs", "prune.hparams",
-             "prune.lr"),
-    "SX-A": ("base", "retrain.hparams", "prune.hparams", "total.epochs"),
-    "SX-B": ("base", "retrain.hparams", "prune.hparams", "total.flops"),
+             "prune.lr", "round.epochs", "round.hparams", "round.lr"),
+    "SX-A": ("base", "retrain.hparams", "prune.hparams", "round.hparams", "total.epochs"),
+    "SX-B": ("base", "retrain.hparams", "prune.hparams", "round.hparams", "total.flops"),
 }
 WORDS = {
     "base": "the base checkpoint (the suite's base model of each seed, sha256 checked)",
@@ -43,6 +44,9 @@ WORDS = {
     "prune.epochs": "pruning-phase epochs",
     "prune.lr": "pruning-phase LR schedule",
     "prune.hparams": "pruning-phase " + ", ".join(FIELD_WORDS[f] for f in PARTS["hparams"]),
+    "round.epochs": "epochs trained after each pruning round (iterative methods)",
+    "round.lr": "LR schedule after each pruning round",
+    "round.hparams": "after each pruning round: " + ", ".join(FIELD_WORDS[f] for f in PARTS["hparams"]),
     "total.epochs": "total epochs of pretrain + prune + retrain (Scratch-E trains them all)",
     "total.flops": "total training FLOPs of pretrain + prune + retrain (Scratch-B: K1*F1/F2 + K2 epochs)",
 }
