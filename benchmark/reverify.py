@@ -212,8 +212,10 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
         if trace.epochs != metrics.get("epochs") or trace.train_flops != metrics.get("train_flops"):
             problems.append("the trace's epochs or training FLOPs are not those recorded")
         try:
+            rounds = iter(audit.round_phases(trace))
             for phase, recipe in spec.phases:  # the loop trained what the spec says, epoch by epoch
-                audit.audit_faithful(phase, recipe, trace.phase(phase), n_train)
+                name = next(rounds, "round?") if phase == "round" else phase  # round1, round2, ... in the trace
+                audit.audit_faithful(name, recipe, trace.phase(name), n_train)
             if protocol is not None and suite is not None:
                 if spec.kind == "pruned":
                     audit.audit_run(protocol, trace, n_train)
