@@ -92,26 +92,35 @@ class Budgets:
         return float(training_flops(dense, self.dense_macs)
                      + training_flops(samples(self.protocol.retrain, k2), pruned_macs))
 
-    def fit(self, chosen: Choices, pruned_macs: int) -> Choices:
-        """Under SX-A/SX-B a pruning phase the method adds (the protocol has none) comes out of
-        its retraining, which is shortened (LR stages stretched) so the pipeline keeps the total
-        budget; a method that chose its own retraining length is left to the audit."""
+    def fit(self, chosen: Choices, pruned_macs: int, rounds: list[tuple[Recipe, int]] | None = None) -> Choices:
+        """Under SX-A/SX-B a pruning phase the method adds (the protocol has none), and the
+        trainings after an iterative method's pruning rounds (`rounds`: each one's recipe and
+        MACs), come out of its retraining, which is shortened (LR stages stretched) so the
+        pipeline keeps the total budget; a method that chose its own retraining length is left
+        to the audit."""
         b = self.protocol.budget
         retrain = chosen.retrain or self.protocol.retrain  # its own LR schedule, if it chose one
-        if (b is None or chosen.prune is None or self.protocol.prune is not None
+        own = chosen.prune if chosen.prune is not None and self.protocol.prune is None else None
+        if (b is None or (own is None and not rounds)
                 or retrain.epochs != self.protocol.retrain.epochs):  # its own retraining length: the audit's
             return chosen
-        prune = chosen.prune
         n_r = retrain.samples_per_epoch or self.registered_size
-        n_p = prune.samples_per_epoch or self.registered_size
+        spent = [(own, self.dense_macs)] if own is not None else []
+        spent += list(rounds or [])
         if b.kind == "epochs":
-            left = retrain.epochs - prune.epochs
-        else:  # FLOPs: a dense pruning epoch costs F1/F2 pruned epochs
-            left = (retrain.epochs * n_r * pruned_macs - prune.epochs * n_p * self.dense_macs) // (n_r * pruned_macs)
+            left = retrain.epochs - sum(recipe.epochs for recipe, _ in spent)
+        else:  # FLOPs: an epoch at MACs M costs M / F2 pruned epochs
+            used = sum(recipe.epochs * (recipe.samples_per_epoch or self.registered_size) * macs
+                       for recipe, macs in spent)
+            left = (retrain.epochs * n_r * pruned_macs - used) // (n_r * pruned_macs)
         if left < 1:
+            what = (f"{own.epochs} pruning epoch(s) at the dense model's MACs" if own is not None else "")
+            if rounds:
+                what += (" and " if what else "") + (f"{len(rounds)} pruning round(s) of {rounds[0][0].epochs} "
+                                                     "epoch(s)")
             raise UserError(
-                f"under {self.protocol.setup} a method's own pruning phase must come out of the retraining budget, "
-                f"but {prune.epochs} pruning epoch(s) at the dense model's MACs leave no retraining epoch of "
-                f"the {retrain.epochs} the protocol budgets. Use a protocol with a pruning phase ('prune:' in "
-                "the protocol file, counted in everyone's budget) or a smaller 'prune_epochs' setting.")
+                f"under {self.protocol.setup} what a method trains before its retraining comes out of the retraining "
+                f"budget, but {what} leave no retraining epoch of the {retrain.epochs} the protocol budgets. Use a "
+                "protocol with a pruning phase ('prune:' in the protocol file, counted in everyone's budget), a "
+                "smaller 'prune_epochs', fewer 'rounds' or a smaller 'round_epochs'.")
         return chosen.model_copy(update={"retrain": retrain.with_epochs(int(left))})

@@ -400,16 +400,26 @@ class Harness:
         rounds = self.declared(mspec).rounds
         schedule = self.schedule(mspec, rounds, knob)
         if len(schedule) > 1:
-            assert rounds is not None
-            template = self.protocol.round or retrain
-            recipe = template.with_epochs(rounds.epochs) if rounds.epochs not in (None, template.epochs) else template
-            phases += [("round", recipe)] * (len(schedule) - 1)
+            phases += [("round", self.round_recipe(mspec, chosen, len(schedule)))] * (len(schedule) - 1)
         phases.append(("retrain", retrain))
         base = self.base_spec(seed, chosen.base or base_recipe)
         return self._spec(kind="pruned", seed=seed, phases=phases, protocol=self.protocol_label,
                           base=base.run_id, method=mspec, recipe_of=recipe_of, target_rule=self._rule(mspec),
                           protect=self.protect, rounds=rounds if len(schedule) > 1 else None,
                           penalty=penalty if prune is not None and prune.epochs else None)  # acts in the pruning phase
+
+    def round_recipe(self, mspec: MethodSpec, chosen: Choices, trainings: int) -> Recipe:
+        """What each pruning round trains: the protocol's `round` recipe, else the retraining's
+        hyper-parameters and LR schedule over the method's round epochs (by default the
+        retraining's epochs; under SX, where the rounds come out of the retraining budget, an
+        equal share of them for each of the run's `trainings`)."""
+        rounds = self.declared(mspec).rounds
+        assert rounds is not None
+        template = self.protocol.round or (chosen.retrain or self.protocol.retrain)
+        epochs = rounds.epochs
+        if epochs is None and self.protocol.round is None and self.protocol.budget is not None:
+            epochs = max(1, self.protocol.retrain.epochs // trainings)
+        return template.with_epochs(epochs) if epochs not in (None, template.epochs) else template
 
     def schedule(self, mspec: MethodSpec, rounds: Rounds | None, knob: float | None = None) -> list[float]:
         """The cumulative ratio after each pruning round, the last the target's (one round: one shot)."""
@@ -539,7 +549,8 @@ class Harness:
                             self._record_violation(missed, self.files.prepare(missed), v)
                         raise
                     macs = self._macs_of(plan)
-                    chosen = self.budgets.fit(chosen, macs)
+                    chosen = self.budgets.fit(chosen, macs, self._rounds_cost(
+                        source, source_spec, seed, base.run_id if live else None, chosen, found))
                     spec = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender,
                                             penalty=self.declared(source_spec).penalty,
                                             knob=found["knob"] if found else None)
@@ -564,6 +575,21 @@ class Harness:
                                                 macs, self.budget(macs), found=found,
                                                 start=partial(self._start_scratch, scratch, plan, source, source_spec,
                                                               found), computation=self.computation(scratch).id))
+
+    def _rounds_cost(self, method: MethodInfo, mspec: MethodSpec, seed: int, base_id: str | None, chosen: Choices,
+                     found: dict[str, Any] | None) -> list[tuple[Recipe, int]]:
+        """What an iterative method's rounds train, for fitting them into an SX budget: each
+        round's recipe and the MACs of its plan (effective MACs for masks), planned at the round's
+        ratio on the base (on the trained base in a live grid; the plans the rounds make later, on
+        the weights each round trained, are close but not the same, and the audit counts what was
+        trained)."""
+        rounds = self.declared(mspec).rounds
+        schedule = self.schedule(mspec, rounds, found["knob"] if found else None)
+        if rounds is None or len(schedule) == 1 or self.protocol.budget is None:
+            return []
+        recipe = self.round_recipe(mspec, chosen, len(schedule))
+        return [(recipe, self._macs_of(self._plan_on(method, mspec.model_copy(update={"ratio": s, "speedup": None}),
+                                                      seed, base_id)[0])) for s in schedule[:-1]]
 
     def _base_job(self, spec: RunSpec) -> Planned:
         def start(directory: Path) -> Start:
