@@ -1,0 +1,152 @@
+"""Iterative pruning: rounds owned by the harness. Each round's plan is the method's, on the
+weights the harness hands it; masks tighten monotonically; every round trains as a phase of the
+trace, audited, and counted in SX budgets; a rewound round starts from init x mask exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import prunebench.runner
+from prunebench.config import Rounds
+from prunebench.errors import ProtocolViolation
+from prunebench.method import Target
+from prunebench.methods.magnitude import magnitude_masks, weights
+from prunebench.protocol_files import load_protocol
+from prunebench.pruning import PruningPlan
+from prunebench.reverify import finished_runs, verify_runs
+from prunebench.runner import Harness
+from tests.conftest import RETRAIN, write_yaml
+
+ROUNDS_PLUGIN = str(Path(__file__).with_name("plugins") / "rounds.py")
+
+
+def test_the_schedule_prunes_a_fraction_of_what_remains_and_ends_on_the_target():
+    # the paper's 20% per round to 50%: 1 - 0.8^r until it would pass 0.5, then 0.5
+    assert Rounds(per_round=0.2).schedule(0.5) == pytest.approx([0.2, 0.36, 0.488, 0.5])
+    # three rounds to 50%: each keeps the cube root of a half of what remains
+    q = 1 - 0.5 ** (1 / 3)
+    assert Rounds(rounds=3).schedule(0.5) == pytest.approx([q, 1 - (1 - q) ** 2, 0.5])
+    assert Rounds(rounds=1).schedule(0.5) == [0.5]
+    assert Rounds(rounds=4, per_round=0.5).schedule(0.6) == pytest.approx([0.5, 0.6, 0.6, 0.6])
+    with pytest.raises(ValueError):
+        Rounds()
+
+
+def harness(setup, store, **kwargs):
+    protocol, _, sha = load_protocol(setup, "synth-small")
+    return Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None,
+                   **kwargs)
+
+
+def only_run(store: Path, row: str) -> Path:
+    for metrics in store.glob("runs/*/metrics.json"):
+        if json.loads((metrics.parent / "spec.json").read_text()).get("method", {}).get("name") and \
+                row in metrics.parent.joinpath("spec.json").read_text():
+            return metrics.parent
+    raise AssertionError(f"no finished run of {row}")
+
+
+def test_masks_after_each_round_are_the_methods_on_the_weights_so_far_and_tighten(user_protocols, store):
+    h = harness("S2", store)
+    rows = {r["row"]: r for r in h.run(["magnitude:rounds=2,scope=layer"], seeds=[0])}
+    assert rows["magnitude(rounds=2, scope=layer)"]["n"] == 1
+    run = only_run(store, "magnitude")
+    first = PruningPlan.load(run / "rounds" / "1").masks
+    final = PruningPlan.load(run).masks
+    s1 = 1 - 0.5 ** 0.5
+    # round 1: magnitude's own masks at 1 - sqrt(0.5) of every tensor, computed here on the base's weights
+    base = json.loads((run / "spec.json").read_text())["base"]
+    model = h.build()
+    model.load_state_dict(torch.load(store / "runs" / base / "model.pt", weights_only=True))
+    expected = magnitude_masks(weights(model, "conv+linear"), Target(ratio=s1, protect=h.protocol.protect), "layer")
+    assert expected.keys() == first.keys() and all(torch.equal(expected[n], first[n]) for n in first)
+    for name, mask in first.items():
+        n = mask.numel()
+        assert int((~mask).sum()) == min(int(s1 * n), n - h.protocol.protect.weight_floor(n))
+        # the last round reaches the target exactly and keeps nothing the first removed
+        assert int((~final[name]).sum()) == min(int(0.5 * n), n - h.protocol.protect.weight_floor(n))
+        assert not bool((final[name] & ~mask).any())
+    trace = json.loads((run / "trace.json").read_text())["rows"]
+    assert [r["phase"] for r in trace] == ["round1"] * RETRAIN["epochs"] + ["retrain"] * RETRAIN["epochs"]
+    verdicts = verify_runs(store, finished_runs(store))
+    assert all(v.ok for v in verdicts), [(v.row, v.problems) for v in verdicts if not v.ok]
+
+
+def test_a_round_whose_plan_revives_a_removed_weight_is_refused(user_protocols, store):
+    with pytest.raises(ProtocolViolation) as caught:
+        harness("S2", store, plugins=(ROUNDS_PLUGIN,)).run(["cheat-revive:rounds=3"], seeds=[0])
+    assert caught.value.rule == "masks tighten monotonically (round 2)"
+
+
+def test_a_rewound_round_starts_from_init_times_its_mask_bit_for_bit(user_protocols, store, monkeypatch):
+    starts = {}
+    real = Harness._train
+
+    def spying(self, model, spec, directory, phases, checkpoint, *args, **kwargs):
+        if phases[0][0].startswith("round"):
+            starts[phases[0][0]] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return real(self, model, spec, directory, phases, checkpoint, *args, **kwargs)
+
+    monkeypatch.setattr(Harness, "_train", spying)
+    h = harness("S2", store)
+    h.run(["lottery:rounds=3"], seeds=[0])
+    run = only_run(store, "lottery")
+    init = h._fresh(0).state_dict()  # the base's init: the same seeded construction
+    assert set(starts) == {"round1", "round2"}
+    for r in (1, 2):
+        masks = PruningPlan.load(run / "rounds" / str(r)).masks
+        for name, value in starts[f"round{r}"].items():
+            want = init[name] * masks[name] if name in masks else init[name]
+            assert torch.equal(value.cpu(), want), (r, name)
+
+
+def test_every_round_counts_in_the_sx_budget(user_protocols, store):
+    folder = user_protocols / "synth-small"
+    write_yaml(folder / "SX-B.yaml", {"setup": "SX-B", "suite": "synth-small", "ratios": [0.5],
+                                       "retrain": {**RETRAIN, "epochs": 6, "lr": "0:0.01,3:0.001"},
+                                       "budget": {"kind": "flops", "tolerance": 0.01}})
+    rows = {r["row"]: r for r in harness("SX-B", store).run(["lottery:rounds=3"], seeds=[0])}
+    assert {"lottery(rounds=3)", "Scratch-B of lottery(rounds=3)"} <= set(rows)
+    run = only_run(store, "lottery")
+    metrics = json.loads((run / "metrics.json").read_text())
+    trace = json.loads((run / "trace.json").read_text())["rows"]
+    phases = [r["phase"] for r in trace]
+    assert phases.count("round1") == phases.count("round2") == 2 and "retrain" in phases  # 6 // 3 each
+    assert metrics["total_train_flops"] <= metrics["budget"]["amount"] * 1.01
+    own = sum(6 * r["samples"] * r["macs"] for r in trace)
+    assert metrics["train_flops"] == own  # the rounds' FLOPs are the run's own, counted with the retraining's
+
+
+def test_a_protocol_round_recipe_is_fixed_under_s4(user_protocols, store):
+    folder = user_protocols / "synth-small"
+    s41 = json.loads(json.dumps(load_protocol("S4.1", "synth-small")[0].model_dump(mode="json")))
+    s41["round"] = {**RETRAIN, "epochs": 1}
+    write_yaml(folder / "S4.1.yaml", s41)
+    with pytest.raises(ProtocolViolation) as caught:
+        harness("S4.1", store).run(["magnitude:rounds=2,round_epochs=2"], seeds=[0])
+    assert caught.value.rule == "round epochs"
+    rows = {r["row"] for r in harness("S4.1", store).run(["magnitude:rounds=2"], seeds=[0])}
+    assert "magnitude(rounds=2)" in rows
+
+
+def test_the_dry_run_shows_the_rounds(user_protocols, capsys):
+    from prunebench.cli import main
+
+    assert main(["run", "--protocol", "SX-B", "--method", "lottery:rounds=3", "--seeds", "0", "--dry-run",
+                 "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    lottery = next(p for p in planned if p["row"] == "lottery(rounds=3)")
+    assert [ph["phase"] for ph in lottery["phases"]] == ["round", "round", "retrain"]
+
+
+def test_one_shot_is_one_round(user_protocols, store, monkeypatch):
+    trained = []
+    real = prunebench.runner.train_phases
+    monkeypatch.setattr(prunebench.runner, "train_phases",
+                        lambda *a, **k: trained.append([p for p, _ in a[1]]) or real(*a, **k))
+    harness("S2", store).run(["lottery:rounds=1"], seeds=[0])
+    assert trained[-1] == ["retrain"]
