@@ -153,6 +153,47 @@ def apply_plan(model: nn.Module, plan: PruningPlan, input_shape: tuple[int, ...]
     return model
 
 
+def filter_masks(model: nn.Module, plan: PruningPlan, input_shape: tuple[int, ...]) -> Masks:
+    """Weight masks that silence the filters a filter plan drops without removing them: each
+    dropped filter's weights, its BatchNorm scale and shift, and the input channels that consume
+    it are held at zero, so the model computes what the cut model computes while keeping its
+    shapes (between pruning rounds, where a method plans on the full-size model; the filters are
+    cut after the last round). The dependencies are Torch-Pruning's, as `apply_plan` cuts them."""
+    plan.validate_for(model)
+    param = next(model.parameters())
+    example = torch.zeros(2, *input_shape, device=param.device)
+    was_training = model.training
+    model.eval()
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    model.train(was_training)
+    modules = dict(model.named_modules())
+    names = {id(m): n for n, m in modules.items()}
+    masks: Masks = {}
+
+    def drop(name: str, tensor: torch.Tensor, idxs: list[int], dim: int) -> None:
+        mask = masks.setdefault(name, torch.ones_like(tensor, dtype=torch.bool, device="cpu"))
+        mask.index_fill_(dim, torch.tensor(idxs, dtype=torch.long), False)
+
+    for conv_name, keep in plan.keep.items():
+        dropped = sorted(set(range(modules[conv_name].out_channels)) - set(keep))
+        if not dropped:
+            continue
+        for dep, idxs in graph.get_pruning_group(modules[conv_name], tp.prune_conv_out_channels, idxs=dropped):
+            module, idxs = dep.target.module, [int(i) for i in idxs]
+            name = names.get(id(module))
+            if name is None or not idxs:
+                continue
+            outward = "out" in getattr(dep.handler, "__name__", "")
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                drop(f"{name}.weight", module.weight, idxs, 0 if outward else 1)
+                if outward and module.bias is not None:
+                    drop(f"{name}.bias", module.bias, idxs, 0)
+            elif isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine:
+                drop(f"{name}.weight", module.weight, idxs, 0)
+                drop(f"{name}.bias", module.bias, idxs, 0)
+    return masks
+
+
 def apply_masks(model: nn.Module, masks: Masks) -> None:
     """Zero the masked-out weights (after every optimizer step, so that masks survive training)."""
     params = dict(model.named_parameters())

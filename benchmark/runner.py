@@ -71,7 +71,7 @@ from prunebench.planning import (
 )
 from prunebench.progress import GridProgress
 from prunebench.protocol_files import load_suites
-from prunebench.pruning import Masks, PruningPlan, apply_plan
+from prunebench.pruning import Masks, PruningPlan, apply_masks, apply_plan, filter_masks
 from prunebench.schedule import LRSchedule
 from prunebench.setups import fixes
 from prunebench.store import RunFiles, Store, trainability
@@ -1152,7 +1152,7 @@ class Harness:
             prior = self._train(model, spec, directory, prune_phases, "checkpoint-prune.pt",
                                 regularizer=self._regularizer(spec, method, intent))
         rounds = [p for p in spec.phases if p[0] == "round"]
-        last: Masks | None = None  # what the last round kept: the final plan keeps no more
+        last: PruningPlan | None = None  # what the last round kept: the final plan keeps no more
         if rounds:  # iterative pruning: every round but the last, each trained as a phase of the run
             assert spec.rounds is not None
             if mspec.speedup is not None and before is None:  # the final ratio: searched on the base
@@ -1187,15 +1187,17 @@ class Harness:
 
     def _prune_in_rounds(self, spec: RunSpec, method: MethodInfo, mspec: MethodSpec, model: nn.Module, prior: Trace,
                          directory: Path, ratios: list[float],
-                         recipes: list[Recipe]) -> tuple[nn.Module, Trace, Masks | None]:
+                         recipes: list[Recipe]) -> tuple[nn.Module, Trace, PruningPlan | None]:
         """Every pruning round but the last: at the round's cumulative ratio the method plans on
         the weights so far (a copy, in the planning worker), the plan meets the method's rule at
-        that ratio and keeps no weight an earlier round removed (masks tighten), the masks apply
-        (to the base's weights at the method's rewind epoch first, for a lottery ticket), and the
-        round trains as a phase of the run (`round1`, `round2`, ... in the trace). Each round's
-        plan is stored (`rounds/<r>/`) and its training checkpointed: a killed run resumes there."""
+        that ratio and keeps nothing an earlier round removed (masks tighten), the round's masks
+        apply (weight masks; for filters, masks that silence the dropped filters, the model
+        keeping its shapes until the last round cuts them), to the base's weights at the method's
+        rewind epoch first for a lottery ticket, and the round trains as a phase of the run
+        (`round1`, `round2`, ... in the trace). Each round's plan is stored (`rounds/<r>/`) and its
+        training checkpointed: a killed run resumes there. Returns the last round's plan."""
         assert spec.rounds is not None and spec.base is not None
-        masks: Masks | None = None
+        last: PruningPlan | None = None
         rule = self.declared(mspec).target_rule
         for r, (ratio, recipe) in enumerate(zip(ratios, recipes), start=1):
             folder = directory / "rounds" / str(r)
@@ -1204,33 +1206,36 @@ class Harness:
                 plan = self._plan(method, mspec.model_copy(update={"ratio": ratio, "speedup": None}), model, spec.seed)
                 folder.mkdir(parents=True, exist_ok=True)
                 plan.save(folder)
-            if not plan.masks:
-                raise UserError(f"method {mspec.label!r}: pruning in rounds works on weight masks (lottery, magnitude) "
-                                "in this version; filter methods prune in one shot.")
             targets.check(self.setup, plan, model, self.arch, Target(ratio=ratio, protect=self.protocol.protect), rule,
                           method.granularity)
-            if masks is not None:
-                self._tightens(plan, masks, r)
-            masks = plan.masks
+            if last is not None:
+                self._tightens(plan, last, r)
+            last = plan
             if spec.rounds.between == "rewind":  # the ticket: the base's early weights under the round's mask
                 rewound = self.rewound(spec.base, self.declared(mspec).rewind or 0, directory)
                 model.load_state_dict(rewound.state_dict())
-            apply_plan(model, plan, self.input_shape)
+            masks = plan.masks or filter_masks(model, plan, self.input_shape)
+            apply_masks(model, masks)
             model = model.to(self.device, memory_format=self.memory_format)
             prior = self._train(model, spec, directory, [(f"round{r}", recipe)], f"checkpoint-round{r}.pt",
                                 prior=prior, masks=masks)
-        return model, prior, masks
+        return model, prior, last
 
-    def _tightens(self, plan: PruningPlan, before: Masks, r: int) -> None:
-        """Round `r`'s plan keeps no weight an earlier round removed (a `ProtocolViolation` if it does)."""
-        if plan.masks.keys() != before.keys():
-            raise ProtocolViolation(self.setup, f"masks tighten monotonically (round {r})", sorted(before),
-                                    sorted(plan.masks))
+    def _tightens(self, plan: PruningPlan, before: PruningPlan, r: int) -> None:
+        """Round `r`'s plan keeps nothing an earlier round removed (a `ProtocolViolation` if it does)."""
+        rule = f"masks tighten monotonically (round {r})"
+        if bool(plan.masks) != bool(before.masks) or plan.masks.keys() != before.masks.keys():
+            raise ProtocolViolation(self.setup, rule, "a plan of the same kind and layers", "another")
         for name, mask in plan.masks.items():
-            revived = int((mask & ~before[name]).sum())
-            if revived:
-                raise ProtocolViolation(self.setup, f"masks tighten monotonically (round {r})",
-                                        f"no weight of {name} an earlier round removed",
+            if revived := int((mask & ~before.masks[name]).sum()):
+                raise ProtocolViolation(self.setup, rule, f"no weight of {name} an earlier round removed",
+                                        f"{revived} of them kept again")
+        modules = dict(self.build().named_modules())
+        for name in set(plan.keep) | set(before.keep):
+            everything = tuple(range(modules[name].out_channels)) if name in modules else ()
+            now, then = set(plan.keep.get(name, everything)), set(before.keep.get(name, everything))
+            if revived := len(now - then):
+                raise ProtocolViolation(self.setup, rule, f"no filter of {name} an earlier round removed",
                                         f"{revived} of them kept again")
 
     def _check_pins(self, base_id: str, recorded: str) -> None:
