@@ -499,6 +499,10 @@ def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) ->
     for p in planned:
         phases = [{"phase": ph, "epochs": r.epochs, "lr": str(r.lr), "samples": r.epochs * (r.samples_per_epoch or n),
                    "batch_size": r.batch_size} for ph, r in p.spec.phases]
+        if p.spec.rounds is not None and p.spec.method is not None:  # each round's cumulative ratio
+            ratios = iter(harness.schedule(p.spec.method, p.spec.rounds, p.found["knob"] if p.found else None))
+            for i, ph in enumerate(x for x in phases if x["phase"] == "round"):
+                ph["phase"], ph["ratio"] = f"round{i + 1}", round(next(ratios), 4)
         out.append({"run": p.spec.run_id[:12], "row": p.row, "seed": p.spec.seed,
                     "target": p.target.label() if p.target else None, "macs": p.macs,
                     "speedup": round(harness.dense_macs / p.macs, 4) if p.macs else None,
@@ -525,7 +529,8 @@ def _dry_run(harness, args: argparse.Namespace, seeds: list[int], path: Path) ->
             if found:  # the ratio the search found, and whether whole filters kept it off by more than 1%
                 target += f" (ratio {found['ratio']:g}{'' if found['within_1_percent'] else ', nearest'})"
             trains = "yes" if o["trained_as"] in (None, o["run"]) else f"as {o['trained_as']}"
-            table.append([o["run"], o["row"], o["seed"], target, ph["phase"], ph["epochs"],
+            phase = ph["phase"] + (f" (to {ph['ratio']:g})" if "ratio" in ph else "")
+            table.append([o["run"], o["row"], o["seed"], target, phase, ph["epochs"],
                           ph["lr"], f"{ph['samples']:,}", f"{o['macs']:,}",
                           f"{o['budget']:.4g}" if o["budget"] is not None else "-", trains])
     print(tabulate(table, headers=["run", "row", "seed", "target", "phase", "epochs", "LR schedule",

@@ -140,7 +140,9 @@ def test_the_dry_run_shows_the_rounds(user_protocols, capsys):
                  "--json"]) == 0
     planned = json.loads(capsys.readouterr().out)
     lottery = next(p for p in planned if p["row"] == "lottery(rounds=3)")
-    assert [ph["phase"] for ph in lottery["phases"]] == ["round", "round", "retrain"]
+    assert [ph["phase"] for ph in lottery["phases"]] == ["round1", "round2", "retrain"]
+    q = 1 - 0.5 ** (1 / 3)
+    assert [ph.get("ratio") for ph in lottery["phases"]] == [round(q, 4), round(1 - (1 - q) ** 2, 4), None]
 
 
 def test_one_shot_is_one_round(user_protocols, store, monkeypatch):
