@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -159,6 +160,8 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
                               rule, "weight" if plan.masks else "filter")
             except ProtocolViolation as v:
                 problems.append(f"the plan misses its target: expected {v.expected}, got {v.actual}")
+        if spec.rounds is not None and plan is not None:  # the rounds' plans: one per round, each within the last
+            problems.extend(_round_problems(directory, spec, plan, model))
         found, flagged = _computation_problems(files, spec, metrics, plan)
         problems.extend(found)
         verdict.flags.extend(flagged)
@@ -273,6 +276,28 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
     except Exception as e:  # noqa: BLE001 - a forged file of any other kind: a failed verification, one line
         problems.append(f"cannot be re-derived: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
     return verdict
+
+
+def _round_problems(directory: Path, spec, final, model) -> list[str]:
+    """An iterative run's stored round plans (`rounds/<r>/`): one per round the spec trains, each
+    keeping nothing an earlier one removed, the final plan within the last."""
+    from prunebench.pruning import PruningPlan
+
+    n = sum(1 for phase, _ in spec.phases if phase == "round")
+    plans = [PruningPlan.load(directory / "rounds" / str(r)) for r in range(1, n + 1)]
+    if any(p is None for p in plans):
+        return [f"rounds/: {sum(p is None for p in plans)} of the {n} rounds' plans are missing"]
+    widths = {name: m.out_channels for name, m in model.named_modules() if hasattr(m, "out_channels")}
+    chain = [*plans, final]
+    for r, (before, after) in enumerate(itertools.pairwise(chain), start=2):
+        for name, mask in after.masks.items():
+            if name not in before.masks or bool((mask & ~before.masks[name]).any()):
+                return [f"round {r} keeps weights of {name} an earlier round removed"]
+        for name in set(after.keep) | set(before.keep):
+            everything = tuple(range(widths.get(name, 0)))
+            if not set(after.keep.get(name, everything)) <= set(before.keep.get(name, everything)):
+                return [f"round {r} keeps filters of {name} an earlier round removed"]
+    return []
 
 
 def _computation_problems(files, spec, metrics: dict, plan) -> tuple[list[str], list[str]]:
