@@ -411,14 +411,14 @@ class Harness:
     def round_recipe(self, mspec: MethodSpec, chosen: Choices, trainings: int) -> Recipe:
         """What each pruning round trains: the protocol's `round` recipe, else the retraining's
         hyper-parameters and LR schedule over the method's round epochs (by default the
-        retraining's epochs; under SX, where the rounds come out of the retraining budget, an
-        equal share of them for each of the run's `trainings`)."""
+        retraining's epochs; under SX, where the rounds come out of the retraining budget, one
+        epoch each, the retraining keeping the rest)."""
         rounds = self.declared(mspec).rounds
         assert rounds is not None
         template = self.protocol.round or (chosen.retrain or self.protocol.retrain)
         epochs = rounds.epochs
         if epochs is None and self.protocol.round is None and self.protocol.budget is not None:
-            epochs = max(1, self.protocol.retrain.epochs // trainings)
+            epochs = 1  # under SX the rounds come out of the retraining budget: one epoch each, the rest retrains
         return template.with_epochs(epochs) if epochs not in (None, template.epochs) else template
 
     def schedule(self, mspec: MethodSpec, rounds: Rounds | None, knob: float | None = None) -> list[float]:

@@ -52,8 +52,8 @@ def only_run(store: Path, row: str) -> Path:
 
 def test_masks_after_each_round_are_the_methods_on_the_weights_so_far_and_tighten(user_protocols, store):
     h = harness("S2", store)
-    rows = {r["row"]: r for r in h.run(["magnitude:rounds=2,scope=layer"], seeds=[0])}
-    assert rows["magnitude(rounds=2, scope=layer)"]["n"] == 1
+    rows = {r["row"]: r for r in h.run(["magnitude:rounds=2"], seeds=[0])}  # per layer, magnitude's default
+    assert rows["magnitude(rounds=2)"]["n"] == 1
     run = only_run(store, "magnitude")
     first = PruningPlan.load(run / "rounds" / "1").masks
     final = PruningPlan.load(run).masks
@@ -115,7 +115,8 @@ def test_every_round_counts_in_the_sx_budget(user_protocols, store):
     metrics = json.loads((run / "metrics.json").read_text())
     trace = json.loads((run / "trace.json").read_text())["rows"]
     phases = [r["phase"] for r in trace]
-    assert phases.count("round1") == phases.count("round2") == 2 and "retrain" in phases  # 6 // 3 each
+    # one epoch a round under SX; the retraining keeps what is left of its budget
+    assert phases.count("round1") == phases.count("round2") == 1 and 1 <= phases.count("retrain") < 6
     assert metrics["total_train_flops"] <= metrics["budget"]["amount"] * 1.01
     own = sum(6 * r["samples"] * r["macs"] for r in trace)
     assert metrics["train_flops"] == own  # the rounds' FLOPs are the run's own, counted with the retraining's
@@ -124,7 +125,7 @@ def test_every_round_counts_in_the_sx_budget(user_protocols, store):
 def test_a_protocol_round_recipe_is_fixed_under_s4(user_protocols, store):
     folder = user_protocols / "synth-small"
     s41 = json.loads(json.dumps(load_protocol("S4.1", "synth-small")[0].model_dump(mode="json")))
-    s41["round"] = {**RETRAIN, "epochs": 1}
+    s41["round"] = {**RETRAIN, "epochs": 1, "lr": "0:0.01"}
     write_yaml(folder / "S4.1.yaml", s41)
     with pytest.raises(ProtocolViolation) as caught:
         harness("S4.1", store).run(["magnitude:rounds=2,round_epochs=2"], seeds=[0])
