@@ -170,7 +170,13 @@ class Rounds(Frozen):
             return [target]
         q = self.per_round if self.per_round is not None else 1 - (1 - target) ** (1 / self.rounds)  # type: ignore[operator]
         n = self.rounds or max(1, math.ceil(math.log(1 - target) / math.log(1 - q) - 1e-9))
-        return [min(1 - (1 - q) ** r, target) for r in range(1, n)] + [target]
+        if n > 100:
+            raise ValueError(f"{n} rounds of {q:g} each to reach {target:g}: at most 100 rounds")
+        schedule = [1 - (1 - q) ** r for r in range(1, n)]
+        if schedule and schedule[-1] >= target:  # rounds after the target would only train again
+            raise ValueError(f"{n} rounds of {q:g} each reach {target:g} before the last round: give fewer rounds "
+                             "or a smaller per_round")
+        return [*schedule, target]
 
 
 class Protocol(Frozen):

@@ -419,7 +419,12 @@ class Harness:
         epochs = rounds.epochs
         if epochs is None and self.protocol.round is None and self.protocol.budget is not None:
             epochs = 1  # under SX the rounds come out of the retraining budget: one epoch each, the rest retrains
-        return template.with_epochs(epochs) if epochs not in (None, template.epochs) else template
+        if epochs in (None, template.epochs):
+            return template
+        if self.protocol.round is None and epochs < template.epochs:  # a short round trains at the first LR
+            first = template.lr.lr_at(0, template.epochs)
+            return template.model_copy(update={"epochs": epochs, "lr": LRSchedule(stages=[(0, first)])})
+        return template.with_epochs(epochs)
 
     def schedule(self, mspec: MethodSpec, rounds: Rounds | None, knob: float | None = None) -> list[float]:
         """The cumulative ratio after each pruning round, the last the target's (one round: one shot)."""
@@ -431,7 +436,10 @@ class Harness:
         ratio = mspec.ratio if mspec.ratio is not None else knob
         if ratio is None:
             raise ValueError("a speedup target's rounds need the ratio its search found")
-        return rounds.schedule(ratio)
+        try:
+            return rounds.schedule(ratio)
+        except ValueError as e:
+            raise UserError(f"method {mspec.label!r}: its pruning rounds cannot run: {e}.") from None
 
     def scratch_spec(self, source: MethodSpec, seed: int, plan: PruningPlan, pruned_macs: int) -> RunSpec:
         """The scratch baseline of `source`: its pruned architecture (widths, or masks by digest)
@@ -554,14 +562,15 @@ class Harness:
                     spec = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender,
                                             penalty=self.declared(source_spec).penalty,
                                             knob=found["knob"] if found else None)
-                    has_phase = any(phase == "prune" for phase, _ in spec.phases)
+                    has_phase = self._phased(spec)  # a pruning phase or rounds: the architecture comes after
                     if not method.from_scratch or has_phase:
                         # a scratch baseline of a method with a pruning phase trains the architecture
                         # that phase led to: the source's pruned run comes first
                         yield from once(Planned(spec, spec.row, target, macs, self.budget(macs),
                                                 start=partial(self._start_pruned, spec, source,
                                                               self.base_spec(seed, shared).run_id), found=found,
-                                                computation=self.computation(spec, plan.sha256(), rewind).id))
+                                                computation=self.computation(spec, plan.sha256(),
+                                                                             self._rewind(spec)).id))
                         if live and (ready is not None and not ready(spec.run_id) or self.files.failure(spec.run_id)):
                             continue  # not trained yet (parallel), or failed: no architecture to copy
                         if live:  # the architecture the pipeline actually cut, and how it met a speedup
@@ -862,7 +871,12 @@ class Harness:
         return (self.files.metrics(spec.base) or {}).get("model_sha256") if spec.kind == "pruned" and spec.base else None
 
     def _rewind(self, spec: RunSpec) -> int | None:
-        return self.declared(spec.method).rewind if spec.kind == "pruned" and spec.method else None
+        """The base epoch a pruned run's weights rewind to before its cut (rounds that rewind
+        without a declared epoch rewind to init, and so does the last cut)."""
+        if spec.kind != "pruned" or spec.method is None:
+            return None
+        rewind = self.declared(spec.method).rewind
+        return 0 if rewind is None and spec.rounds is not None and spec.rounds.between == "rewind" else rewind
 
     def _trained_elsewhere(self, spec: RunSpec, computation: Computation) -> tuple | None:
         """Another run of the same computation, finished with its files intact ("done", its id,
@@ -1177,7 +1191,7 @@ class Harness:
         met = self._check_target(plan, found, method, mspec, model)  # every start, a resumed one too
         if last is not None:
             self._tightens(plan, last, len(rounds) + 1)
-        rewind = self.declared(mspec).rewind
+        rewind = self._rewind(spec)
         if rewind is not None:
             model.load_state_dict(self.rewound(spec.base, rewind, directory).state_dict())
         apply_plan(model, plan, self.input_shape)
@@ -1199,6 +1213,8 @@ class Harness:
         assert spec.rounds is not None and spec.base is not None
         last: PruningPlan | None = None
         rule = self.declared(mspec).target_rule
+        if len(ratios) != len(recipes):  # the rounds the spec trains are the rounds its schedule has
+            raise ProtocolViolation(self.setup, "pruning rounds", len(recipes), len(ratios))
         for r, (ratio, recipe) in enumerate(zip(ratios, recipes), start=1):
             folder = directory / "rounds" / str(r)
             plan = PruningPlan.load(folder)
@@ -1212,7 +1228,7 @@ class Harness:
                 self._tightens(plan, last, r)
             last = plan
             if spec.rounds.between == "rewind":  # the ticket: the base's early weights under the round's mask
-                rewound = self.rewound(spec.base, self.declared(mspec).rewind or 0, directory)
+                rewound = self.rewound(spec.base, self._rewind(spec) or 0, directory)
                 model.load_state_dict(rewound.state_dict())
             masks = plan.masks or filter_masks(model, plan, self.input_shape)
             apply_masks(model, masks)

@@ -31,7 +31,10 @@ def test_the_schedule_prunes_a_fraction_of_what_remains_and_ends_on_the_target()
     q = 1 - 0.5 ** (1 / 3)
     assert Rounds(rounds=3).schedule(0.5) == pytest.approx([q, 1 - (1 - q) ** 2, 0.5])
     assert Rounds(rounds=1).schedule(0.5) == [0.5]
-    assert Rounds(rounds=4, per_round=0.5).schedule(0.6) == pytest.approx([0.5, 0.6, 0.6, 0.6])
+    with pytest.raises(ValueError, match="before the last round"):  # rounds past the target would only train
+        Rounds(rounds=4, per_round=0.5).schedule(0.6)
+    with pytest.raises(ValueError, match="at most 100 rounds"):
+        Rounds(per_round=0.001).schedule(0.9)
     with pytest.raises(ValueError):
         Rounds()
 
@@ -42,12 +45,13 @@ def harness(setup, store, **kwargs):
                    **kwargs)
 
 
-def only_run(store: Path, row: str) -> Path:
+def only_run(store: Path, method: str) -> Path:
+    """The finished pruned run of `method` in the store (its one seed)."""
     for metrics in store.glob("runs/*/metrics.json"):
-        if json.loads((metrics.parent / "spec.json").read_text()).get("method", {}).get("name") and \
-                row in metrics.parent.joinpath("spec.json").read_text():
+        spec = json.loads((metrics.parent / "spec.json").read_text())
+        if spec["kind"] == "pruned" and spec["method"]["name"] == method:
             return metrics.parent
-    raise AssertionError(f"no finished run of {row}")
+    raise AssertionError(f"no finished pruned run of {method}")
 
 
 def test_masks_after_each_round_are_the_methods_on_the_weights_so_far_and_tighten(user_protocols, store):
