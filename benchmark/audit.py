@@ -85,7 +85,10 @@ def audit_run(protocol: Protocol, trace: Trace, n_train: int) -> None:
     pruning round's training (`round1`, `round2`, ... in the trace) against the round recipe."""
     for phase in ("prune", "retrain"):
         audit_phase(protocol.setup, phase, expected_recipe(protocol, phase), trace.phase(phase), n_train)
-    for name in round_phases(trace):
+    names = round_phases(trace)
+    if fixes(protocol.setup, "round.count") and len(names) + 1 != (protocol.rounds or 1):
+        raise ProtocolViolation(protocol.setup, "pruning rounds", protocol.rounds or 1, len(names) + 1)
+    for name in names:
         audit_phase(protocol.setup, "round", expected_recipe(protocol, "round"), trace.phase(name), n_train)
 
 

@@ -183,7 +183,7 @@ class Protocol(Frozen):
     """One suite under one comparison setup: what must be equal across methods."""
 
     not_content: ClassVar[tuple[str, ...]] = ("description", "ratios", "configs", "speedups")  # run by default only
-    absent_when_default: ClassVar[tuple[str, ...]] = ("round",)  # newer fields: unset, a protocol's content is as before
+    absent_when_default: ClassVar[tuple[str, ...]] = ("round", "rounds")  # newer fields: unset, a protocol's content is as before
 
     setup: Setup = Field(description="comparison setup of Wang et al., Tab. 2")
     suite: str = Field(description="the suite this protocol applies to")
@@ -204,6 +204,9 @@ class Protocol(Frozen):
     round: Recipe | None = Field(
         None, description="recipe of the training after each pruning round of an iterative method (none: the "
         "retraining's hyper-parameters, for the method's own epochs and LR); fixed across methods under S4.x")
+    rounds: int | None = Field(
+        None, ge=1, le=100, description="pruning rounds every method runs where the setup fixes them (S4.x: equal "
+        "pruning processes); none: one shot there")
 
     @model_validator(mode="after")
     def _check(self) -> Protocol:

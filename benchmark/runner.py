@@ -397,7 +397,7 @@ class Harness:
         if prune is not None and prune.epochs:
             phases.append(("prune", prune))
         retrain = chosen.retrain or self.protocol.retrain
-        rounds = self.declared(mspec).rounds
+        rounds = self.rounds_of(mspec)
         schedule = self.schedule(mspec, rounds, knob)
         if len(schedule) > 1:
             phases += [("round", self.round_recipe(mspec, chosen, len(schedule)))] * (len(schedule) - 1)
@@ -408,12 +408,20 @@ class Harness:
                           protect=self.protect, rounds=rounds if len(schedule) > 1 else None,
                           penalty=penalty if prune is not None and prune.epochs else None)  # acts in the pruning phase
 
+    def rounds_of(self, mspec: MethodSpec) -> Rounds | None:
+        """The rounds a method prunes in: its own declaration, else the protocol's `rounds` (which
+        the harness then runs for every method alike; S4.x fixes their number)."""
+        own = self.declared(mspec).rounds
+        if own is None and self.protocol.rounds and self.protocol.rounds > 1:  # with the method's round_epochs
+            return Rounds(rounds=self.protocol.rounds, epochs=mspec.settings.get("round_epochs"))
+        return own
+
     def round_recipe(self, mspec: MethodSpec, chosen: Choices, trainings: int) -> Recipe:
         """What each pruning round trains: the protocol's `round` recipe, else the retraining's
         hyper-parameters and LR schedule over the method's round epochs (by default the
         retraining's epochs; under SX, where the rounds come out of the retraining budget, one
         epoch each, the retraining keeping the rest)."""
-        rounds = self.declared(mspec).rounds
+        rounds = self.rounds_of(mspec)
         assert rounds is not None
         template = self.protocol.round or (chosen.retrain or self.protocol.retrain)
         epochs = rounds.epochs
@@ -592,7 +600,7 @@ class Harness:
         ratio on the base (on the trained base in a live grid; the plans the rounds make later, on
         the weights each round trained, are close but not the same, and the audit counts what was
         trained)."""
-        rounds = self.declared(mspec).rounds
+        rounds = self.rounds_of(mspec)
         schedule = self.schedule(mspec, rounds, found["knob"] if found else None)
         if rounds is None or len(schedule) == 1 or self.protocol.budget is None:
             return []
@@ -1166,6 +1174,8 @@ class Harness:
             prior = self._train(model, spec, directory, prune_phases, "checkpoint-prune.pt",
                                 regularizer=self._regularizer(spec, method, intent))
         rounds = [p for p in spec.phases if p[0] == "round"]
+        if fixes(self.setup, "round.count") and len(rounds) + 1 != (self.protocol.rounds or 1):  # before training
+            raise ProtocolViolation(self.setup, "pruning rounds", self.protocol.rounds or 1, len(rounds) + 1)
         last: PruningPlan | None = None  # what the last round kept: the final plan keeps no more
         if rounds:  # iterative pruning: every round but the last, each trained as a phase of the run
             assert spec.rounds is not None

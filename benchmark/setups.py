@@ -30,9 +30,9 @@ RULES: dict[str, tuple[str, ...]] = {
     "S3.1": ("base", "retrain.epochs", "retrain.hparams"),
     "S3.2": ("base", "retrain.epochs", "retrain.hparams", "retrain.lr"),
     "S4.1": ("base", "retrain.epochs", "retrain.hparams", "retrain.lr", "prune.epochs", "prune.hparams",
-             "round.epochs", "round.hparams"),
+             "round.count", "round.epochs", "round.hparams"),
     "S4.2": ("base", "retrain.epochs", "retrain.hparams", "retrain.lr", "prune.epochs", "prune.hparams",
-             "prune.lr", "round.epochs", "round.hparams", "round.lr"),
+             "prune.lr", "round.count", "round.epochs", "round.hparams", "round.lr"),
     "SX-A": ("base", "retrain.hparams", "prune.hparams", "round.hparams", "total.epochs"),
     "SX-B": ("base", "retrain.hparams", "prune.hparams", "round.hparams", "total.flops"),
 }
@@ -44,6 +44,7 @@ WORDS = {
     "prune.epochs": "pruning-phase epochs",
     "prune.lr": "pruning-phase LR schedule",
     "prune.hparams": "pruning-phase " + ", ".join(FIELD_WORDS[f] for f in PARTS["hparams"]),
+    "round.count": "pruning rounds (iterative pruning): the protocol's `rounds`, one shot if it has none",
     "round.epochs": "epochs trained after each pruning round (iterative methods)",
     "round.lr": "LR schedule after each pruning round",
     "round.hparams": "after each pruning round: " + ", ".join(FIELD_WORDS[f] for f in PARTS["hparams"]),
@@ -84,7 +85,11 @@ def rule_value(rule: str, protocol, base_epochs: int) -> str:
         if part == "epochs":
             return f"K1 + K2 = {k1} + {k2} = {k1 + k2} epochs"
         return f"K1*F1 + K2*F2 epochs x samples x 6 FLOPs, K1 = {k1}, K2 = {k2} (F2: the method's pruned MACs)"
+    if rule == "round.count":
+        return f"{protocol.rounds} rounds" if protocol.rounds else "1 (one shot)"
     recipe = getattr(protocol, phase)
+    if recipe is None and phase == "round":  # the rounds train the retraining's recipe
+        recipe = protocol.retrain
     if recipe is None:
         return "0 epochs (no pruning phase)" if part == "epochs" else "-"
     return {"epochs": str(recipe.epochs), "lr": str(recipe.lr), "hparams": _hparams(recipe)}[part]

@@ -126,16 +126,24 @@ def test_every_round_counts_in_the_sx_budget(user_protocols, store):
     assert metrics["train_flops"] == own  # the rounds' FLOPs are the run's own, counted with the retraining's
 
 
-def test_a_protocol_round_recipe_is_fixed_under_s4(user_protocols, store):
+def test_s4_fixes_the_rounds_and_their_recipe(user_protocols, store):
     folder = user_protocols / "synth-small"
     s41 = json.loads(json.dumps(load_protocol("S4.1", "synth-small")[0].model_dump(mode="json")))
-    s41["round"] = {**RETRAIN, "epochs": 1, "lr": "0:0.01"}
-    write_yaml(folder / "S4.1.yaml", s41)
+    write_yaml(folder / "S4.1.yaml", {k: v for k, v in s41.items() if v is not None})
+    # no rounds in the protocol: one shot for everyone; a method's own rounds are more training
     with pytest.raises(ProtocolViolation) as caught:
-        harness("S4.1", store).run(["magnitude:rounds=2,round_epochs=2"], seeds=[0])
+        harness("S4.1", store).run(["magnitude:rounds=50"], seeds=[0])
+    assert caught.value.rule == "pruning rounds" and (caught.value.expected, caught.value.actual) == (1, 50)
+    # the protocol's rounds and round recipe: every method prunes in them, a method's own epochs are refused
+    write_yaml(folder / "S4.1.yaml", {**{k: v for k, v in s41.items() if v is not None}, "rounds": 2,
+                                      "round": {**RETRAIN, "epochs": 1, "lr": "0:0.01"}})
+    with pytest.raises(ProtocolViolation) as caught:
+        harness("S4.1", store).run(["magnitude:round_epochs=2"], seeds=[0])
     assert caught.value.rule == "round epochs"
-    rows = {r["row"] for r in harness("S4.1", store).run(["magnitude:rounds=2"], seeds=[0])}
-    assert "magnitude(rounds=2)" in rows
+    rows = {r["row"] for r in harness("S4.1", store).run(["magnitude", "l1norm"], seeds=[0])}
+    assert {"magnitude", "l1norm"} <= rows
+    trace = json.loads((only_run(store, "l1norm") / "trace.json").read_text())["rows"]
+    assert [r["phase"] for r in trace].count("round1") == 1  # the protocol's one round before the last
 
 
 def test_the_dry_run_shows_the_rounds(user_protocols, capsys):
