@@ -290,8 +290,10 @@ def _round_problems(directory: Path, spec, final, model) -> list[str]:
     widths = {name: m.out_channels for name, m in model.named_modules() if hasattr(m, "out_channels")}
     chain = [*plans, final]
     for r, (before, after) in enumerate(itertools.pairwise(chain), start=2):
+        if after.masks.keys() != before.masks.keys():  # a tensor left out of a mask: all of it kept again
+            return [f"round {r} masks other weights than the round before it"]
         for name, mask in after.masks.items():
-            if name not in before.masks or bool((mask & ~before.masks[name]).any()):
+            if bool((mask & ~before.masks[name]).any()):
                 return [f"round {r} keeps weights of {name} an earlier round removed"]
         for name in set(after.keep) | set(before.keep):
             everything = tuple(range(widths.get(name, 0)))
@@ -326,6 +328,8 @@ def _computation_problems(files, spec, metrics: dict, plan) -> tuple[list[str], 
     if spec.kind == "scratch" and (content.widths, content.masks_sha256) != (spec.widths, spec.masks_sha256):
         problems.append("the computation recorded is not the scratch architecture its spec names")
     if spec.kind == "pruned":
+        if content.rounds != spec.rounds:
+            problems.append("the computation recorded has other pruning rounds than the run's spec")
         if content.penalty != spec.penalty:
             problems.append("the computation recorded has another penalty than the run's spec")
         if content.method is None and (plan is None or content.plan_sha256 != plan.sha256()):

@@ -204,7 +204,8 @@ class RunFiles:
         mark holds only while none of them changes."""
         h = hashlib.sha256()
         directory = self.run_dir(run_id)
-        for name in self.VERIFIED_FILES:
+        rounds = sorted(str(p.relative_to(directory)) for p in directory.glob("rounds/*/*") if p.is_file())
+        for name in [*self.VERIFIED_FILES, *rounds]:  # an iterative run's round plans too
             path = directory / name
             if path.is_file():
                 h.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())

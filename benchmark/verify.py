@@ -119,7 +119,7 @@ class RunChecks:
                 self.log(f"{self.label(spec)}: {checkpoint.name} is damaged or was not written by the training loop "
                          f"(its sha256 is not the one the loop recorded); set aside as {checkpoint.name}.damaged, "
                          "training that part again")
-        for sub in (directory, directory / "intent"):
+        for sub in (directory, directory / "intent", *sorted(directory.glob("rounds/*"))):
             try:
                 self.plan_file(sub)
             except DamagedFile as damaged:
