@@ -116,8 +116,8 @@ class Budgets:
         if left < 1:
             what = (f"{own.epochs} pruning epoch(s) at the dense model's MACs" if own is not None else "")
             if rounds:
-                what += (" and " if what else "") + (f"{len(rounds)} pruning round(s) of {rounds[0][0].epochs} "
-                                                     "epoch(s)")
+                what += (" and " if what else "") + (f"the trainings between {len(rounds) + 1} pruning rounds "
+                                                     f"({len(rounds)} x {rounds[0][0].epochs} epoch(s))")
             raise UserError(
                 f"under {self.protocol.setup} what a method trains before its retraining comes out of the retraining "
                 f"budget, but {what} leave no retraining epoch of the {retrain.epochs} the protocol budgets. Use a "

@@ -12,7 +12,7 @@ import torch
 
 import prunebench.runner
 from prunebench.config import Rounds
-from prunebench.errors import ProtocolViolation
+from prunebench.errors import ProtocolViolation, UserError
 from prunebench.method import Target
 from prunebench.methods.magnitude import magnitude_masks, weights
 from prunebench.protocol_files import load_protocol
@@ -124,6 +124,11 @@ def test_every_round_counts_in_the_sx_budget(user_protocols, store):
     assert metrics["total_train_flops"] <= metrics["budget"]["amount"] * 1.01
     own = sum(6 * r["samples"] * r["macs"] for r in trace)
     assert metrics["train_flops"] == own  # the rounds' FLOPs are the run's own, counted with the retraining's
+    # rounds that would leave no retraining epoch are refused before anything trains, saying how to fix it
+    with pytest.raises(UserError, match=r"between 10 pruning rounds \(9 x 1 epoch.*fewer 'rounds'"):
+        harness("SX-B", store).run(["magnitude:rounds=10"], seeds=[0])
+    with pytest.raises(AssertionError, match="no finished pruned run of magnitude"):
+        only_run(store, "magnitude")
 
 
 def test_s4_fixes_the_rounds_and_their_recipe(user_protocols, store):
