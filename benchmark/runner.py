@@ -413,7 +413,13 @@ class Harness:
         the harness then runs for every method alike; S4.x fixes their number)."""
         own = self.declared(mspec).rounds
         if own is None and self.protocol.rounds and self.protocol.rounds > 1:  # with the method's round_epochs
-            return Rounds(rounds=self.protocol.rounds, epochs=mspec.settings.get("round_epochs"))
+            own = Rounds(rounds=self.protocol.rounds, epochs=mspec.settings.get("round_epochs"))
+        if own is None and mspec.settings.get("round_epochs") is not None:
+            raise UserError(f"method {mspec.label!r}: 'round_epochs' is the training between pruning rounds, but it "
+                            "prunes in one shot; give it 'rounds' too (e.g. rounds=3) or drop 'round_epochs'.")
+        if own is not None and mspec.settings.get("stage_ratios"):
+            raise UserError(f"method {mspec.label!r}: 'stage_ratios' fix each stage's final ratio, which the pruning "
+                            "rounds cannot reach gradually; drop 'rounds' or 'stage_ratios'.")
         return own
 
     def round_recipe(self, mspec: MethodSpec, chosen: Choices, trainings: int) -> Recipe:

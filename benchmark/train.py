@@ -51,8 +51,9 @@ PHASE_CODES = {"pretrain": 0, "prune": 1, "retrain": 2, "scratch": 3}
 def epoch_seed(seed: int, phase: str, epoch: int) -> int:
     """Seed of one epoch's data order and augmentation: a pure function of (seed, phase, epoch),
     so resume is exact and every method of one seed sees the same retraining data order."""
-    code = 3 + int(phase[5:]) if phase.startswith("round") else PHASE_CODES[phase]  # round1, round2, ...: 4, 5, ...
-    return seed * 1_000_003 + code * 10_007 + epoch
+    if phase.startswith("round"):  # round1 .. round99: hashed, so that no round shares a seed with another phase
+        return int.from_bytes(hashlib.sha256(f"{seed}/{phase}/{epoch}".encode()).digest()[:7], "big")
+    return seed * 1_000_003 + PHASE_CODES[phase] * 10_007 + epoch
 
 
 def autocast(precision: str, device: torch.device) -> torch.autocast:

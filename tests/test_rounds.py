@@ -170,3 +170,23 @@ def test_one_shot_is_one_round(user_protocols, store, monkeypatch):
                         lambda *a, **k: trained.append([p for p, _ in a[1]]) or real(*a, **k))
     harness("S2", store).run(["lottery:rounds=1"], seeds=[0])
     assert trained[-1] == ["retrain"]
+
+
+@pytest.mark.parametrize("method, needle", [
+    ("l1norm:round_epochs=2", "prunes in one shot; give it 'rounds' too"),
+    ("lottery:rounds=1,round_epochs=2", "prunes in one shot; give it 'rounds' too"),
+])
+def test_settings_that_rounds_cannot_honour_are_refused_before_anything_trains(user_protocols, store, method,
+                                                                                needle):
+    with pytest.raises(UserError, match=needle):
+        harness("S2", store).run([method], seeds=[0])
+    assert not list(store.glob("runs/*/trace.json"))
+
+
+def test_stage_ratios_are_not_pruned_in_rounds(user_protocols, capsys):
+    from prunebench.cli import main
+
+    assert main(["run", "--protocol", "S2", "--suite", "cifar10-resnet20", "--method",
+                 "l1norm:rounds=2,stage_ratios=[0,0.5,0.3,0.5,0]", "--seeds", "0", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "drop 'rounds' or 'stage_ratios'" in err and "Traceback" not in err
