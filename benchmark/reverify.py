@@ -135,6 +135,7 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
             problems.append("the scratch run's plan is not the architecture its spec names")
         if spec.kind == "scratch" and (plan.masks_sha256() if plan else None) != spec.masks_sha256:
             problems.append("the scratch run's masks are not those its spec names")
+        at_round = None  # (round's plan, its ratio) -> raises ProtocolViolation where it misses the ratio
         if plan is not None and spec.kind in ("pruned", "scratch") and spec.method is not None:
             rule = spec.target_rule or targets.TargetRule()  # part of the run's id: a record cannot change it
             protect = spec.protect or Protect()  # part of the id too
@@ -158,10 +159,19 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
                 targets.check(spec.protocol or "-", plan, model, arch,
                               Target(ratio=mspec.ratio, config=mspec.config, protect=protect),
                               rule, "weight" if plan.masks else "filter")
+                if spec.rounds is not None and mspec.ratio is not None:
+                    try:
+                        schedule = spec.rounds.schedule(mspec.ratio)
+                    except ValueError as e:
+                        raise ProtocolViolation(spec.protocol or "-", "pruning rounds", "a schedule", str(e)) from None
+
+                    def at_round(p, r, rule=rule, protect=protect, schedule=schedule):
+                        targets.check(spec.protocol or "-", p, model, arch, Target(ratio=schedule[r - 1], protect=protect),
+                                      rule, "weight" if p.masks else "filter")
             except ProtocolViolation as v:
                 problems.append(f"the plan misses its target: expected {v.expected}, got {v.actual}")
         if spec.rounds is not None and plan is not None:  # the rounds' plans: one per round, each within the last
-            problems.extend(_round_problems(directory, spec, plan, model))
+            problems.extend(_round_problems(directory, spec, plan, model, at_round))
         found, flagged = _computation_problems(files, spec, metrics, plan)
         problems.extend(found)
         verdict.flags.extend(flagged)
@@ -278,15 +288,25 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
     return verdict
 
 
-def _round_problems(directory: Path, spec, final, model) -> list[str]:
+def _round_problems(directory: Path, spec, final, model, at_round=None) -> list[str]:
     """An iterative run's stored round plans (`rounds/<r>/`): one per round the spec trains, each
-    keeping nothing an earlier one removed, the final plan within the last."""
+    at its round's ratio of the schedule (`at_round`, where the final ratio is known) and keeping
+    nothing an earlier one removed, the final plan within the last."""
+    from prunebench.errors import ProtocolViolation
     from prunebench.pruning import PruningPlan
 
     n = sum(1 for phase, _ in spec.phases if phase == "round")
     plans = [PruningPlan.load(directory / "rounds" / str(r)) for r in range(1, n + 1)]
     if any(p is None for p in plans):
         return [f"rounds/: {sum(p is None for p in plans)} of the {n} rounds' plans are missing"]
+    for r, p in enumerate(plans, start=1):
+        try:
+            if at_round is not None:
+                at_round(p, r)
+        except ProtocolViolation as v:
+            return [f"round {r}'s plan misses its ratio: expected {v.expected}, got {v.actual}"]
+        except (ValueError, KeyError, IndexError) as e:
+            return [f"round {r}'s plan does not fit the model or the schedule: {e}"]
     widths = {name: m.out_channels for name, m in model.named_modules() if hasattr(m, "out_channels")}
     chain = [*plans, final]
     for r, (before, after) in enumerate(itertools.pairwise(chain), start=2):

@@ -78,6 +78,10 @@ def test_masks_after_each_round_are_the_methods_on_the_weights_so_far_and_tighte
     assert [r["phase"] for r in trace] == ["round1"] * RETRAIN["epochs"] + ["retrain"] * RETRAIN["epochs"]
     verdicts = verify_runs(store, finished_runs(store))
     assert all(v.ok for v in verdicts), [(v.row, v.problems) for v in verdicts if not v.ok]
+    # a round's plan swapped for the final one: it still tightens, but it is not at its round's ratio
+    PruningPlan.load(run).save(run / "rounds" / "1")
+    verdict = next(v for v in verify_runs(store, finished_runs(store)) if v.row.startswith("magnitude"))
+    assert any(p.startswith("round 1's plan misses its ratio") for p in verdict.problems), verdict.problems
 
 
 def test_a_round_whose_plan_revives_a_removed_weight_is_refused(user_protocols, store):
@@ -108,14 +112,15 @@ def test_a_rewound_round_starts_from_init_times_its_mask_bit_for_bit(user_protoc
             assert torch.equal(value.cpu(), want), (r, name)
 
 
-def test_every_round_counts_in_the_sx_budget(user_protocols, store):
+@pytest.mark.parametrize("method", ["lottery", "l1norm"])  # masks; filters silenced by masks, cut at the end
+def test_every_round_counts_in_the_sx_budget(user_protocols, store, method):
     folder = user_protocols / "synth-small"
     write_yaml(folder / "SX-B.yaml", {"setup": "SX-B", "suite": "synth-small", "ratios": [0.5],
                                        "retrain": {**RETRAIN, "epochs": 6, "lr": "0:0.01,3:0.001"},
                                        "budget": {"kind": "flops", "tolerance": 0.01}})
-    rows = {r["row"]: r for r in harness("SX-B", store).run(["lottery:rounds=3"], seeds=[0])}
-    assert {"lottery(rounds=3)", "Scratch-B of lottery(rounds=3)"} <= set(rows)
-    run = only_run(store, "lottery")
+    rows = {r["row"]: r for r in harness("SX-B", store).run([f"{method}:rounds=3"], seeds=[0])}
+    assert {f"{method}(rounds=3)", f"Scratch-B of {method}(rounds=3)"} <= set(rows)
+    run = only_run(store, method)
     metrics = json.loads((run / "metrics.json").read_text())
     trace = json.loads((run / "trace.json").read_text())["rows"]
     phases = [r["phase"] for r in trace]
