@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import prunebench.runner
+import prunebench.train
 from prunebench.config import Rounds
 from prunebench.errors import ProtocolViolation, UserError
 from prunebench.method import Target
@@ -195,3 +196,28 @@ def test_stage_ratios_are_not_pruned_in_rounds(user_protocols, capsys):
                  "l1norm:rounds=2,stage_ratios=[0,0.5,0.3,0.5,0]", "--seeds", "0", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "drop 'rounds' or 'stage_ratios'" in err and "Traceback" not in err
+
+
+def test_a_run_killed_between_rounds_resumes_to_the_same_model(user_protocols, tmp_path, monkeypatch):
+    def pruned_sha(store):
+        return json.loads((only_run(store, "lottery") / "metrics.json").read_text())["model_sha256"]
+
+    harness("S2", tmp_path / "clean").run(["lottery:rounds=3"], seeds=[0])
+    real, seen = prunebench.runner.train_phases, []
+
+    def killed_in_round2(*a, **k):
+        seen.append(a[1][0][0])
+        if seen.count("round2") == 1 and a[1][0][0] == "round2":
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(prunebench.runner, "train_phases", killed_in_round2)
+    with pytest.raises(KeyboardInterrupt):
+        harness("S2", tmp_path / "killed").run(["lottery:rounds=3"], seeds=[0])
+    assert "round1" in seen and list((tmp_path / "killed").glob("runs/*/rounds/1/plan.json"))
+    epochs = []
+    real_epoch = prunebench.train._train_epoch
+    monkeypatch.setattr(prunebench.train, "_train_epoch", lambda *a, **k: epochs.append(1) or real_epoch(*a, **k))
+    harness("S2", tmp_path / "killed").run(["lottery:rounds=3"], seeds=[0])
+    assert len(epochs) == 2 * RETRAIN["epochs"]  # round 2 and the retraining: round 1 resumed from its checkpoint
+    assert pruned_sha(tmp_path / "killed") == pruned_sha(tmp_path / "clean")
