@@ -400,7 +400,7 @@ class Harness:
         rounds = self.rounds_of(mspec)
         schedule = self.schedule(mspec, rounds, knob)
         if len(schedule) > 1:
-            phases += [("round", self.round_recipe(mspec, chosen, len(schedule)))] * (len(schedule) - 1)
+            phases += [("round", self.round_recipe(mspec, chosen))] * (len(schedule) - 1)
         phases.append(("retrain", retrain))
         base = self.base_spec(seed, chosen.base or base_recipe)
         return self._spec(kind="pruned", seed=seed, phases=phases, protocol=self.protocol_label,
@@ -422,7 +422,7 @@ class Harness:
                             "rounds cannot reach gradually; drop 'rounds' or 'stage_ratios'.")
         return own
 
-    def round_recipe(self, mspec: MethodSpec, chosen: Choices, trainings: int) -> Recipe:
+    def round_recipe(self, mspec: MethodSpec, chosen: Choices) -> Recipe:
         """What each pruning round trains: the protocol's `round` recipe, else the retraining's
         hyper-parameters and LR schedule over the method's round epochs (by default the
         retraining's epochs; under SX, where the rounds come out of the retraining budget, one
@@ -610,7 +610,7 @@ class Harness:
         schedule = self.schedule(mspec, rounds, found["knob"] if found else None)
         if rounds is None or len(schedule) == 1 or self.protocol.budget is None:
             return []
-        recipe = self.round_recipe(mspec, chosen, len(schedule))
+        recipe = self.round_recipe(mspec, chosen)
         return [(recipe, self._macs_of(self._plan_on(method, mspec.model_copy(update={"ratio": s, "speedup": None}),
                                                       seed, base_id)[0])) for s in schedule[:-1]]
 
@@ -672,10 +672,11 @@ class Harness:
         if before is not None:
             plan = self._plan(method, search.at_knob(mspec, before["knob"]), model, seed, intent)
             macs, target = self._macs_of(plan), self.dense_macs / mspec.speedup
+            when = before.get("chosen_before", "the pruning phase")  # or the pruning rounds
             if macs == before["macs"]:  # the architecture the search found: its record holds
-                return plan, {**before, "chosen_before": "the pruning phase"}
+                return plan, {**before, "chosen_before": when}
             return plan, {**before, "macs": macs, "within": abs(macs - target) <= search.TOLERANCE * target,
-                          "closest": None, "chosen_before": "the pruning phase"}
+                          "closest": None, "chosen_before": when}
         floor = self.protocol.protect
         note = (f"; every prunable layer keeps at least {floor.min_filters} filter(s)"
                 + (f" and {floor.min_fraction:g} of its filters" if floor.min_fraction else "")
@@ -856,7 +857,8 @@ class Harness:
                 trained_here = True
                 trace = self._train(model, spec, directory, begin.phases, "checkpoint.pt", prior=begin.prior,
                                     masks=begin.masks)
-                if (diverged := Trace(rows=trace.rows[len(begin.prior.rows):]).divergence(
+                rounds = [r for r in begin.prior.rows if r.phase.startswith("round")]  # the run's own training
+                if (diverged := Trace(rows=rounds + trace.rows[len(begin.prior.rows):]).divergence(
                         self.dataset.num_classes)) is not None:
                     raise TrainingFailed(diverged)
                 if spec.kind == "pruned":
