@@ -858,7 +858,7 @@ class Harness:
                 trace = self._train(model, spec, directory, begin.phases, "checkpoint.pt", prior=begin.prior,
                                     masks=begin.masks)
                 rounds = [r for r in begin.prior.rows if r.phase.startswith("round")]  # the run's own training
-                if (diverged := Trace(rows=rounds + trace.rows[len(begin.prior.rows):]).divergence(
+                if (diverged := Trace(rows=[*rounds, *trace.rows[len(begin.prior.rows):]]).divergence(
                         self.dataset.num_classes)) is not None:
                     raise TrainingFailed(diverged)
                 if spec.kind == "pruned":
