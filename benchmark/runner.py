@@ -947,11 +947,13 @@ class Harness:
         names = ["model.pt", "trace.csv", "trace.json"]
         if begin is None:
             names += ["plan.json", "masks.pt", "intent/plan.json", "intent/masks.pt"]
+            rounds = sum(1 for phase, _ in spec.phases if phase == "round")  # an iterative run's round plans
+            names += [f"rounds/{r}/{name}" for r in range(1, rounds + 1) for name in ("plan.json", "masks.pt")]
         linked = []
         try:
             for name in names:
                 if (source / name).is_file():
-                    (directory / name).parent.mkdir(exist_ok=True)
+                    (directory / name).parent.mkdir(parents=True, exist_ok=True)
                     _link(source / name, directory / name)
                     linked.append(directory / name)
             intact = sha256_file(directory / "model.pt") == owner_metrics.get("model_sha256")

@@ -221,3 +221,22 @@ def test_a_run_killed_between_rounds_resumes_to_the_same_model(user_protocols, t
     harness("S2", tmp_path / "killed").run(["lottery:rounds=3"], seeds=[0])
     assert len(epochs) == 2 * RETRAIN["epochs"]  # round 2 and the retraining: round 1 resumed from its checkpoint
     assert pruned_sha(tmp_path / "killed") == pruned_sha(tmp_path / "clean")
+
+
+def test_an_iterative_run_taken_by_another_membership_keeps_its_rounds_and_verifies(user_protocols, store,
+                                                                                    monkeypatch):
+    # recipe cross-validation: lottery retrained with magnitude's recipe (the protocol's) is the same
+    # computation as lottery's own run: it takes that training, round plans included
+    h = harness("S2", store)
+    own = {r["row"]: r for r in h.run(["lottery:rounds=3"], seeds=[0])}
+    trained = []
+    real = prunebench.runner.train_phases
+    monkeypatch.setattr(prunebench.runner, "train_phases", lambda *a, **k: trained.append(a[1]) or real(*a, **k))
+    lent = {r["row"]: r for r in h.run(["lottery:rounds=3"], seeds=[0],
+                                        borrow={"lottery:rounds=3": ("magnitude", h.protocol.retrain)})}
+    taken = next(r for row, r in lent.items() if "with the recipe of magnitude" in row)
+    assert trained == [] and taken["mean"] == own["lottery(rounds=3)"]["mean"]
+    directory = store / "runs" / taken["run_ids"][0]
+    assert [p.name for p in sorted((directory / "rounds").iterdir())] == ["1", "2"]
+    verdicts = verify_runs(store, finished_runs(store))
+    assert all(v.ok for v in verdicts), [(v.row, v.problems) for v in verdicts if not v.ok]
