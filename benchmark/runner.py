@@ -389,9 +389,10 @@ class Harness:
 
     def pruned_spec(self, mspec: MethodSpec, seed: int, chosen: Choices, base_recipe: Recipe | None = None,
                     recipe_of: str | None = None, penalty: penalties.Penalty | None = None,
-                    knob: float | None = None) -> RunSpec:
+                    knob: float | None = None, unfitted: Choices | None = None) -> RunSpec:
         """A pruned run: its pruning phase (if any), a training after each pruning round but the
-        last (an iterative method; `knob`: the ratio a speedup's search found), its retraining."""
+        last (an iterative method; `knob`: the ratio a speedup's search found; the rounds' recipe
+        from the choices before an SX budget shortened the retraining, `unfitted`), its retraining."""
         phases: list[tuple[str, Recipe]] = []
         prune = chosen.prune or self.protocol.prune
         if prune is not None and prune.epochs:
@@ -400,7 +401,7 @@ class Harness:
         rounds = self.rounds_of(mspec)
         schedule = self.schedule(mspec, rounds, knob)
         if len(schedule) > 1:
-            phases += [("round", self.round_recipe(mspec, chosen))] * (len(schedule) - 1)
+            phases += [("round", self.round_recipe(mspec, unfitted or chosen))] * (len(schedule) - 1)
         phases.append(("retrain", retrain))
         base = self.base_spec(seed, chosen.base or base_recipe)
         return self._spec(kind="pruned", seed=seed, phases=phases, protocol=self.protocol_label,
@@ -571,11 +572,11 @@ class Harness:
                             self._record_violation(missed, self.files.prepare(missed), v)
                         raise
                     macs = self._macs_of(plan)
-                    chosen = self.budgets.fit(chosen, macs, self._rounds_cost(
+                    unfitted, chosen = chosen, self.budgets.fit(chosen, macs, self._rounds_cost(
                         source, source_spec, seed, base.run_id if live else None, chosen, found))
                     spec = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender,
                                             penalty=self.declared(source_spec).penalty,
-                                            knob=found["knob"] if found else None)
+                                            knob=found["knob"] if found else None, unfitted=unfitted)
                     has_phase = self._phased(spec)  # a pruning phase or rounds: the architecture comes after
                     if not method.from_scratch or has_phase:
                         # a scratch baseline of a method with a pruning phase trains the architecture

@@ -240,3 +240,14 @@ def test_an_iterative_run_taken_by_another_membership_keeps_its_rounds_and_verif
     assert [p.name for p in sorted((directory / "rounds").iterdir())] == ["1", "2"]
     verdicts = verify_runs(store, finished_runs(store))
     assert all(v.ok for v in verdicts), [(v.row, v.problems) for v in verdicts if not v.ok]
+
+
+def test_rounds_under_a_budget_train_at_the_first_lr_however_short_the_retraining_left(user_protocols, store):
+    folder = user_protocols / "synth-small"
+    write_yaml(folder / "SX-A.yaml", {"setup": "SX-A", "suite": "synth-small", "ratios": [0.5],
+                                       "retrain": {**RETRAIN, "epochs": 3, "lr": "0:0.01,2:0.001"},
+                                       "budget": {"kind": "epochs"}})
+    harness("SX-A", store).run(["lottery:rounds=3"], seeds=[0])
+    trace = json.loads((only_run(store, "lottery") / "trace.json").read_text())["rows"]
+    # two rounds of one epoch leave one retraining epoch; the rounds still train at 0.01, not the last stage's LR
+    assert [(r["phase"], r["lr"]) for r in trace] == [("round1", 0.01), ("round2", 0.01), ("retrain", 0.001)]
