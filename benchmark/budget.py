@@ -118,9 +118,17 @@ class Budgets:
             if rounds:
                 what += (" and " if what else "") + (f"the trainings between {len(rounds) + 1} pruning rounds "
                                                      f"({len(rounds)} x {rounds[0][0].epochs} epoch(s))")
+            fixes = []
+            if own is not None:
+                fixes += ["a protocol with a pruning phase ('prune:' in the protocol file, counted in everyone's "
+                          "budget)", "a smaller 'prune_epochs'"]
+            if rounds:
+                fixes += ["fewer 'rounds' (e.g. rounds=2; rounds=1 prunes in one shot)"]
+                if rounds[0][0].epochs > 1:
+                    fixes += ["a smaller 'round_epochs'"]
             raise UserError(
                 f"under {self.protocol.setup} what a method trains before its retraining comes out of the retraining "
-                f"budget, but {what} leave no retraining epoch of the {retrain.epochs} the protocol budgets. Use a "
-                "protocol with a pruning phase ('prune:' in the protocol file, counted in everyone's budget), a "
-                "smaller 'prune_epochs', fewer 'rounds' or a smaller 'round_epochs'.")
+                f"budget, but {what} leave no retraining epoch of the {retrain.epochs} the protocol budgets. Use "
+                + ", ".join(fixes[:-1]) + (" or " if len(fixes) > 1 else "") + fixes[-1]
+                + ", or a protocol with a larger retraining budget.")
         return chosen.model_copy(update={"retrain": retrain.with_epochs(int(left))})

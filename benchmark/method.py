@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from prunebench._registry import Registry, did_you_mean
-from prunebench.config import MethodSpec, Protect, Protocol, Recipe, Rounds, target_label
+from prunebench.config import MAX_EPOCHS, MethodSpec, Protect, Protocol, Recipe, Rounds, target_label
 from prunebench.data import Split
 from prunebench.errors import UserError
 from prunebench.models import Arch
@@ -57,7 +57,7 @@ class MethodSettings(BaseModel):
         None, ge=1, le=100, description="prune iteratively in this many rounds, each removing the same fraction of "
         "what remains and training after it (the protocol's `round` recipe, else the retraining's), the last "
         "reaching the target (default: one shot)")
-    round_epochs: int | None = Field(None, ge=1, description="epochs trained after each round but the last "
+    round_epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="epochs trained after each round but the last "
                                      "(default: the protocol's `round` recipe's, else the retraining's)")
 
 

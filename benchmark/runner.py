@@ -413,7 +413,18 @@ class Harness:
         """The rounds a method prunes in: its own declaration, else the protocol's `rounds` (which
         the harness then runs for every method alike; S4.x fixes their number)."""
         own = self.declared(mspec).rounds
-        if own is None and self.protocol.rounds and self.protocol.rounds > 1:  # with the method's round_epochs
+        if fixes(self.setup, "round.count"):  # an equal pruning process: the protocol's rounds for every method
+            count = self.protocol.rounds or 1
+            if own is not None and own.per_round is None and own.rounds != count:  # a count of its own
+                raise ProtocolViolation(self.setup, "pruning rounds", count, own.rounds)
+            epochs = mspec.settings.get("round_epochs")
+            fixed = (self.protocol.round or self.protocol.retrain).epochs
+            if count > 1 and fixes(self.setup, "round.epochs") and epochs is not None and epochs != fixed:
+                raise ProtocolViolation(self.setup, "round epochs", fixed, epochs)
+            # a fraction per round (lottery's 20%) yields to the protocol's count; what a round starts
+            # from (a lottery ticket rewinds) stays the method's
+            own = Rounds(rounds=count, epochs=epochs, between=own.between if own else "continue") if count > 1 else None
+        elif own is None and self.protocol.rounds and self.protocol.rounds > 1:  # with the method's round_epochs
             own = Rounds(rounds=self.protocol.rounds, epochs=mspec.settings.get("round_epochs"))
         if own is None and mspec.settings.get("round_epochs") is not None:
             raise UserError(f"method {mspec.label!r}: 'round_epochs' is the training between pruning rounds, but it "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from prunebench.config import Rounds
@@ -34,6 +34,12 @@ class LotterySettings(MethodSettings):
     rewind_epoch: int = Field(0, ge=0, description="epoch of the base training the weights rewind to (0: init)")
     per_round: float = Field(0.2, gt=0, lt=1, description="fraction of the remaining weights each round removes "
                              "(the paper's 20%), when `rounds` is not given")
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> LotterySettings:
+        if self.rounds is not None and "per_round" in self.model_fields_set:
+            raise ValueError("give 'rounds' (that many equal rounds) or 'per_round' (that fraction a round), not both")
+        return self
 
 
 @register_method
