@@ -35,6 +35,12 @@ def run_dir(store: Path, run_id: str) -> Path:
     return runs_dir(store) / run_id
 
 
+def is_run_id(text: object) -> bool:
+    """Whether `text` has a run id's form (64 lowercase hex digits: a RunSpec's sha256), so that
+    an id read from a file names a folder of the store and nothing outside it."""
+    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 def computations_dir(store: Path) -> Path:
     """Where each computation records the run that trained it (`<id>/trained.json`) and holds
     the lock under which it trains."""

@@ -362,7 +362,7 @@ def _computation_problems(files, spec, metrics: dict, plan) -> tuple[list[str], 
             problems.append("the base its computation records is not the run's base model")
     owner = record.get("trained_in")
     if owner != spec.run_id:
-        if not isinstance(owner, str) or len(owner) != 64 or any(c not in "0123456789abcdef" for c in owner):
+        if not paths.is_run_id(owner):
             return [*problems, f"its computation record names no run that trained it ({owner!r})"], flags
         trained_by = files.metrics(owner)
         theirs = (trained_by or {}).get("computation") or {}

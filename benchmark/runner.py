@@ -93,10 +93,6 @@ def _link(source: Path, destination: Path) -> None:
         shutil.copyfile(source, destination)
 
 
-def _is_run_id(text: object) -> bool:
-    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
-
-
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -840,10 +836,10 @@ class Harness:
         try:
             self._check_division()
             # the start (cheap: a load, a plan, a cut) tells a one-shot pruned run's computation; a
-            # pruning phase is training, so such a run's computation is known from its spec, and
+            # pruning phase or rounds are training, so such a run's computation is known from its spec, and
             # only the start's checks run before it may take another run's training (the base rule)
-            phased = spec.kind == "pruned" and self._phased(spec)
-            begin = start(directory, phase=False) if phased else start(directory)  # type: ignore[call-arg]
+            begin = (start(directory, phase=False) if spec.kind == "pruned" and self._phased(spec)  # type: ignore[call-arg]
+                     else start(directory))
             computation = (self.computation(spec, begin.plan_sha256, begin.rewind) if begin is not None
                            else self.computation(spec, rewind=self._rewind(spec)))
             cid = computation.id
@@ -913,7 +909,7 @@ class Harness:
         other weights); a record whose run no longer says so (its files changed, its failure
         deleted for a retry, another computation) is not taken."""
         record = self.files.trained(computation.id)
-        if record is None or record["run"] == spec.run_id or not _is_run_id(record["run"]):
+        if record is None or record["run"] == spec.run_id or not paths.is_run_id(record["run"]):
             return None
         owner = record["run"]
         if record["status"] == "failed":
