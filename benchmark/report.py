@@ -858,6 +858,10 @@ def _series(t: Table, c: Cell) -> str:
     return c.row + (" [open division]" if t.division == "open" else "")
 
 
+def _dense_label(n: int) -> str:
+    return _wrap(f"dense model (mean of {n} seed{'' if n == 1 else 's'})")
+
+
 def _wrap(text: str, width: int = 34) -> str:
     return "\n".join(textwrap.wrap(text, width)) or text
 
@@ -938,7 +942,7 @@ def pareto_figure(tables: list[Table]) -> Figure | None:
         dense = _dense(tables)
         if dense is not None and dense.summary is not None:
             ax.axhline(dense.summary.mean, color="0.25", linestyle=":", linewidth=1.2,
-                       label=_wrap(f"dense model (mean of {dense.summary.n} seeds)"))
+                       label=_dense_label(dense.summary.n))
             if dense.summary.ci:
                 ax.axhspan(*dense.summary.ci, color="0.5", alpha=0.12, linewidth=0, label="dense 95% CI")
             if dense.macs:
@@ -1016,7 +1020,7 @@ def target_figure(tables: list[Table]) -> Figure | None:
                 _name_errorbars(bars, f"errorbars-{kind}-{_slug(label)}")
             if dense is not None and dense.summary is not None:
                 ax.axhline(dense.summary.mean, color="0.25", linestyle=":", linewidth=1.2,
-                           label=_wrap(f"dense model (mean of {dense.summary.n} seeds)") if ax is axes[0] else None)
+                           label=_dense_label(dense.summary.n) if ax is axes[0] else None)
                 if dense.summary.ci:
                     ax.axhspan(*dense.summary.ci, color="0.5", alpha=0.12, linewidth=0,
                                label="dense 95% CI" if ax is axes[0] else None)
