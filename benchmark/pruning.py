@@ -194,6 +194,22 @@ def filter_masks(model: nn.Module, plan: PruningPlan, input_shape: tuple[int, ..
     return masks
 
 
+def revived(plan: PruningPlan, before: PruningPlan, widths: dict[str, int]) -> tuple[str, int] | None:
+    """What `plan` keeps that `before` removed (masks and kept filters only tighten across pruning
+    rounds), as (what, how many), else None. `widths`: each conv's output channels, for a layer a
+    plan leaves whole."""
+    if bool(plan.masks) != bool(before.masks) or plan.masks.keys() != before.masks.keys():
+        return "a plan of another kind or other layers", 1
+    for name, mask in plan.masks.items():
+        if count := int((mask & ~before.masks[name]).sum()):
+            return f"weights of {name}", count
+    for name in set(plan.keep) | set(before.keep):
+        everything = tuple(range(widths.get(name, 0)))
+        if count := len(set(plan.keep.get(name, everything)) - set(before.keep.get(name, everything))):
+            return f"filters of {name}", count
+    return None
+
+
 def apply_masks(model: nn.Module, masks: Masks) -> None:
     """Zero the masked-out weights (after every optimizer step, so that masks survive training)."""
     params = dict(model.named_parameters())

@@ -293,7 +293,7 @@ def _round_problems(directory: Path, spec, final, model, at_round=None) -> list[
     at its round's ratio of the schedule (`at_round`, where the final ratio is known) and keeping
     nothing an earlier one removed, the final plan within the last."""
     from prunebench.errors import ProtocolViolation
-    from prunebench.pruning import PruningPlan
+    from prunebench.pruning import PruningPlan, revived
 
     n = sum(1 for phase, _ in spec.phases if phase == "round")
     plans = [PruningPlan.load(directory / "rounds" / str(r)) for r in range(1, n + 1)]
@@ -310,15 +310,8 @@ def _round_problems(directory: Path, spec, final, model, at_round=None) -> list[
     widths = {name: m.out_channels for name, m in model.named_modules() if hasattr(m, "out_channels")}
     chain = [*plans, final]
     for r, (before, after) in enumerate(itertools.pairwise(chain), start=2):
-        if after.masks.keys() != before.masks.keys():  # a tensor left out of a mask: all of it kept again
-            return [f"round {r} masks other weights than the round before it"]
-        for name, mask in after.masks.items():
-            if bool((mask & ~before.masks[name]).any()):
-                return [f"round {r} keeps weights of {name} an earlier round removed"]
-        for name in set(after.keep) | set(before.keep):
-            everything = tuple(range(widths.get(name, 0)))
-            if not set(after.keep.get(name, everything)) <= set(before.keep.get(name, everything)):
-                return [f"round {r} keeps filters of {name} an earlier round removed"]
+        if (found := revived(after, before, widths)) is not None:
+            return [f"round {r} keeps {found[0]} an earlier round removed ({found[1]})"]
     return []
 
 

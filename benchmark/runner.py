@@ -71,7 +71,7 @@ from prunebench.planning import (
 )
 from prunebench.progress import GridProgress
 from prunebench.protocol_files import load_suites
-from prunebench.pruning import Masks, PruningPlan, apply_masks, apply_plan, filter_masks
+from prunebench.pruning import Masks, PruningPlan, apply_masks, apply_plan, filter_masks, revived
 from prunebench.schedule import LRSchedule
 from prunebench.setups import fixes
 from prunebench.store import RunFiles, Store, trainability
@@ -1267,20 +1267,10 @@ class Harness:
 
     def _tightens(self, plan: PruningPlan, before: PruningPlan, r: int) -> None:
         """Round `r`'s plan keeps nothing an earlier round removed (a `ProtocolViolation` if it does)."""
-        rule = f"masks tighten monotonically (round {r})"
-        if bool(plan.masks) != bool(before.masks) or plan.masks.keys() != before.masks.keys():
-            raise ProtocolViolation(self.setup, rule, "a plan of the same kind and layers", "another")
-        for name, mask in plan.masks.items():
-            if revived := int((mask & ~before.masks[name]).sum()):
-                raise ProtocolViolation(self.setup, rule, f"no weight of {name} an earlier round removed",
-                                        f"{revived} of them kept again")
-        modules = dict(self.build().named_modules())
-        for name in set(plan.keep) | set(before.keep):
-            everything = tuple(range(modules[name].out_channels)) if name in modules else ()
-            now, then = set(plan.keep.get(name, everything)), set(before.keep.get(name, everything))
-            if revived := len(now - then):
-                raise ProtocolViolation(self.setup, rule, f"no filter of {name} an earlier round removed",
-                                        f"{revived} of them kept again")
+        widths = {n: m.out_channels for n, m in self.build().named_modules() if hasattr(m, "out_channels")}
+        if (found := revived(plan, before, widths)) is not None:
+            raise ProtocolViolation(self.setup, f"masks tighten monotonically (round {r})",
+                                    "nothing an earlier round removed", f"{found[1]} {found[0]} kept again")
 
     def _check_pins(self, base_id: str, recorded: str) -> None:
         """A base first loaded by this harness: every run that started from it pinned its sha256

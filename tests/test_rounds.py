@@ -251,3 +251,17 @@ def test_rounds_under_a_budget_train_at_the_first_lr_however_short_the_retrainin
     trace = json.loads((only_run(store, "lottery") / "trace.json").read_text())["rows"]
     # two rounds of one epoch leave one retraining epoch; the rounds still train at 0.01, not the last stage's LR
     assert [(r["phase"], r["lr"]) for r in trace] == [("round1", 0.01), ("round2", 0.01), ("retrain", 0.001)]
+
+
+def test_revived_names_what_a_later_plan_keeps_that_an_earlier_one_removed():
+    from prunebench.pruning import revived
+
+    first = PruningPlan(masks={"w": torch.tensor([True, False, False, True])})
+    assert revived(PruningPlan(masks={"w": torch.tensor([True, False, False, False])}), first, {}) is None
+    assert revived(PruningPlan(masks={"w": torch.tensor([True, True, True, False])}), first, {}) == ("weights of w", 2)
+    assert revived(PruningPlan(masks={"v": torch.tensor([True])}), first, {})[0].startswith("a plan of another kind")
+    widths = {"conv": 4}
+    kept = PruningPlan(keep={"conv": (0, 2)})
+    assert revived(PruningPlan(keep={"conv": (2,)}), kept, widths) is None
+    assert revived(PruningPlan(keep={"conv": (0, 1, 2)}), kept, widths) == ("filters of conv", 1)
+    assert revived(PruningPlan(keep={}), kept, widths) == ("filters of conv", 2)  # the layer left whole again
