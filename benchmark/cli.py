@@ -21,7 +21,7 @@ os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(128 * 1024 * 1024))
 from tabulate import tabulate
 
 import prunebench
-from prunebench import paths, signals
+from prunebench import paths, records, signals
 from prunebench.errors import ProtocolViolation, UserError
 
 LIST_KINDS = ("archs", "datasets", "suites", "methods", "protocols")
@@ -111,6 +111,14 @@ def _parser() -> argparse.ArgumentParser:
     ve.add_argument("--device", default="cpu", help="torch device of the re-evaluation (default cpu)")
     ve.add_argument("--json", action="store_true", help="print a JSON list")
 
+    ex = sub.add_parser("export", help="copy the records of a store's finished runs (everything but their weights, "
+                        "with their last verification) into a folder that `bench report --store` reads: a leaderboard "
+                        "trained in parts, committed without its store")
+    ex.add_argument("--store", type=Path, help=f"run store to export from (default ${paths.STORE_ENV} or the user cache)")
+    ex.add_argument("--out", type=Path, required=True, help="folder of run records; runs already there must be the "
+                    "same records")
+    ex.add_argument("--suite", help="only this suite's runs (default: every run)")
+
     va = sub.add_parser("validate", help="check a protocol file; show what it fixes and what it leaves free")
     va.add_argument("file", type=Path, help="protocol YAML file")
 
@@ -143,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             signals.install()
         args = _parser().parse_args(argv)
         commands = {"run": cmd_run, "list": cmd_list, "flops": cmd_flops, "validate": cmd_validate,
-                    "compare": cmd_compare, "crossval": cmd_crossval, "report": cmd_report, "verify": cmd_verify}
+                    "compare": cmd_compare, "crossval": cmd_crossval, "report": cmd_report, "verify": cmd_verify,
+                    "export": cmd_export}
         return commands[args.command](args)
     except (KeyboardInterrupt, signals.Terminated) as e:
         return _stopped(e)
@@ -312,6 +321,7 @@ def _harness(args: argparse.Namespace):
     protocol, path, sha = load_protocol(args.protocol, args.suite or DEFAULT_SUITE)
     if args.suite and protocol.suite != args.suite:
         raise UserError(f"{path} is a protocol of suite {protocol.suite!r}, not {args.suite!r}.")
+    records.refuse(args.store or paths.default_store(), "run")
     harness = Harness(protocol, store=args.store or paths.default_store(), protocol_sha256=sha,
                       data_root=args.data_root, device=args.device,
                       compiled=args.compile, plugins=plugins, executor=_executor(args),
@@ -422,12 +432,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     from prunebench.store import Store
 
     root = args.store or paths.default_store()
-    if not paths.db_path(root).exists():
+    if not paths.db_path(root).exists() and not records.is_records(root):
         raise UserError(f"no run store at {root} (no {paths.db_path(root).name}); pass --store DIR of a store "
-                        "that `bench run` wrote.")
+                        "that `bench run` wrote, or of run records that `bench export` wrote.")
     store = Store(root)
     verdicts = None
     if args.verify:
+        records.refuse(root, "report --verify")
         from prunebench.reverify import verify_runs
 
         ids = report_runs(store, args.suite, args.protocol)
@@ -446,6 +457,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    counts = records.export(args.store or paths.default_store(), args.out, args.suite)
+    print(f"{counts['added']} runs recorded in {args.out}, {counts['already recorded']} were already there"
+          + (f"; {counts['unfinished']} unfinished runs left out" if counts["unfinished"] else "") + ".")
+    return 0
+
+
 def _verify_progress(verdict, done: int, total: int) -> None:
     mark = "ok" if verdict.ok else "FAILED"
     print(f"[{done}/{total}] {verdict.row} seed {verdict.seed} (run {verdict.run_id[:12]}): {mark}", file=sys.stderr,
@@ -459,6 +477,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not paths.runs_dir(root).is_dir():
         raise UserError(f"no run store at {root} (no runs/ folder); pass --store DIR of a store that `bench run` "
                         "wrote.")
+    records.refuse(root, "verify")
     ids = resolve_ids(root, args.runs) if args.runs else finished_runs(root)
     if not ids:
         raise UserError(f"the store {root} has no finished run to verify.")

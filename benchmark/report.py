@@ -1232,7 +1232,7 @@ def write_report(store: Store, out: Path, suite: str | None = None, protocol: st
         figures[slug] = [p for p in (plot_pareto(group, out / f"{slug}_pareto"),
                                      plot_accuracy_vs_target(group, out / f"{slug}_accuracy_vs_target"),
                                      plot_ta_vs_final(group, out / f"{slug}_ta_vs_final")) if p]
-        parts = [f"# Leaderboard: {page_title(group[0])}", "", NOTES, "", "Summary:", "",
+        parts = [f"# Leaderboard: {page_title(group[0])}", "", NOTES, "", *_source(store), "Summary:", "",
                  *(f"- {lead(t)}" for t in group), ""]
         for t in group:
             plot = plot_learning_curves(store, t, out / f"{t.slug}_curves")
@@ -1250,6 +1250,15 @@ def write_report(store: Store, out: Path, suite: str | None = None, protocol: st
     (out / "leaderboard.json").write_text(json.dumps(to_json(tables), indent=1))
     written.append(out / "leaderboard.json")
     return written
+
+
+def _source(store: Store) -> list[str]:
+    """Where the numbers come from, when that is run records rather than a store."""
+    if not store.records:
+        return []
+    return ["Reported from run records (`bench export`: each run's spec, plans, trace, metrics and audit record, "
+            "without its weights; `records.json` lists the exports). ✓ is the verdict of `bench verify` where the run "
+            "trained, and holds while the record's files (with the sha256 of the weights left out) are unchanged.", ""]
 
 
 def to_json(tables: list[Table]) -> list[dict]:

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from prunebench import paths, stats
+from prunebench import paths, records, stats
 from prunebench._atomic import disk_error, write_atomic
 from prunebench.config import RunSpec, canonical
 from prunebench.errors import DamagedFile, ProtocolViolation, UserError
@@ -138,6 +138,7 @@ class RunFiles:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.records = records.is_records(self.root)  # run records (`bench export`): no weights
         if not paths.runs_dir(self.root).is_dir():
             try:
                 paths.runs_dir(self.root).mkdir(parents=True, exist_ok=True)
@@ -205,10 +206,13 @@ class RunFiles:
         h = hashlib.sha256()
         directory = self.run_dir(run_id)
         rounds = sorted(str(p.relative_to(directory)) for p in directory.glob("rounds/*/*") if p.is_file())
+        left_out = records.weights(directory) if self.records else {}  # a record's weights: their sha256
         for name in [*self.VERIFIED_FILES, *rounds]:  # an iterative run's round plans too
             path = directory / name
             if path.is_file():
                 h.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+            elif isinstance(left_out.get(name), str):
+                h.update(name.encode() + b"\0" + bytes.fromhex(left_out[name]))
         return h.hexdigest()
 
     def audited(self, run_id: str) -> dict[str, Any] | None:
@@ -336,6 +340,11 @@ def _writable(root: Path) -> bool:
         return False
 
 
+def _listed(value: Any) -> list:
+    """A verdict's problems or flags: a JSON list in the index, a list in a record."""
+    return json.loads(value) if isinstance(value, str) else list(value)
+
+
 def _json_object(text: str) -> dict[str, Any]:
     value = json.loads(text)
     if not isinstance(value, dict):
@@ -352,7 +361,7 @@ class Store(RunFiles):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
-        self.read_only = not _writable(self.root)
+        self.read_only = self.records or not _writable(self.root)
         db = paths.db_path(self.root)
         if self.read_only:
             # reports and cached runs still work: the index is built in memory from the run
@@ -474,14 +483,15 @@ class Store(RunFiles):
     def verifications(self) -> dict[str, dict[str, Any]]:
         """The last verification of each run that still holds: its files are unchanged since."""
         out = {}
-        for row in self.query("SELECT * FROM verifications"):
+        rows = [{**v, "run_id": d.name} for d in paths.runs_dir(self.root).iterdir()
+                if paths.is_run_id(d.name) and (v := records.verification(d)) is not None] if self.records else self.query("SELECT * FROM verifications")
+        for row in rows:
             try:
                 current = self.digest(row["run_id"])
             except OSError:
                 continue
             if current == row["files_sha256"]:
-                out[row["run_id"]] = {**dict(row), "problems": json.loads(row["problems"]),
-                                      "flags": json.loads(row["flags"])}
+                out[row["run_id"]] = {**dict(row), "problems": _listed(row["problems"]), "flags": _listed(row["flags"])}
         return out
 
     def reindex(self, commit: bool = True) -> int:

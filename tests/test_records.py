@@ -1,0 +1,164 @@
+"""Run records (`bench export`): a leaderboard trained in parts, in stores that are then lost,
+reports from the records exactly as from one store that trained it all, keeps its verified marks
+while the records are unchanged, never takes a second result under one run id, and cannot be
+trained in or verified."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from prunebench.cli import main
+from prunebench.protocol_files import load_protocol
+from prunebench.runner import Harness
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One store that trained S2 and SX-B (l1norm, magnitude) for seeds 0 and 1, verified."""
+    root = tmp_path_factory.mktemp("records")
+    mp = pytest.MonkeyPatch()
+    from tests.conftest import LADDER, SUITE, SX_B, write_yaml
+
+    protocols = root / "protocols"
+    write_yaml(protocols / "synth-small" / "suite.yaml", SUITE)
+    write_yaml(protocols / "synth-small" / "S2.yaml", LADDER["S2"])
+    write_yaml(protocols / "synth-small" / "SX-B.yaml", SX_B)
+    mp.setenv("PRUNEBENCH_PROTOCOLS", str(protocols))
+    store = root / "store"
+    for setup in ("S2", "SX-B"):
+        protocol, _, sha = load_protocol(setup, "synth-small")
+        h = Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None)
+        list(h.run(["l1norm", "magnitude"], seeds=[0, 1]))
+    assert main(["verify", "--store", str(store)]) == 0
+    yield store
+    mp.undo()
+
+
+def seed_of(run_dir: Path) -> int:
+    return json.loads((run_dir / "spec.json").read_text())["seed"]
+
+
+def part(store: Path, seed: int, to: Path) -> Path:
+    """The store of a session that trained one seed: a copy holding that seed's runs only."""
+    shutil.copytree(store, to)
+    for run in (to / "runs").iterdir():
+        if seed_of(run) != seed:
+            shutil.rmtree(run)
+    return to
+
+
+def report(store: Path, out: Path, capsys) -> list[dict]:
+    capsys.readouterr()
+    assert main(["report", "--store", str(store), "--out", str(out), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def cells(tables: list[dict]) -> dict:
+    return {(t["setup"], t["target"], c["row"]): c for t in tables for c in t["cells"]}
+
+
+def test_records_of_two_parts_report_as_the_store_that_trained_both(trained, tmp_path, capsys):
+    records = tmp_path / "records"
+    for seed in (0, 1):
+        assert main(["export", "--store", str(part(trained, seed, tmp_path / f"part{seed}")), "--out", str(records)]) == 0
+        assert "runs recorded in" in capsys.readouterr().out
+    whole, merged = cells(report(trained, tmp_path / "r-store", capsys)), cells(report(records, tmp_path / "r-rec", capsys))
+    assert merged.keys() == whole.keys() and len(whole) == 6  # S2: l1norm, magnitude; SX-B: those + 2 Scratch-B
+    for key, cell in whole.items():
+        assert cell["n"] == 2 and cell["verified"] == "yes"
+        assert merged[key] == cell  # numbers, tests, run ids and verified marks alike
+    # no weights in the records; each record keeps its weights' sha256, the one the loop recorded
+    runs = sorted((records / "runs").iterdir())
+    assert len(runs) == len(list((trained / "runs").iterdir())) == 2 * 7
+    assert not list(records.rglob("*.pt")) and not list(records.rglob("lock"))
+    for run in runs:
+        record = json.loads((run / "record.json").read_text())
+        assert record["weights"]["model.pt"] == json.loads((run / "metrics.json").read_text())["model_sha256"]
+        assert record["verification"]["ok"] is True
+    exports = json.loads((records / "records.json").read_text())["exports"]
+    assert [e["added"] for e in exports] == [7, 7]
+    assert "Reported from run records" in (tmp_path / "r-rec" / "synth-small_S2.md").read_text()
+    assert "Reported from run records" not in (tmp_path / "r-store" / "synth-small_S2.md").read_text()
+
+
+def test_exporting_again_adds_nothing_and_a_different_result_under_one_id_is_refused(trained, tmp_path, capsys):
+    records = tmp_path / "records"
+    assert main(["export", "--store", str(trained), "--out", str(records)]) == 0
+    before = {p: p.read_bytes() for p in (records / "runs").rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["export", "--store", str(trained), "--out", str(records)]) == 0
+    out = capsys.readouterr().out
+    assert "0 runs recorded" in out and "14 were already there" in out
+    assert {p: p.read_bytes() for p in (records / "runs").rglob("*") if p.is_file()} == before
+    # the same run trained again elsewhere, with another result (another CPU, say): one id, one result
+    other = part(trained, 0, tmp_path / "other")
+    run = next(r for r in (other / "runs").iterdir() if json.loads((r / "spec.json").read_text())["kind"] == "pruned")
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "test_acc": metrics["test_acc"] + 0.01}))
+    capsys.readouterr()
+    assert main(["export", "--store", str(other), "--out", str(records)]) == 2
+    err = capsys.readouterr().err
+    assert f"run {run.name[:12]} is already recorded" in err and "metrics.json" in err and "Traceback" not in err
+    assert (records / "runs" / run.name / "metrics.json").read_bytes() == before[records / "runs" / run.name /
+                                                                                 "metrics.json"]
+
+
+@pytest.mark.parametrize("edit", ["metrics", "plan", "weights sha256", "record unreadable"])
+def test_an_edited_record_is_no_longer_verified(trained, tmp_path, capsys, edit):
+    records = tmp_path / "records"
+    assert main(["export", "--store", str(trained), "--out", str(records)]) == 0
+    ids = {(t["setup"], t["target"], c["row"]): c["runs"] for t in report(records, tmp_path / "r0", capsys)
+           for c in t["cells"]}
+    run = records / "runs" / next(iter(ids[("S2", "0.5", "l1norm")].values()))
+    record = json.loads((run / "record.json").read_text())
+    if edit == "metrics":  # the number a table shows
+        metrics = json.loads((run / "metrics.json").read_text())
+        (run / "metrics.json").write_text(json.dumps({**metrics, "test_acc": 99.0}))
+    elif edit == "plan":
+        (run / "plan.json").write_text((run / "plan.json").read_text().replace("1", "2", 1))
+    elif edit == "weights sha256":  # a record claiming other weights than those verified
+        record["weights"]["model.pt"] = "0" * 64
+        (run / "record.json").write_text(json.dumps(record))
+    else:
+        (run / "record.json").write_text("{not json")
+    marks = {c["row"]: c["verified"] for (setup, _, _), c in cells(report(records, tmp_path / "r1", capsys)).items()
+             if setup == "S2"}
+    assert marks == {"l1norm": "no", "magnitude": "yes"}
+
+
+def test_records_cannot_be_trained_in_or_verified(trained, tmp_path, capsys, monkeypatch):
+    records = tmp_path / "records"
+    assert main(["export", "--store", str(trained), "--out", str(records)]) == 0
+    capsys.readouterr()
+    for argv in (["run", "--protocol", "S2", "--suite", "synth-small", "--method", "l1norm", "--seeds", "0"],
+                 ["verify"], ["report", "--verify", "--out", str(tmp_path / "r")]):
+        assert main([*argv, "--store", str(records)]) == 2, argv
+        err = capsys.readouterr().err
+        assert "holds run records exported by `bench export` (no weights)" in err and "Traceback" not in err
+    assert not list(records.rglob("*.pt")) and not (records / "index.db").exists()
+
+
+def test_export_refuses_what_is_not_a_store_or_not_records(trained, tmp_path, capsys):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    assert main(["export", "--store", str(trained), "--out", str(tmp_path / "notes")]) == 2
+    assert "is not a folder of run records" in capsys.readouterr().err
+    assert main(["export", "--store", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    assert "no run store at" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    assert main(["report", "--store", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+
+
+def test_unfinished_runs_are_left_out_and_said(trained, tmp_path, capsys):
+    store = part(trained, 0, tmp_path / "part")
+    run = next(r for r in (store / "runs").iterdir() if json.loads((r / "spec.json").read_text())["kind"] == "scratch")
+    (run / "metrics.json").unlink()  # killed before it finished
+    capsys.readouterr()
+    assert main(["export", "--store", str(store), "--out", str(tmp_path / "records"), "--suite", "synth-small"]) == 0
+    assert "6 runs recorded" in (out := capsys.readouterr().out) and "1 unfinished runs left out" in out
+    assert not (tmp_path / "records" / "runs" / run.name).exists()
+    assert main(["export", "--store", str(store), "--out", str(tmp_path / "none"), "--suite", "other"]) == 0
+    assert "0 runs recorded" in capsys.readouterr().out
