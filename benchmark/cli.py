@@ -321,7 +321,7 @@ def _harness(args: argparse.Namespace):
     protocol, path, sha = load_protocol(args.protocol, args.suite or DEFAULT_SUITE)
     if args.suite and protocol.suite != args.suite:
         raise UserError(f"{path} is a protocol of suite {protocol.suite!r}, not {args.suite!r}.")
-    records.refuse(args.store or paths.default_store(), "run")
+    records.refuse(args.store or paths.default_store(), args.command)
     harness = Harness(protocol, store=args.store or paths.default_store(), protocol_sha256=sha,
                       data_root=args.data_root, device=args.device,
                       compiled=args.compile, plugins=plugins, executor=_executor(args),
@@ -459,8 +459,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     counts = records.export(args.store or paths.default_store(), args.out, args.suite)
-    print(f"{counts['added']} runs recorded in {args.out}, {counts['already recorded']} were already there"
+    print(f"{counts['added']} runs recorded in {args.out}, {counts['already recorded']} were already there; "
+          f"{counts['verified']} of them carry a `bench verify` verdict"
           + (f"; {counts['unfinished']} unfinished runs left out" if counts["unfinished"] else "") + ".")
+    if counts["verified"] < counts["added"] + counts["already recorded"]:
+        print("Runs without a verdict show – (not verified) in reports: run `bench verify --store STORE` and export "
+              "again to add them.", file=sys.stderr)
     return 0
 
 

@@ -4,24 +4,31 @@ trained in parts (one store per machine or session) and to report from all of th
 `bench export --store STORE --out DIR` copies the record of every finished run — spec, plan and
 round plans, trace, metrics, what it was audited against (`protocol.json`, `base.json`), a
 violation or a failure — into `DIR/runs/<id>/`, and writes `record.json` beside them: the sha256
-of each weight file left out (`model.pt`, `masks.pt`) and the run's last `bench verify` verdict
+of each weight file left out (every `*.pt`: `model.pt`, `masks.pt`, round masks), when the run
+last changed in its store, which export brought it, and the run's last `bench verify` verdict
 while the files it verified are unchanged. `DIR/records.json` marks DIR as records and lists the
 exports that filled it (when, from which store, on which machine).
 
 DIR is a read-only store: `bench report --store DIR` builds its index in memory from the run
 directories; a run is marked verified while its files, with the recorded weights' sha256, still
-hash to what the verifier saw (`Store.digest`). `bench run` and `bench verify` refuse DIR: there
-are no weights to train from or re-derive. Exports add up: a run already in DIR must be the same
-record (one run id is one computation); a different one is an error, never a silent overwrite.
+hash to what the verifier saw (`Store.digest`). A record is as trustworthy as its history (git):
+the verdict shows that the files are those verified, not who verified them. `bench run` and
+`bench verify` refuse DIR: there are no weights to train from or re-derive. Exports add up: a run
+already in DIR must be the same record (one run id is one computation); a different one is an
+error, never a silent overwrite.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import filecmp
 import json
+import math
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +36,12 @@ import prunebench
 from prunebench import paths
 from prunebench._atomic import disk_error, sha256_file, write_atomic
 from prunebench.errors import UserError
-from prunebench.machine import describe, label
 
 MARKER = "records.json"  # at the root: this folder holds run records, not a store to train in
+LOCK = ".export.lock"  # at the root: one export at a time
 RECORD = "record.json"  # in each run's folder
-WEIGHTS = ("model.pt", "masks.pt")  # left out; their sha256 kept (the files `bench verify` reads)
 FINISHED = ("metrics.json", "violation.json", "failed.json")
+_VERDICT = ("ok", "problems", "flags", "files_sha256", "test_acc", "recorded_acc", "checked")
 
 
 def is_records(root: Path) -> bool:
@@ -42,7 +49,7 @@ def is_records(root: Path) -> bool:
 
 
 def refuse(root: Path, command: str) -> None:
-    """`bench run`/`crossval`/`verify` cannot work on records: say what to do instead."""
+    """Commands that train or re-derive cannot work on records: say what to do instead."""
     if is_records(root):
         raise UserError(f"{root} holds run records exported by `bench export` (no weights): `bench {command}` "
                         "needs a run store. Train in a store of your own (--store DIR) and export it into "
@@ -60,37 +67,62 @@ def _read(run_dir: Path) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def weights(run_dir: Path) -> dict[str, str]:
-    """The sha256 of the weight files a record left out (empty for a run folder of a store)."""
+    """The sha256 of the weight files a record left out, by path in the run's folder; only `.pt`
+    files stand for themselves this way (a record cannot list its trace or plan as 'left out')."""
     value = _read(run_dir).get("weights")
-    return value if isinstance(value, dict) else {}
+    if not isinstance(value, dict):
+        return {}
+    return {name: sha for name, sha in value.items()
+            if isinstance(name, str) and name.endswith(".pt") and ".." not in name and _sha256(sha)}
+
+
+def updated(run_dir: Path) -> float | None:
+    """When the run last changed in the store it was exported from."""
+    value = _read(run_dir).get("updated")
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def verification(run_dir: Path) -> dict[str, Any] | None:
-    """The verdict of `bench verify` a record carries, or None."""
+    """The verdict of `bench verify` a record carries, or None (also for one that is malformed)."""
     value = _read(run_dir).get("verification")
-    return value if isinstance(value, dict) and {"files_sha256", "problems", "flags"} <= value.keys() else None
+    if not (isinstance(value, dict) and set(_VERDICT) <= value.keys() and isinstance(value["ok"], bool)
+            and _sha256(value["files_sha256"]) and isinstance(value["checked"], (int, float))
+            and all(isinstance(value[k], list) and all(isinstance(x, str) for x in value[k])
+                    for k in ("problems", "flags"))
+            and all(value[k] is None or isinstance(value[k], (int, float)) for k in ("test_acc", "recorded_acc"))):
+        return None
+    return value
 
 
-def _kept(path: Path) -> bool:
+def _kept(relative: Path) -> bool:
     """Whether a file of a finished run's folder is part of its record: not its weights, lock,
-    leftover checkpoints or set-aside damage."""
-    return not (path.suffix == ".pt" or path.name.endswith(".pt.sha256") or path.name == "lock")
+    checkpoint records or set-aside damage."""
+    return not (relative.suffix == ".pt" or relative.name.endswith(".pt.sha256") or relative.name == "lock"
+                or relative.name == RECORD or relative.parts[0].startswith("damaged-"))
 
 
-def _record_files(directory: Path) -> list[Path]:
-    """The files of a run's record, relative to its folder (round plans included)."""
-    out = []
-    for path in sorted(directory.rglob("*")):
-        relative = path.relative_to(directory)
-        if path.is_file() and not relative.parts[0].startswith("damaged-") and _kept(path) and path.name != RECORD:
-            out.append(relative)
-    return out
+def _files(directory: Path) -> list[Path]:
+    """The files of a run's folder, relative to it (round plans included)."""
+    return sorted(p.relative_to(directory) for p in directory.rglob("*") if p.is_file())
 
 
-def export(store_root: Path, out: Path, suite: str | None = None, log=print) -> dict[str, int]:
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """One export at a time into `out` (a second one waits)."""
+    with open(out / LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def export(store_root: Path, out: Path, suite: str | None = None) -> dict[str, int]:
     """Copy the records of `store_root`'s finished runs (of `suite`, or all) into `out`; returns
-    counts: added, already there, unfinished (left out)."""
+    counts: added, already recorded, verified (of those exported), unfinished (left out)."""
+    from prunebench.machine import describe, label
     from prunebench.store import Store
 
     store_root, out = Path(store_root), Path(out)
@@ -99,63 +131,88 @@ def export(store_root: Path, out: Path, suite: str | None = None, log=print) -> 
                         "`bench run` wrote.")
     if is_records(store_root):
         raise UserError(f"{store_root} is itself run records; export from the store the runs trained in.")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the run records.")
     if out.exists() and not is_records(out) and any(out.iterdir()):
         raise UserError(f"{out} exists and is not a folder of run records (no {MARKER}): pass an empty or new folder, "
                         "or one `bench export` wrote.")
     store = Store(store_root)
     try:
         verified = store.verifications()
+        changed = {r["id"]: r["updated"] for r in store.query("SELECT id, updated FROM runs")}
     finally:
         store.close()
-    counts = {"added": 0, "already recorded": 0, "unfinished": 0}
-    destination = paths.runs_dir(out)
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    entry = {"when": when, "from": str(store_root.resolve()), "machine": label(describe("cpu")),
+             "prunebench": prunebench.__version__, "suite": suite}
+    counts = {"added": 0, "already recorded": 0, "verified": 0, "unfinished": 0}
     try:
-        destination.mkdir(parents=True, exist_ok=True)
+        paths.runs_dir(out).mkdir(parents=True, exist_ok=True)
+        with _exclusive(out):
+            if not is_records(out):  # first, so a killed export leaves records, not an unmarked folder
+                write_atomic(out / MARKER, json.dumps({"what": "prunebench run records (bench export): finished runs "
+                                                               "without their weights", "exports": []}, indent=1))
+            try:
+                _export_runs(store_root, out, suite, verified, changed, {"when": when, "from": entry["from"]}, counts)
+            finally:  # what was added is traceable to this export, also when a conflict stopped it
+                exports = json.loads((out / MARKER).read_text()).get("exports", [])
+                write_atomic(out / MARKER, json.dumps({"what": "prunebench run records (bench export): finished runs "
+                                                               "without their weights",
+                                                       "exports": [*exports, {**entry, **counts}]}, indent=1))
     except OSError as e:
-        raise disk_error(destination, e) from None
+        raise disk_error(Path(e.filename or out), e) from None
+    return counts
+
+
+def _export_runs(store_root: Path, out: Path, suite: str | None, verified: dict[str, dict[str, Any]],
+                 changed: dict[str, float], exported: dict[str, str], counts: dict[str, int]) -> None:
+    destination = paths.runs_dir(out)
     for stale in destination.glob(".*-*"):  # an export killed while copying a run: copy it again
         shutil.rmtree(stale, ignore_errors=True)
     for directory in sorted(paths.runs_dir(store_root).iterdir()):
         if not paths.is_run_id(directory.name) or not (directory / "spec.json").is_file():
             continue
-        if suite is not None and json.loads((directory / "spec.json").read_text()).get("suite") != suite:
+        try:
+            run_suite = json.loads((directory / "spec.json").read_text()).get("suite")
+        except ValueError:  # damaged: `bench run` repairs or names it; not a record
+            counts["unfinished"] += 1
+            continue
+        if suite is not None and run_suite != suite:
             continue
         if not any((directory / name).is_file() for name in FINISHED):
             counts["unfinished"] += 1
             continue
-        record = {"weights": {name: sha256_file(directory / name) for name in WEIGHTS if (directory / name).is_file()},
-                  "verification": _verdict(verified.get(directory.name))}
+        files = _files(directory)
+        verdict = verified.get(directory.name)
+        record = {"weights": {str(p): sha256_file(directory / p) for p in files if p.suffix == ".pt"
+                              and not p.parts[0].startswith("damaged-") and not p.name.startswith("checkpoint")},
+                  "updated": changed.get(directory.name) or max((directory / p).stat().st_mtime for p in files),
+                  "exported": exported,
+                  "verification": None if verdict is None else {**{k: verdict[k] for k in _VERDICT if k != "ok"},
+                                                                  "ok": bool(verdict["ok"])}}
+        counts["verified"] += verdict is not None
         target = destination / directory.name
         if target.exists():
             _same(directory, target, record)
             counts["already recorded"] += 1
             continue
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name[:12]}-", dir=destination))
-        for relative in _record_files(directory):
+        for relative in filter(_kept, files):
             (staging / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(directory / relative, staging / relative)
         write_atomic(staging / RECORD, json.dumps(record, indent=1, sort_keys=True))
         staging.rename(target)
         counts["added"] += 1
-    marker = out / MARKER
-    log_entry = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "from": str(store_root.resolve()),
-                 "machine": label(describe("cpu")), "prunebench": prunebench.__version__, "suite": suite, **counts}
-    exports = json.loads(marker.read_text())["exports"] if marker.is_file() else []
-    write_atomic(marker, json.dumps({"what": "prunebench run records (bench export): finished runs without their "
-                                             "weights", "exports": [*exports, log_entry]}, indent=1))
-    return counts
-
-
-def _verdict(row: dict[str, Any] | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    return {**{k: row[k] for k in ("problems", "flags", "files_sha256", "test_acc", "recorded_acc", "checked")
-               if k in row}, "ok": bool(row["ok"])}
 
 
 def _same(source: Path, target: Path, record: dict[str, Any]) -> None:
     """A run already recorded must be the same record: same files, same weights."""
-    mine, theirs = _record_files(source), _record_files(target)
+    ended = {name for name in FINISHED if (target / name).is_file()}
+    if ended & {"failed.json", "violation.json"} and (source / "metrics.json").is_file():
+        raise UserError(f"run {source.name[:12]} is recorded in {target.parent.parent} as {' and '.join(sorted(ended))} "
+                        "(it failed or was stopped), and has finished since in this store (trained again): delete "
+                        f"{target} and export again to record the finished run.")
+    mine, theirs = [p for p in _files(source) if _kept(p)], [p for p in _files(target) if _kept(p)]
     differ = sorted({str(p) for p in set(mine) ^ set(theirs)}
                     | {str(p) for p in set(mine) & set(theirs) if not filecmp.cmp(source / p, target / p, shallow=False)})
     if weights(target) != record["weights"]:
@@ -164,6 +221,7 @@ def _same(source: Path, target: Path, record: dict[str, Any]) -> None:
         raise UserError(f"run {source.name[:12]} is already recorded in {target.parent.parent} with a different result "
                         f"({', '.join(differ[:4])} differ): a run id is one computation, recorded once. If the record "
                         f"is wrong, delete {target} and export again.")
-    if record["verification"] is not None and verification(target) != record["verification"]:
-        # a later `bench verify` of the same files: keep the newer verdict
-        write_atomic(target / RECORD, json.dumps(record, indent=1, sort_keys=True))
+    new, old = record["verification"], verification(target)
+    if new is not None and new != old and (old is None or new["checked"] > old["checked"]):
+        # a later `bench verify` of the same files: the newer verdict
+        write_atomic(target / RECORD, json.dumps({**_read(target), "verification": new}, indent=1, sort_keys=True))

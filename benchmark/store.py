@@ -150,6 +150,7 @@ class RunFiles:
 
     def prepare(self, spec: RunSpec) -> Path:
         """Create the run's directory and write its resolved config."""
+        records.refuse(self.root, "run")  # records hold no weights: nothing trains in them
         directory = self.run_dir(spec.run_id)
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -205,13 +206,14 @@ class RunFiles:
         mark holds only while none of them changes."""
         h = hashlib.sha256()
         directory = self.run_dir(run_id)
-        rounds = sorted(str(p.relative_to(directory)) for p in directory.glob("rounds/*/*") if p.is_file())
         left_out = records.weights(directory) if self.records else {}  # a record's weights: their sha256
+        rounds = sorted({str(p.relative_to(directory)) for p in directory.glob("rounds/*/*") if p.is_file()}
+                        | {name for name in left_out if len(Path(name).parts) == 3 and name.startswith("rounds/")})
         for name in [*self.VERIFIED_FILES, *rounds]:  # an iterative run's round plans too
             path = directory / name
             if path.is_file():
                 h.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-            elif isinstance(left_out.get(name), str):
+            elif name in left_out:
                 h.update(name.encode() + b"\0" + bytes.fromhex(left_out[name]))
         return h.hexdigest()
 
@@ -501,14 +503,16 @@ class Store(RunFiles):
         by a much older prunebench) is skipped with a warning. Returns the number indexed."""
         count = 0
         for directory in sorted(paths.runs_dir(self.root).iterdir()):
-            if not (directory / "spec.json").exists():
-                continue
+            if directory.name.startswith(".") or not (directory / "spec.json").exists():
+                continue  # no run (an export's staging folder, say)
             try:
                 spec = self.spec(directory.name)
                 if spec.run_id != directory.name:
                     raise ValueError("its spec.json does not hash to the directory's name")
-                # when the run last changed, so the report's "latest version" survives a rebuild
-                when = max(f.stat().st_mtime for f in directory.iterdir())
+                # when the run last changed, so the report's "latest version" survives a rebuild (a
+                # record keeps the time of the store it came from: a clone or export resets mtimes)
+                when = (self.records and records.updated(directory)) or max(f.stat().st_mtime
+                                                                             for f in directory.iterdir())
                 metrics = self.metrics(directory.name)
                 try:  # which protocol's table a run that did not finish belongs to
                     audited = (self.audited(directory.name) or {}) if metrics is None else {}

@@ -6,6 +6,7 @@ trained in or verified."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from prunebench.runner import Harness
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One store that trained S2 and SX-B (l1norm, magnitude) for seeds 0 and 1, verified."""
+    """One store that trained S2 (l1norm, magnitude, magnitude in 2 rounds: round masks) and SX-B
+    (l1norm, magnitude) for seeds 0 and 1, verified."""
     root = tmp_path_factory.mktemp("records")
     mp = pytest.MonkeyPatch()
     from tests.conftest import LADDER, SUITE, SX_B, write_yaml
@@ -29,10 +31,11 @@ def trained(tmp_path_factory):
     write_yaml(protocols / "synth-small" / "SX-B.yaml", SX_B)
     mp.setenv("PRUNEBENCH_PROTOCOLS", str(protocols))
     store = root / "store"
-    for setup in ("S2", "SX-B"):
+    for setup, methods in (("S2", ["l1norm", "magnitude", "magnitude:rounds=2"]), ("SX-B", ["l1norm", "magnitude"])):
         protocol, _, sha = load_protocol(setup, "synth-small")
         h = Harness(protocol, store=store, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None)
-        list(h.run(["l1norm", "magnitude"], seeds=[0, 1]))
+        list(h.run(methods, seeds=[0, 1]))
+    assert list(store.glob("runs/*/rounds/1/masks.pt"))  # what a record must stand for without the file
     assert main(["verify", "--store", str(store)]) == 0
     yield store
     mp.undo()
@@ -67,20 +70,29 @@ def test_records_of_two_parts_report_as_the_store_that_trained_both(trained, tmp
         assert main(["export", "--store", str(part(trained, seed, tmp_path / f"part{seed}")), "--out", str(records)]) == 0
         assert "runs recorded in" in capsys.readouterr().out
     whole, merged = cells(report(trained, tmp_path / "r-store", capsys)), cells(report(records, tmp_path / "r-rec", capsys))
-    assert merged.keys() == whole.keys() and len(whole) == 6  # S2: l1norm, magnitude; SX-B: those + 2 Scratch-B
+    assert merged.keys() == whole.keys() and len(whole) == 7  # S2: 3 rows; SX-B: l1norm, magnitude + 2 Scratch-B
     for key, cell in whole.items():
         assert cell["n"] == 2 and cell["verified"] == "yes"
         assert merged[key] == cell  # numbers, tests, run ids and verified marks alike
     # no weights in the records; each record keeps its weights' sha256, the one the loop recorded
     runs = sorted((records / "runs").iterdir())
-    assert len(runs) == len(list((trained / "runs").iterdir())) == 2 * 7
+    assert len(runs) == len(list((trained / "runs").iterdir())) == 2 * 8
     assert not list(records.rglob("*.pt")) and not list(records.rglob("lock"))
     for run in runs:
         record = json.loads((run / "record.json").read_text())
         assert record["weights"]["model.pt"] == json.loads((run / "metrics.json").read_text())["model_sha256"]
         assert record["verification"]["ok"] is True
+        assert set(record["weights"]) == {str(p.relative_to(trained / "runs" / run.name))
+                                          for p in (trained / "runs" / run.name).rglob("*.pt")}
     exports = json.loads((records / "records.json").read_text())["exports"]
-    assert [e["added"] for e in exports] == [7, 7]
+    assert [(e["added"], e["verified"]) for e in exports] == [(8, 8), (8, 8)]
+    # the time each run last changed in its store, not the export's or a clone's file times
+    from prunebench.store import Store
+
+    for run in runs:
+        os.utime(run / "metrics.json", (2e9, 2e9))  # a clone's file times
+    recorded = {r["id"]: r["updated"] for r in Store(records).query("SELECT id, updated FROM runs")}
+    assert recorded == {r["id"]: r["updated"] for r in Store(trained).query("SELECT id, updated FROM runs")}
     assert "Reported from run records" in (tmp_path / "r-rec" / "synth-small_S2.md").read_text()
     assert "Reported from run records" not in (tmp_path / "r-store" / "synth-small_S2.md").read_text()
 
@@ -92,7 +104,7 @@ def test_exporting_again_adds_nothing_and_a_different_result_under_one_id_is_ref
     capsys.readouterr()
     assert main(["export", "--store", str(trained), "--out", str(records)]) == 0
     out = capsys.readouterr().out
-    assert "0 runs recorded" in out and "14 were already there" in out
+    assert "0 runs recorded" in out and "16 were already there" in out
     assert {p: p.read_bytes() for p in (records / "runs").rglob("*") if p.is_file()} == before
     # the same run trained again elsewhere, with another result (another CPU, say): one id, one result
     other = part(trained, 0, tmp_path / "other")
@@ -107,7 +119,8 @@ def test_exporting_again_adds_nothing_and_a_different_result_under_one_id_is_ref
                                                                                  "metrics.json"]
 
 
-@pytest.mark.parametrize("edit", ["metrics", "plan", "weights sha256", "record unreadable"])
+@pytest.mark.parametrize("edit", ["metrics", "plan", "weights sha256", "weights not hex", "trace gone, listed as "
+                                  "weights", "verdict without ok", "record unreadable"])
 def test_an_edited_record_is_no_longer_verified(trained, tmp_path, capsys, edit):
     records = tmp_path / "records"
     assert main(["export", "--store", str(trained), "--out", str(records)]) == 0
@@ -123,11 +136,23 @@ def test_an_edited_record_is_no_longer_verified(trained, tmp_path, capsys, edit)
     elif edit == "weights sha256":  # a record claiming other weights than those verified
         record["weights"]["model.pt"] = "0" * 64
         (run / "record.json").write_text(json.dumps(record))
+    elif edit == "weights not hex":
+        record["weights"]["model.pt"] = "not a sha256"
+        (run / "record.json").write_text(json.dumps(record))
+    elif edit.startswith("trace gone"):  # only weights may stand for a missing file
+        from prunebench._atomic import sha256_file
+
+        record["weights"]["trace.json"] = sha256_file(run / "trace.json")
+        (run / "trace.json").unlink()
+        (run / "record.json").write_text(json.dumps(record))
+    elif edit == "verdict without ok":
+        del record["verification"]["ok"]
+        (run / "record.json").write_text(json.dumps(record))
     else:
         (run / "record.json").write_text("{not json")
     marks = {c["row"]: c["verified"] for (setup, _, _), c in cells(report(records, tmp_path / "r1", capsys)).items()
              if setup == "S2"}
-    assert marks == {"l1norm": "no", "magnitude": "yes"}
+    assert marks == {"l1norm": "no", "magnitude": "yes", "magnitude(rounds=2)": "yes"}
 
 
 def test_records_cannot_be_trained_in_or_verified(trained, tmp_path, capsys, monkeypatch):
@@ -158,7 +183,76 @@ def test_unfinished_runs_are_left_out_and_said(trained, tmp_path, capsys):
     (run / "metrics.json").unlink()  # killed before it finished
     capsys.readouterr()
     assert main(["export", "--store", str(store), "--out", str(tmp_path / "records"), "--suite", "synth-small"]) == 0
-    assert "6 runs recorded" in (out := capsys.readouterr().out) and "1 unfinished runs left out" in out
+    assert "7 runs recorded" in (out := capsys.readouterr().out) and "1 unfinished runs left out" in out
     assert not (tmp_path / "records" / "runs" / run.name).exists()
     assert main(["export", "--store", str(store), "--out", str(tmp_path / "none"), "--suite", "other"]) == 0
     assert "0 runs recorded" in capsys.readouterr().out
+
+
+def test_a_run_recorded_failed_then_finished_is_named_and_a_stopped_export_is_logged(trained, tmp_path, capsys):
+    records = tmp_path / "records"
+    early = part(trained, 0, tmp_path / "early")  # a session where one run had failed
+    run = next(r for r in (early / "runs").iterdir() if json.loads((r / "spec.json").read_text())["kind"] == "pruned")
+    (run / "metrics.json").unlink()
+    (run / "failed.json").write_text(json.dumps({"reason": "loss became NaN", "when": 0}))
+    assert main(["export", "--store", str(early), "--out", str(records)]) == 0
+    capsys.readouterr()
+    assert main(["export", "--store", str(trained), "--out", str(records)]) == 2  # retried and finished since
+    err = capsys.readouterr().err
+    assert f"run {run.name[:12]} is recorded in" in err and "as failed.json" in err and "delete" in err
+    exports = json.loads((records / "records.json").read_text())["exports"]
+    assert len(exports) == 2 and exports[1]["added"] > 0  # what the stopped export added is traceable to it
+    sources = [json.loads((r / "record.json").read_text())["exported"]["from"] for r in (records / "runs").iterdir()]
+    assert sources.count(exports[1]["from"]) == exports[1]["added"] and exports[1]["from"] == str(trained.resolve())
+    assert sources.count(exports[0]["from"]) == exports[0]["added"]
+
+
+def test_a_killed_export_leaves_records_that_report_and_export_again(trained, tmp_path, capsys, recwarn):
+    records = tmp_path / "records"
+    assert main(["export", "--store", str(trained), "--out", str(records)]) == 0
+    victim = next((records / "runs").iterdir())
+    shutil.move(victim, records / "runs" / f".{victim.name[:12]}-half")  # killed while copying this run
+    capsys.readouterr()
+    assert main(["report", "--store", str(records), "--out", str(tmp_path / "r"), "--json"]) == 0
+    assert not [w for w in recwarn if "not indexing" in str(w.message)]
+    assert main(["export", "--store", str(trained), "--out", str(records)]) == 0
+    assert "1 runs recorded" in capsys.readouterr().out
+    assert sorted(p.name for p in (records / "runs").iterdir()) == sorted(p.name for p in (trained / "runs").iterdir())
+
+
+def test_a_newer_verdict_replaces_an_older_one_and_not_the_reverse(trained, tmp_path, capsys):
+    older = tmp_path / "older"
+    shutil.copytree(trained, older)
+    newer = tmp_path / "newer"
+    shutil.copytree(trained, newer)
+    run = next(iter(sorted(p.name for p in (newer / "runs").iterdir())))
+    assert main(["verify", run, "--store", str(newer)]) == 0  # verified again, later
+    records = tmp_path / "records"
+    for store in (older, newer, older):
+        assert main(["export", "--store", str(store), "--out", str(records)]) == 0
+    checked = json.loads((records / "runs" / run / "record.json").read_text())["verification"]["checked"]
+    from prunebench.store import Store
+
+    assert checked == Store(newer).verifications()[run]["checked"] > Store(older).verifications()[run]["checked"]
+
+
+def test_nothing_trains_into_records_even_through_the_api(trained, tmp_path, capsys, monkeypatch):
+    from tests.conftest import LADDER, SUITE, write_yaml
+
+    records = tmp_path / "records"
+    assert main(["export", "--store", str(trained), "--out", str(records)]) == 0
+    capsys.readouterr()
+    assert main(["crossval", "--protocol", "S2", "--suite", "synth-small", "--method", "l1norm", "--method", "random",
+                 "--seeds", "0", "--store", str(records)]) == 2
+    assert "`bench crossval` needs a run store" in capsys.readouterr().err
+    protocols = tmp_path / "protocols"
+    write_yaml(protocols / "synth-small" / "suite.yaml", SUITE)
+    write_yaml(protocols / "synth-small" / "S2.yaml", LADDER["S2"])
+    monkeypatch.setenv("PRUNEBENCH_PROTOCOLS", str(protocols))
+    protocol, _, sha = load_protocol("S2", "synth-small")
+    h = Harness(protocol, store=records, protocol_sha256=sha, device="cpu", progress=False, log=lambda m: None)
+    from prunebench.errors import UserError
+
+    with pytest.raises(UserError, match="holds run records"):
+        list(h.run(["random"], seeds=[0]))
+    assert not list(records.rglob("*.pt")) and not list(records.rglob("checkpoint*"))
