@@ -769,7 +769,7 @@ def _figure_html(p: Plot) -> str:
 
 
 def html_page(tables: list[Table], curves: dict[str, list[Plot]], figures: dict[str, list[Plot]],
-              notes: dict[str, list[str]] | None = None) -> str:
+              notes: dict[str, list[str]] | None = None, source: list[str] | None = None) -> str:
     """One self-contained page: a summary, a table of contents, then per suite and setup its tables
     and figures; styles inline, figures embedded as data URIs (no network needed). `curves`: by
     table slug; `figures`: by page slug."""
@@ -793,7 +793,8 @@ def html_page(tables: list[Table], curves: dict[str, list[Plot]], figures: dict[
         toc.append("</ol></li>")
     toc.append("</ol></nav>")
     body += toc
-    body.append(f'<section id="notes"><h2>Notes</h2><p class="note">{esc(NOTES)}</p></section>')
+    body.append(f'<section id="notes"><h2>Notes</h2><p class="note">{esc(NOTES)}</p>'
+                + "".join(f'<p class="note">{esc(line)}</p>' for line in source or () if line) + "</section>")
     for slug, group in grouped.items():
         body.append(f'<section><h2 id="page-{slug}">{esc(page_title(group[0]))}</h2>')
         for t in group:
@@ -1245,7 +1246,8 @@ def write_report(store: Store, out: Path, suite: str | None = None, protocol: st
         md.write_text("\n".join(parts) + "\n")
         written += [md, *(f for p in figures[slug] + [p for t in group for p in curves[t.slug]] for f in (p.png, p.svg))]
     page = out / "index.html"
-    page.write_text(html_page(tables, curves, figures, {slug: left_out(group) for slug, group in pages(tables).items()}))
+    page.write_text(html_page(tables, curves, figures, {slug: left_out(group) for slug, group in pages(tables).items()},
+                              _source(store)))
     written.append(page)
     (out / "leaderboard.json").write_text(json.dumps(to_json(tables), indent=1))
     written.append(out / "leaderboard.json")

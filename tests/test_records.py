@@ -95,6 +95,8 @@ def test_records_of_two_parts_report_as_the_store_that_trained_both(trained, tmp
     assert recorded == {r["id"]: r["updated"] for r in Store(trained).query("SELECT id, updated FROM runs")}
     assert "Reported from run records" in (tmp_path / "r-rec" / "synth-small_S2.md").read_text()
     assert "Reported from run records" not in (tmp_path / "r-store" / "synth-small_S2.md").read_text()
+    assert "Reported from run records" in (tmp_path / "r-rec" / "index.html").read_text()
+    assert "Reported from run records" not in (tmp_path / "r-store" / "index.html").read_text()
 
 
 def test_exporting_again_adds_nothing_and_a_different_result_under_one_id_is_refused(trained, tmp_path, capsys):
