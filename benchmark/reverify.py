@@ -264,19 +264,22 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
         # (benchmark mode): such runs are re-evaluated as on another machine
         same_machine = (all(str(here.get(k)) == str(there.get(k)) for k in MACHINE_KEYS)
                         and not metrics.get("compiled") and torch.device(device).type == "cpu")
+        elsewhere = (f"another machine ({there.get('cpu') or 'unrecorded'} -> {here['cpu']})"
+                     if any(str(here.get(k)) != str(there.get(k)) for k in MACHINE_KEYS)
+                     else "other kernels (trained through torch.compile, re-evaluated eagerly)"
+                     if metrics.get("compiled") else f"another device ({device})")
         if recorded is None or not isinstance(recorded, (int, float)):
             problems.append("metrics.json records no final accuracy")
         elif acc != recorded:
             if same_machine or abs(acc - recorded) > OTHER_MACHINE_TOLERANCE:
                 where = "on the machine that trained it" if same_machine else (
-                    f"beyond {OTHER_MACHINE_TOLERANCE} points on another machine")
+                    f"beyond {OTHER_MACHINE_TOLERANCE} points, on {elsewhere}")
                 problems.append(f"re-evaluated accuracy {acc:.2f}% is not the recorded {recorded:.2f}% ({where})")
             else:
-                verdict.flags.append(f"re-evaluated {acc:.2f}% vs recorded {recorded:.2f}% on another machine "
-                                     f"({there.get('cpu') or 'unrecorded'} -> {here['cpu']}), within "
+                verdict.flags.append(f"re-evaluated {acc:.2f}% vs recorded {recorded:.2f}% on {elsewhere}, within "
                                      f"{OTHER_MACHINE_TOLERANCE} points")
         elif not same_machine:
-            verdict.flags.append("re-evaluated on another machine: equal")
+            verdict.flags.append(f"re-evaluated on {elsewhere}: equal")
     except _Failed as e:
         problems.append(str(e))
     except _Environment:

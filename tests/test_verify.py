@@ -211,3 +211,16 @@ def test_an_index_edited_after_verification_loses_its_mark(store, tmp_path, caps
     s2 = next(t for t in json.loads(capsys.readouterr().out) if t["setup"] == "S2")
     marks = {c["row"]: c["verified"] for c in s2["cells"]}
     assert marks["magnitude"] == "no" and marks["l1norm"] == "yes"
+
+
+def test_a_run_re_evaluated_elsewhere_says_where(store):
+    root, ids = store
+    run = ids[("S2", "l1norm")]
+    metrics = json.loads((root / "runs" / run / "metrics.json").read_text())
+    edit_json(root / "runs" / run / "metrics.json", compiled=True)  # trained through torch.compile
+    v = verdict(root, run)
+    assert v.ok and v.flags == ["re-evaluated on other kernels (trained through torch.compile, re-evaluated eagerly): "
+                                "equal"]
+    edit_json(root / "runs" / run / "metrics.json", machine={**metrics["machine"], "cpu": "Some Other CPU"})
+    v = verdict(root, run)
+    assert v.ok and v.flags == [f"re-evaluated on another machine (Some Other CPU -> {metrics['machine']['cpu']}): equal"]
