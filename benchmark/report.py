@@ -1125,8 +1125,8 @@ def ta_figure(tables: list[Table]) -> Figure | None:
         ax.set_xlabel("trainability accuracy, train (%) — Wang et al. Eq. 1; mean ± 95% CI")
         ax.set_ylabel("final test accuracy (%), mean ± 95% CI")
         ax.set_title(correlation_text(points), fontsize=9)
-        fig.suptitle(f"{page_title(tables[0])}: trainability accuracy against final accuracy"
-                     + (f" (target {target_label(targets[0])})" if len(targets) == 1 else ""))
+        fig.suptitle(_wrap(f"{page_title(tables[0])}: trainability accuracy against final accuracy"  # clear of
+                           + (f" (target {target_label(targets[0])})" if len(targets) == 1 else ""), 48))  # the legend
     return fig
 
 
