@@ -31,6 +31,18 @@ def write_yaml(path: Path, data: dict) -> Path:
     return path
 
 
+def synth_protocols(root: Path) -> pytest.MonkeyPatch:
+    """For module fixtures: the synthetic suite with S2 and SX-B under `root/protocols`, on
+    $PRUNEBENCH_PROTOCOLS until the returned MonkeyPatch is undone."""
+    protocols = root / "protocols"
+    write_yaml(protocols / "synth-small" / "suite.yaml", SUITE)
+    write_yaml(protocols / "synth-small" / "S2.yaml", LADDER["S2"])
+    write_yaml(protocols / "synth-small" / "SX-B.yaml", SX_B)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PRUNEBENCH_PROTOCOLS", str(protocols))
+    return mp
+
+
 @pytest.fixture
 def user_protocols(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A protocols folder holding the synthetic suite and all eight setups, on $PRUNEBENCH_PROTOCOLS."""

@@ -22,14 +22,9 @@ def trained(tmp_path_factory):
     """One store that trained S2 (l1norm, magnitude, magnitude in 2 rounds: round masks) and SX-B
     (l1norm, magnitude) for seeds 0 and 1, verified."""
     root = tmp_path_factory.mktemp("records")
-    mp = pytest.MonkeyPatch()
-    from tests.conftest import LADDER, SUITE, SX_B, write_yaml
+    from tests.conftest import synth_protocols
 
-    protocols = root / "protocols"
-    write_yaml(protocols / "synth-small" / "suite.yaml", SUITE)
-    write_yaml(protocols / "synth-small" / "S2.yaml", LADDER["S2"])
-    write_yaml(protocols / "synth-small" / "SX-B.yaml", SX_B)
-    mp.setenv("PRUNEBENCH_PROTOCOLS", str(protocols))
+    mp = synth_protocols(root)
     store = root / "store"
     for setup, methods in (("S2", ["l1norm", "magnitude", "magnitude:rounds=2"]), ("SX-B", ["l1norm", "magnitude"])):
         protocol, _, sha = load_protocol(setup, "synth-small")

@@ -22,14 +22,9 @@ from prunebench.runner import Harness
 def grid(tmp_path_factory):
     """A finished grid of every kind of run: bases, filter and masked pruned runs, Scratch-B of each."""
     root = tmp_path_factory.mktemp("verify")
-    mp = pytest.MonkeyPatch()
-    from tests.conftest import LADDER, SUITE, SX_B, write_yaml
+    from tests.conftest import synth_protocols
 
-    protocols = root / "protocols"
-    write_yaml(protocols / "synth-small" / "suite.yaml", SUITE)
-    write_yaml(protocols / "synth-small" / "S2.yaml", LADDER["S2"])
-    write_yaml(protocols / "synth-small" / "SX-B.yaml", SX_B)
-    mp.setenv("PRUNEBENCH_PROTOCOLS", str(protocols))
+    mp = synth_protocols(root)
     store = root / "store"
     ids = {}
     for setup, methods in (("S2", ["l1norm", "magnitude"]), ("SX-B", ["l1norm", "magnitude"])):
