@@ -117,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--store", type=Path, help=f"run store to export from (default ${paths.STORE_ENV} or the user cache)")
     ex.add_argument("--out", type=Path, required=True, help="folder of run records; runs already there must be the "
                     "same records")
+    ex.add_argument("runs", nargs="*", metavar="RUN", help="only these finished runs, ids or unique prefixes (default: "
+                    "every finished run): a part that trained other runs again only to get to these, e.g. a scratch "
+                    "baseline's base and pruned run on another machine, adds just these")
     ex.add_argument("--suite", help="only this suite's runs (default: every run)")
 
     va = sub.add_parser("validate", help="check a protocol file; show what it fixes and what it leaves free")
@@ -458,7 +461,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    counts = records.export(args.store or paths.default_store(), args.out, args.suite)
+    root = args.store or paths.default_store()
+    if args.runs:
+        from prunebench.reverify import resolve_ids
+        if not paths.runs_dir(root).is_dir():
+            raise UserError(f"no run store at {root} (no runs/ folder); pass --store DIR of a store that `bench run` "
+                            "wrote.")
+        runs = resolve_ids(root, args.runs)
+    else:
+        runs = None
+    counts = records.export(root, args.out, args.suite, runs)
     print(f"{counts['added']} runs recorded in {args.out}, {counts['already recorded']} were already there; "
           f"{counts['verified']} of them carry a `bench verify` verdict"
           + (f"; {counts['unfinished']} unfinished runs left out" if counts["unfinished"] else "") + ".")

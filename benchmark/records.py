@@ -15,7 +15,10 @@ hash to what the verifier saw (`Store.digest`). A record is as trustworthy as it
 the verdict shows that the files are those verified, not who verified them. `bench run` and
 `bench verify` refuse DIR: there are no weights to train from or re-derive. Exports add up: a run
 already in DIR must be the same record (one run id is one computation); a different one is an
-error, never a silent overwrite.
+error, never a silent overwrite. `bench export RUN...` adds only the runs named: a part that had to
+train a run's upstream again (a scratch baseline's base and pruned run, whose architecture, not
+weights, it trains) on a machine whose arithmetic differs adds the runs it was for, not a second
+result under the upstream's id.
 """
 
 from __future__ import annotations
@@ -119,9 +122,10 @@ def _exclusive(out: Path) -> Iterator[None]:
         yield
 
 
-def export(store_root: Path, out: Path, suite: str | None = None) -> dict[str, int]:
-    """Copy the records of `store_root`'s finished runs (of `suite`, or all) into `out`; returns
-    counts: added, already recorded, verified (of those exported), unfinished (left out)."""
+def export(store_root: Path, out: Path, suite: str | None = None, runs: list[str] | None = None) -> dict[str, int]:
+    """Copy the records of `store_root`'s finished runs (of `suite`, or all; or only the run ids
+    `runs`, each of which must be finished) into `out`; returns counts: added, already recorded,
+    verified (of those exported), unfinished (left out)."""
     from prunebench.machine import describe, label
     from prunebench.store import Store
 
@@ -136,6 +140,8 @@ def export(store_root: Path, out: Path, suite: str | None = None) -> dict[str, i
     if out.exists() and not is_records(out) and any(out.iterdir()):
         raise UserError(f"{out} exists and is not a folder of run records (no {MARKER}): pass an empty or new folder, "
                         "or one `bench export` wrote.")
+    if runs is not None:
+        _check_named(store_root, runs, suite)
     store = Store(store_root)
     try:
         verified = store.verifications()
@@ -153,7 +159,8 @@ def export(store_root: Path, out: Path, suite: str | None = None) -> dict[str, i
                 write_atomic(out / MARKER, json.dumps({"what": "prunebench run records (bench export): finished runs "
                                                                "without their weights", "exports": []}, indent=1))
             try:
-                _export_runs(store_root, out, suite, verified, changed, {"when": when, "from": entry["from"]}, counts)
+                _export_runs(store_root, out, suite, runs, verified, changed, {"when": when, "from": entry["from"]},
+                             counts)
             finally:  # what was added is traceable to this export, also when a conflict stopped it
                 exports = json.loads((out / MARKER).read_text()).get("exports", [])
                 write_atomic(out / MARKER, json.dumps({"what": "prunebench run records (bench export): finished runs "
@@ -164,13 +171,36 @@ def export(store_root: Path, out: Path, suite: str | None = None) -> dict[str, i
     return counts
 
 
-def _export_runs(store_root: Path, out: Path, suite: str | None, verified: dict[str, dict[str, Any]],
+def _check_named(store_root: Path, runs: list[str], suite: str | None) -> None:
+    """Runs named for export must be finished runs of the store (and of `suite`, when given)."""
+    for run_id in runs:
+        directory = paths.runs_dir(store_root) / run_id
+        if not paths.is_run_id(run_id) or not (directory / "spec.json").is_file():
+            raise UserError(f"run {run_id[:12]} is not a run of store {store_root}: give run ids (or unique prefixes) "
+                            "from `bench run` or `bench report`.")
+        if not any((directory / name).is_file() for name in FINISHED):
+            raise UserError(f"run {run_id[:12]} has not finished in store {store_root}: run `bench run` again to "
+                            "finish it, then export it.")
+        try:
+            run_suite = json.loads((directory / "spec.json").read_text()).get("suite")
+        except ValueError:
+            raise UserError(f"run {run_id[:12]}'s spec.json in store {store_root} cannot be read: run `bench run` "
+                            "again to repair it.") from None
+        if suite is not None and run_suite != suite:
+            raise UserError(f"run {run_id[:12]} is of suite {run_suite!r}, not --suite {suite}: leave out --suite or "
+                            "the run.")
+
+
+def _export_runs(store_root: Path, out: Path, suite: str | None, runs: list[str] | None,
+                 verified: dict[str, dict[str, Any]],
                  changed: dict[str, float], exported: dict[str, str], counts: dict[str, int]) -> None:
     destination = paths.runs_dir(out)
     for stale in destination.glob(".*-*"):  # an export killed while copying a run: copy it again
         shutil.rmtree(stale, ignore_errors=True)
     for directory in sorted(paths.runs_dir(store_root).iterdir()):
         if not paths.is_run_id(directory.name) or not (directory / "spec.json").is_file():
+            continue
+        if runs is not None and directory.name not in runs:
             continue
         try:
             run_suite = json.loads((directory / "spec.json").read_text()).get("suite")

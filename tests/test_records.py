@@ -164,6 +164,45 @@ def test_records_cannot_be_trained_in_or_verified(trained, tmp_path, capsys, mon
     assert not list(records.rglob("*.pt")) and not (records / "index.db").exists()
 
 
+def test_named_runs_alone_are_exported_so_a_lost_scratch_baseline_can_be_trained_elsewhere(trained, tmp_path, capsys):
+    """A part recorded without its scratch baselines (the session ran out); a later session, on a
+    CPU whose arithmetic differs, trains the base and pruned runs again to get to the baselines:
+    exporting it all is refused (their ids hold other results), exporting the baselines by id adds
+    them, and the report is the one of the part exported whole."""
+    kind = lambda r: json.loads((r / "spec.json").read_text())["kind"]  # noqa: E731
+    records, lost = tmp_path / "records", part(trained, 0, tmp_path / "lost")
+    scratch = sorted(r.name for r in (lost / "runs").iterdir() if kind(r) == "scratch")
+    assert len(scratch) == 2
+    for name in scratch:
+        shutil.rmtree(lost / "runs" / name)
+    assert main(["export", "--store", str(lost), "--out", str(records)]) == 0
+    later = part(trained, 0, tmp_path / "later")
+    for run in (later / "runs").iterdir():
+        if kind(run) != "scratch":  # trained again elsewhere: other results under the same ids
+            metrics = json.loads((run / "metrics.json").read_text())
+            (run / "metrics.json").write_text(json.dumps({**metrics, "test_acc": metrics["test_acc"] + 0.01}))
+    capsys.readouterr()
+    assert main(["export", "--store", str(later), "--out", str(records)]) == 2
+    assert "with a different result" in capsys.readouterr().err
+    assert main(["export", "--store", str(later), "--out", str(records), *(n[:10] for n in scratch)]) == 0
+    assert "2 runs recorded" in capsys.readouterr().out
+    assert sorted(p.name for p in (records / "runs").iterdir()) == sorted(p.name for p in (later / "runs").iterdir())
+    assert main(["export", "--store", str(part(trained, 0, tmp_path / "whole")), "--out", str(tmp_path / "ref")]) == 0
+    whole = cells(report(tmp_path / "ref", tmp_path / "r1", capsys))
+    assert cells(report(records, tmp_path / "r2", capsys)) == whole and len(whole) == 7
+    assert all(c["verified"] == "yes" and c["n"] == 1 for c in whole.values())
+    # named runs must be runs of the store, finished, and of --suite when it is given
+    run = next(r for r in (later / "runs").iterdir() if kind(r) == "scratch")
+    for args, said in (([run.name[:12], "--suite", "other"], "not --suite other"), (["ffff"], "starts with 'ffff'"),
+                       ([""], "starts with ''")):
+        assert main(["export", "--store", str(later), "--out", str(tmp_path / "named"), *args]) == 2
+        assert said in (err := capsys.readouterr().err) and "Traceback" not in err
+    (run / "metrics.json").unlink()
+    assert main(["export", "--store", str(later), "--out", str(tmp_path / "named"), run.name]) == 2
+    assert "has not finished" in capsys.readouterr().err
+    assert not (tmp_path / "named" / "runs" / run.name).exists()
+
+
 def test_export_refuses_what_is_not_a_store_or_not_records(trained, tmp_path, capsys):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("mine")
