@@ -6,11 +6,16 @@
 #   SX-B: l1norm against its Scratch-B (the pruned runs are S2's computations: trained once).
 # S2 (and the LR row) seed by seed first, then SX-B seed by seed. Runs resume from their checkpoints
 # and finished runs are cache hits, so a part can be killed and run again.
-# Trained in parts: SEEDS="1" trains only seed 1 (about two hours of 2 CPU cores a seed: Intel Xeon
-# with AMX, torch 2.14; the Scratch-B runs are most of it). Each part verifies its store, exports
-# the records of its runs (everything but the weights, with the verdict of `bench verify`) into
-# reports/cifar10-resnet20/records/, and the report is written from all the records there: the
-# parts' stores need not survive. Exports add up; a run recorded twice must be the same result.
+# Trained in parts: SEEDS="1" trains only seed 1 (about two hours of 2 CPU cores a seed on an Intel
+# Xeon with AMX, four on an AMD EPYC, torch 2.14; the Scratch-B runs are most of it). Each part
+# verifies its store, exports the records of its runs (everything but the weights, with the verdict
+# of `bench verify`) into reports/cifar10-resnet20/records/, and the report is written from all the
+# records there: the parts' stores need not survive. Exports add up; a run recorded twice must be the
+# same result.
+# A part that did not get to a seed's Scratch-B baseline: SCRATCH=4 SEEDS="0" trains it later (with
+# the seed's base and l1norm run again: the baseline's computation is the pruned architecture, not
+# the base's weights) and exports the baseline alone, so the seed's recorded base and pruned runs
+# stay as they were even where another CPU's numbers differ. The store argument is then required.
 # Trained through torch.compile (--compile: the same runs and ids; faster on CPU, where the thin
 # layers are memory-bound and the compiled kernels fuse them).
 # Usage: bash reports/regenerate-cifar10.sh DATA_ROOT [STORE]
@@ -20,6 +25,27 @@ cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: bash reports/regenerate-cifar10.sh DATA_ROOT [STORE]" >&2; exit 2; }
 common=(--suite cifar10-resnet20 --data-root "$1" --compile); [ $# -ge 2 ] && common+=(--store "$2")
 bench=bench; [ -x .venv/bin/bench ] && bench=.venv/bin/bench   # the README's virtual environment
+records=reports/cifar10-resnet20/records
+if [ -n "${SCRATCH:-}" ]; then
+  [ $# -ge 2 ] || { echo "SCRATCH=$SCRATCH needs a STORE: bash reports/regenerate-cifar10.sh DATA_ROOT STORE" >&2; exit 2; }
+  for seed in ${SEEDS:?SCRATCH=$SCRATCH needs SEEDS, e.g. SEEDS=\"0\"}; do
+    $bench run --protocol SX-B "${common[@]}" --seeds "$seed" --speedup "$SCRATCH" --method l1norm
+  done
+  # the finished scratch baselines of those seeds in this store, by run id
+  ids=$(SEEDS="$SEEDS" python3 -c 'import json, os, pathlib, sys
+seeds = {int(s) for s in os.environ["SEEDS"].split()}
+for run in sorted(pathlib.Path(sys.argv[1], "runs").iterdir()):
+    spec = run / "spec.json"
+    if spec.is_file() and (run / "metrics.json").is_file():
+        s = json.loads(spec.read_text())
+        if s.get("kind") == "scratch" and s.get("seed") in seeds:
+            print(run.name)' "$2")
+  [ -n "$ids" ] || { echo "no finished scratch baseline of seeds $SEEDS in $2" >&2; exit 1; }
+  $bench verify --data-root "$1" --store "$2" $ids
+  $bench export --suite cifar10-resnet20 --out "$records" --store "$2" $ids
+  $bench report --suite cifar10-resnet20 --out reports/cifar10-resnet20 --store "$records"
+  exit 0
+fi
 for seed in ${SEEDS:-0 1 2}; do
   $bench run --protocol S2 "${common[@]}" --seeds "$seed" \
     --method l1norm --method random --method taylor --method slimming --method magnitude
@@ -29,7 +55,6 @@ for seed in ${SEEDS:-0 1 2}; do
   $bench run --protocol SX-B "${common[@]}" --seeds "$seed" --method l1norm
 done
 store=(); [ $# -ge 2 ] && store=(--store "$2")
-records=reports/cifar10-resnet20/records
 $bench verify --data-root "$1" ${store[@]+"${store[@]}"}   # re-derive every run: the records carry the verdicts
 $bench export --suite cifar10-resnet20 --out "$records" ${store[@]+"${store[@]}"}
 $bench report --suite cifar10-resnet20 --out reports/cifar10-resnet20 --store "$records"
