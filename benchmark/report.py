@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import EngFormatter, FixedLocator, FuncFormatter, MaxNLocator, NullLocator
+from matplotlib.ticker import EngFormatter, FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullLocator
 from scipy import stats as sps
 from tabulate import tabulate
 
@@ -1189,7 +1189,8 @@ def curves_figure(store: Store, t: Table) -> Figure | None:
             lr_ax.step(x, band["lr"], where="mid", color="0.45", linestyle=":", linewidth=1.2)
             if band["lr"].min() > 0 and band["lr"].max() / band["lr"].min() >= 10:
                 lr_ax.set_yscale("log")
-                lr_ax.yaxis.set_major_locator(FixedLocator(sorted(set(band["lr"]))))
+                levels = sorted(set(band["lr"]))  # a step schedule's LRs as ticks; a cosine one's by decade
+                lr_ax.yaxis.set_major_locator(FixedLocator(levels) if len(levels) <= 4 else LogLocator(base=10))
                 lr_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
                 lr_ax.yaxis.set_minor_locator(NullLocator())
             lr_ax.set_ylabel("LR", color="0.45")
