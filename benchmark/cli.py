@@ -461,16 +461,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    root = args.store or paths.default_store()
-    if args.runs:
-        from prunebench.reverify import resolve_ids
-        if not paths.runs_dir(root).is_dir():
-            raise UserError(f"no run store at {root} (no runs/ folder); pass --store DIR of a store that `bench run` "
-                            "wrote.")
-        runs = resolve_ids(root, args.runs)
-    else:
-        runs = None
-    counts = records.export(root, args.out, args.suite, runs)
+    counts = records.export(args.store or paths.default_store(), args.out, args.suite, args.runs or None)
     print(f"{counts['added']} runs recorded in {args.out}, {counts['already recorded']} were already there; "
           f"{counts['verified']} of them carry a `bench verify` verdict"
           + (f"; {counts['unfinished']} unfinished runs left out" if counts["unfinished"] else "") + ".")

@@ -123,10 +123,11 @@ def _exclusive(out: Path) -> Iterator[None]:
 
 
 def export(store_root: Path, out: Path, suite: str | None = None, runs: list[str] | None = None) -> dict[str, int]:
-    """Copy the records of `store_root`'s finished runs (of `suite`, or all; or only the run ids
-    `runs`, each of which must be finished) into `out`; returns counts: added, already recorded,
-    verified (of those exported), unfinished (left out)."""
+    """Copy the records of `store_root`'s finished runs (of `suite`, or all; or only `runs`, ids or
+    unique prefixes, each of which must be finished) into `out`; returns counts: added, already
+    recorded, verified (of those exported), unfinished (left out)."""
     from prunebench.machine import describe, label
+    from prunebench.reverify import resolve_ids
     from prunebench.store import Store
 
     store_root, out = Path(store_root), Path(out)
@@ -141,6 +142,7 @@ def export(store_root: Path, out: Path, suite: str | None = None, runs: list[str
         raise UserError(f"{out} exists and is not a folder of run records (no {MARKER}): pass an empty or new folder, "
                         "or one `bench export` wrote.")
     if runs is not None:
+        runs = resolve_ids(store_root, runs)
         _check_named(store_root, runs, suite)
     store = Store(store_root)
     try:
