@@ -210,6 +210,23 @@ def revived(plan: PruningPlan, before: PruningPlan, widths: dict[str, int]) -> t
     return None
 
 
+def plan_macs(model: nn.Module, plan: PruningPlan, input_shape: tuple[int, ...]) -> int:
+    """MACs of the architecture `plan` makes of `model` (a fresh build, changed in place): the
+    forward MACs of its widths for a filter plan, density-weighted by the masks alone for a weight
+    plan. A function of the plan, never of the weights: a fresh build's weights are random draws,
+    and one exactly 0.0 among them (a float32 uniform draw is, once in 2^24 weights) would count
+    as pruned, so that two counts of one plan could differ and a search's record fail its re-check."""
+    from prunebench.flops import effective_macs, forward_macs
+
+    if not plan.masks:
+        return forward_macs(apply_plan(model, PruningPlan.first_k(plan.widths()), input_shape), input_shape)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+    apply_masks(model, plan.masks)
+    return effective_macs(model, input_shape)
+
+
 def apply_masks(model: nn.Module, masks: Masks) -> None:
     """Zero the masked-out weights (after every optimizer step, so that masks survive training)."""
     params = dict(model.named_parameters())

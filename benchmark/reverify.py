@@ -75,7 +75,7 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
     from prunebench.machine import describe
     from prunebench.method import Target
     from prunebench.models import ARCHS
-    from prunebench.pruning import PruningPlan, apply_plan
+    from prunebench.pruning import PruningPlan, apply_plan, plan_macs
     from prunebench.store import RunFiles
     from prunebench.train import evaluate
 
@@ -149,9 +149,8 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
                                                 f"ratio {metrics['target'].get('knob')} beside the search {found!r}")
 
                     def macs_of(p):
-                        built = arch.build(dataset.num_classes, dataset.input_shape[0])
-                        return effective_macs(apply_plan(built, p if p.masks else PruningPlan.first_k(p.widths()),
-                                                         dataset.input_shape), dataset.input_shape)
+                        return plan_macs(arch.build(dataset.num_classes, dataset.input_shape[0]), p,
+                                         dataset.input_shape)
 
                     mspec, rule = search.met(spec.protocol or "-", mspec, rule, found, plan, model, arch, protect,
                                              dense_macs, macs_of, per_layer=rule.scope == "layer" and not plan.masks)

@@ -71,7 +71,7 @@ from prunebench.planning import (
 )
 from prunebench.progress import GridProgress
 from prunebench.protocol_files import load_suites
-from prunebench.pruning import Masks, PruningPlan, apply_masks, apply_plan, filter_masks, revived
+from prunebench.pruning import Masks, PruningPlan, apply_masks, apply_plan, filter_masks, plan_macs, revived
 from prunebench.schedule import LRSchedule
 from prunebench.setups import fixes
 from prunebench.store import RunFiles, Store, trainability
@@ -748,8 +748,7 @@ class Harness:
 
     def _macs_of(self, plan: PruningPlan) -> int:
         """MACs of the architecture a plan makes (density-weighted for masks)."""
-        model = apply_plan(self.build(), plan if plan.masks else PruningPlan.first_k(plan.widths()), self.input_shape)
-        return effective_macs(model, self.input_shape)
+        return plan_macs(self.build(), plan, self.input_shape)
 
     # --- execution -----------------------------------------------------------------------
 
