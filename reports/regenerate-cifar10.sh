@@ -14,8 +14,11 @@
 # same result.
 # A part that did not get to a seed's Scratch-B baseline: SCRATCH=4 SEEDS="0" trains it later (with
 # the seed's base and l1norm run again: the baseline's computation is the pruned architecture, not
-# the base's weights) and exports the baseline alone, so the seed's recorded base and pruned runs
-# stay as they were even where another CPU's numbers differ. The store argument is then required.
+# the base's weights) and exports the baseline, so the seed's recorded base and pruned runs stay as
+# they were even where another CPU's numbers differ; the seed's SX-B pruned run too where no part
+# recorded it (seed 1 at 4x), but only when it trained bit-identical to its recorded S2 computation
+# (the same weights' sha256 and accuracy: likely on the CPU kind that trained the seed, an AMD EPYC
+# for seed 1); otherwise it says so and leaves it out. The store argument is then required.
 # Trained through torch.compile (--compile: the same runs and ids; faster on CPU, where the thin
 # layers are memory-bound and the compiled kernels fuse them).
 # Usage: bash reports/regenerate-cifar10.sh DATA_ROOT [STORE]
@@ -31,15 +34,33 @@ if [ -n "${SCRATCH:-}" ]; then
   for seed in ${SEEDS:?SCRATCH=$SCRATCH needs SEEDS, e.g. SEEDS=\"0\"}; do
     $bench run --protocol SX-B "${common[@]}" --seeds "$seed" --speedup "$SCRATCH" --method l1norm
   done
-  # the finished scratch baselines of those seeds in this store, by run id
+  # the finished scratch baselines of those seeds in this store, by run id; and the seeds' SX-B pruned
+  # runs not recorded yet (a part that trained SX-B at 2x only) whose weights are bit-identical to a
+  # recorded run's (the same computation, trained again here to the same result): a retrain that came
+  # out different on this CPU is left out, never a second result for one computation
   ids=$(SEEDS="$SEEDS" python3 -c 'import json, os, pathlib, sys
 seeds = {int(s) for s in os.environ["SEEDS"].split()}
+recorded = pathlib.Path(sys.argv[2], "runs")
+results = set()
+for run in recorded.iterdir():
+    if (run / "metrics.json").is_file():
+        m = json.loads((run / "metrics.json").read_text())
+        results.add((m.get("model_sha256"), m.get("test_acc")))
 for run in sorted(pathlib.Path(sys.argv[1], "runs").iterdir()):
     spec = run / "spec.json"
     if spec.is_file() and (run / "metrics.json").is_file():
-        s = json.loads(spec.read_text())
-        if s.get("kind") == "scratch" and s.get("seed") in seeds:
-            print(run.name)' "$2")
+        s, m = json.loads(spec.read_text()), json.loads((run / "metrics.json").read_text())
+        if s.get("seed") not in seeds:
+            continue
+        if s.get("kind") == "scratch":
+            print(run.name)
+        elif s.get("kind") == "pruned" and s.get("protocol", "").endswith("/SX-B") and not (recorded / run.name).exists():
+            if (m.get("model_sha256"), m.get("test_acc")) in results:
+                print(run.name)
+            else:
+                seed = s.get("seed")
+                print(f"not exported: SX-B run {run.name[:12]} of seed {seed} trained to other weights "
+                      "than its recorded computation on this CPU", file=sys.stderr)' "$2" "$records")
   [ -n "$ids" ] || { echo "no finished scratch baseline of seeds $SEEDS in $2" >&2; exit 1; }
   $bench verify --data-root "$1" --store "$2" $ids
   $bench export --suite cifar10-resnet20 --out "$records" --store "$2" $ids
