@@ -34,15 +34,13 @@ if [ -n "${SCRATCH:-}" ]; then
   for seed in ${SEEDS:?SCRATCH=$SCRATCH needs SEEDS, e.g. SEEDS=\"0\"}; do
     $bench run --protocol SX-B "${common[@]}" --seeds "$seed" --speedup "$SCRATCH" --method l1norm
   done
-  # the finished scratch baselines of those seeds in this store, by run id; and the seeds' SX-B pruned
-  # runs not recorded yet (a part that trained SX-B at 2x only) whose weights are bit-identical to a
-  # recorded run's (the same computation, trained again here to the same result): a retrain that came
-  # out different on this CPU is left out, never a second result for one computation
+  # the finished scratch baselines of those seeds in this store, by run id, and their unrecorded SX-B
+  # pruned runs that trained bit-identical to a recorded run (see above)
   ids=$(SEEDS="$SEEDS" python3 -c 'import json, os, pathlib, sys
 seeds = {int(s) for s in os.environ["SEEDS"].split()}
 recorded = pathlib.Path(sys.argv[2], "runs")
 results = set()
-for run in recorded.iterdir():
+for run in recorded.iterdir() if recorded.is_dir() else ():
     if (run / "metrics.json").is_file():
         m = json.loads((run / "metrics.json").read_text())
         results.add((m.get("model_sha256"), m.get("test_acc")))
