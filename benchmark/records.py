@@ -15,10 +15,15 @@ hash to what the verifier saw (`Store.digest`). A record is as trustworthy as it
 the verdict shows that the files are those verified, not who verified them. `bench run` and
 `bench verify` refuse DIR: there are no weights to train from or re-derive. Exports add up: a run
 already in DIR must be the same record (one run id is one computation); a different one is an
-error, never a silent overwrite. `bench export RUN...` adds only the runs named: a part that had to
-train a run's upstream again (a scratch baseline's base and pruned run, whose architecture, not
-weights, it trains) on a machine whose arithmetic differs adds the runs it was for, not a second
-result under the upstream's id.
+error, never a silent overwrite. The same holds for a computation, which several runs (memberships:
+one pruned run under S2 and under SX-B, one scratch baseline under two methods' names) share: a
+run whose computation is recorded under another run id is added only with that run's result (the
+same weights' sha256 and test accuracy: the same training, or one retrained bit-identical);
+otherwise it is refused, naming both runs and the machines they trained on, and nothing of it is
+added. `bench export RUN...` adds only the runs named: a part that had to train a run's upstream
+again (a scratch baseline's base and pruned run, whose architecture, not weights, it trains) on a
+machine whose arithmetic differs adds the runs it was for, not a second result under the
+upstream's id.
 """
 
 from __future__ import annotations
@@ -199,6 +204,7 @@ def _export_runs(store_root: Path, out: Path, suite: str | None, runs: list[str]
     destination = paths.runs_dir(out)
     for stale in destination.glob(".*-*"):  # an export killed while copying a run: copy it again
         shutil.rmtree(stale, ignore_errors=True)
+    results = _results(destination)
     for directory in sorted(paths.runs_dir(store_root).iterdir()):
         if not paths.is_run_id(directory.name) or not (directory / "spec.json").is_file():
             continue
@@ -228,6 +234,10 @@ def _export_runs(store_root: Path, out: Path, suite: str | None, runs: list[str]
             _same(directory, target, record)
             counts["already recorded"] += 1
             continue
+        result = _result(directory)
+        if result is not None:
+            _one_result(directory.name, result, results.get(result["computation"]), out)
+            results.setdefault(result["computation"], {**result, "run": directory.name})
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name[:12]}-", dir=destination))
         for relative in filter(_kept, files):
             (staging / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -235,6 +245,50 @@ def _export_runs(store_root: Path, out: Path, suite: str | None, runs: list[str]
         write_atomic(staging / RECORD, json.dumps(record, indent=1, sort_keys=True))
         staging.rename(target)
         counts["added"] += 1
+
+
+def _result(run_dir: Path) -> dict[str, Any] | None:
+    """What a finished run's computation came to: its id, the weights' sha256, the test accuracy
+    and the machine; None for a run without a computation record (an older prunebench, a
+    violation or a failure: nothing shared)."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    computation = metrics.get("computation") if isinstance(metrics, dict) else None
+    if not (isinstance(computation, dict) and isinstance(computation.get("id"), str)):
+        return None
+    machine = metrics.get("machine")
+    return {"computation": computation["id"], "model_sha256": metrics.get("model_sha256"),
+            "test_acc": metrics.get("test_acc"), "machine": machine if isinstance(machine, dict) else None}
+
+
+def _results(runs_dir: Path) -> dict[str, dict[str, Any]]:
+    """The result recorded for each computation in a records folder, with the run holding it."""
+    results: dict[str, dict[str, Any]] = {}
+    for directory in sorted(runs_dir.iterdir()):
+        result = _result(directory) if paths.is_run_id(directory.name) else None
+        if result is not None:
+            results.setdefault(result["computation"], {**result, "run": directory.name})
+    return results
+
+
+def _one_result(run_id: str, mine: dict[str, Any], recorded: dict[str, Any] | None, out: Path) -> None:
+    """A computation is recorded with one result: a run of a computation already recorded (under
+    another run id) must have come to the same weights and accuracy."""
+    from prunebench.machine import label
+
+    if recorded is None or (mine["model_sha256"], mine["test_acc"]) == (recorded["model_sha256"],
+                                                                          recorded["test_acc"]):
+        return
+    sha = lambda r: str(r["model_sha256"])[:12]  # noqa: E731
+    raise UserError(f"run {run_id[:12]} is the same computation ({mine['computation'][:12]}) as run "
+                    f"{recorded['run'][:12]}, recorded in {out} with another result: weights {sha(mine)}… and "
+                    f"{sha(recorded)}…, test accuracy {mine['test_acc']} and {recorded['test_acc']}, trained on "
+                    f"{label(mine['machine'])} and on {label(recorded['machine'])}. One computation is recorded "
+                    f"with one result, whichever table it appears in: leave run {run_id[:12]} out (export the "
+                    f"runs you need by id), or train it where run {recorded['run'][:12]} trained, to the same "
+                    "weights.")
 
 
 def _same(source: Path, target: Path, record: dict[str, Any]) -> None:

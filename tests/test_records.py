@@ -203,6 +203,55 @@ def test_named_runs_alone_are_exported_so_a_lost_scratch_baseline_can_be_trained
     assert not (tmp_path / "named" / "runs" / run.name).exists()
 
 
+def test_a_computation_is_recorded_with_one_result_whichever_run_id_brings_it(trained, tmp_path, capsys):
+    """S2 and SX-B share the l1norm pruned run's computation (trained once, two run ids). A later
+    part that trained the SX-B membership again (its S2 run recorded, its SX-B run not) adds it
+    when it came to the recorded weights, and is refused, adding nothing of it, when it did not
+    (another CPU): one computation, one result, in every table it appears in."""
+    spec = lambda r: json.loads((r / "spec.json").read_text())  # noqa: E731
+    metrics = lambda r: json.loads((r / "metrics.json").read_text())  # noqa: E731
+    setup = lambda r: (spec(r).get("protocol") or "").split("/")[-1]  # noqa: E731
+    records, s2 = tmp_path / "records", part(trained, 0, tmp_path / "s2")
+    for run in (s2 / "runs").iterdir():
+        if setup(run) == "SX-B":
+            shutil.rmtree(run)
+    assert main(["export", "--store", str(s2), "--out", str(records)]) == 0
+    shared = {metrics(r)["computation"]["id"]: r.name for r in (s2 / "runs").iterdir() if spec(r)["kind"] == "pruned"}
+    later = part(trained, 0, tmp_path / "later")
+    sxb = [r for r in (later / "runs").iterdir() if setup(r) == "SX-B" and spec(r)["kind"] == "pruned"]
+    assert len(sxb) == 2 and {metrics(r)["computation"]["id"] for r in sxb} <= shared.keys()
+    victim, kept = sxb
+    m = metrics(victim)  # retrained where the arithmetic differs: other weights, another accuracy
+    other = {**m, "model_sha256": "f" * 64, "test_acc": m["test_acc"] - 0.5,
+             "machine": {**m["machine"], "cpu": "Other CPU"}}
+    (victim / "metrics.json").write_text(json.dumps(other))
+    capsys.readouterr()
+    assert main(["export", "--store", str(later), "--out", str(records), victim.name]) == 2
+    err = capsys.readouterr().err
+    assert f"run {victim.name[:12]} is the same computation" in err and shared[m["computation"]["id"]][:12] in err
+    assert "Other CPU" in err and str(m["test_acc"] - 0.5) in err and "Traceback" not in err
+    assert not (records / "runs" / victim.name).exists()
+    # the same run of the other computation, trained to the recorded weights: its membership is added
+    assert main(["export", "--store", str(later), "--out", str(records), kept.name]) == 0
+    assert (records / "runs" / kept.name).is_dir()
+    # the same weights with another accuracy (other test data, or an edited number) is another result
+    (victim / "metrics.json").write_text(json.dumps({**m, "test_acc": m["test_acc"] + 0.01}))
+    assert main(["export", "--store", str(later), "--out", str(records), victim.name]) == 2
+    assert "with another result" in capsys.readouterr().err
+    (victim / "metrics.json").write_text(json.dumps(m))
+    assert main(["export", "--store", str(later), "--out", str(records), victim.name]) == 0
+    rows = {(t["setup"], c["row"]) for t in report(records, tmp_path / "r", capsys) for c in t["cells"]}
+    assert {("SX-B", "l1norm"), ("SX-B", "magnitude"), ("S2", "l1norm")} <= rows
+    # within one export too: a store whose two runs of one computation hold two results
+    fresh, twice = tmp_path / "fresh", part(trained, 1, tmp_path / "twice")
+    run = next(r for r in (twice / "runs").iterdir() if setup(r) == "SX-B" and spec(r)["kind"] == "pruned")
+    (run / "metrics.json").write_text(json.dumps({**metrics(run), "model_sha256": "e" * 64}))
+    assert main(["export", "--store", str(twice), "--out", str(fresh)]) == 2
+    assert "is the same computation" in (err := capsys.readouterr().err) and "Traceback" not in err
+    assert len([r for r in (fresh / "runs").iterdir()
+                if metrics(r)["computation"]["id"] == metrics(run)["computation"]["id"]]) == 1
+
+
 def test_export_refuses_what_is_not_a_store_or_not_records(trained, tmp_path, capsys):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("mine")
