@@ -91,6 +91,7 @@ class Table:
     identity: str = ""  # "" for the shipped files' content, else e.g. "custom protocol S3.2 (sha256 1a2b...)"
     machines: list[str] = field(default_factory=list)  # where its runs ran, when more than one machine
     shared: list[str] = field(default_factory=list)  # rows whose runs took another run's training (one computation)
+    disagree: list[str] = field(default_factory=list)  # rows with a run whose computation holds another result too
 
     @property
     def name(self) -> str:
@@ -366,6 +367,7 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
                   for v in verdicts or ()})  # just verified (a read-only store keeps no record of it)
     checks = Verifications(found, strict=verified_only)
     owners = {r["id"]: (r["row"], r["setup"]) for r in store.query("SELECT id, row, setup FROM runs")}
+    results = _results(df)
     keys = ["suite", "setup", "division", "suite_sha256", "protocol_sha256"]
     for (suite_name, setup, division, suite_sha, protocol_sha), group in sorted(runs.groupby(keys),
                                                                                 key=lambda kv: kv[0]):
@@ -398,7 +400,8 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
             tables.append(Table(suite_name, setup, str(target), seeds, dense, complete, incomplete,
                                 _all_pairs(complete), note, str(division), unsandboxed, suite_sha, protocol_sha,
                                 identity(suite_name, setup, suite_sha, protocol_sha, shipped),
-                                machines if len(machines) > 1 else [], _shared(complete + incomplete, at, owners)))
+                                machines if len(machines) > 1 else [], _shared(complete + incomplete, at, owners),
+                                _disagree(complete + incomplete, results, owners)))
     if reference is not None and not any(c.row == reference for t in tables for c in t.cells):
         rows = sorted({c.row for t in tables for c in t.cells})
         raise UserError(f"--reference {reference!r} is not a row of any leaderboard here; rows: {', '.join(rows)}.")
@@ -601,6 +604,46 @@ def _shared(cells: list[Cell], at: pd.DataFrame, owners: dict[str, tuple[str, st
     return out
 
 
+def _results(df: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The test accuracy of every finished run, by computation: {computation: {run id: acc}}."""
+    if "computation" not in df:
+        return {}
+    done = df[(df["status"] == "done") & df["computation"].notna()]
+    results: dict[str, dict[str, float]] = {}
+    for computation, run_id, acc in zip(done["computation"], done["id"], done["test_acc"]):
+        results.setdefault(computation, {})[run_id] = acc
+    return results
+
+
+def _disagree(cells: list[Cell], results: dict[str, dict[str, float]],
+              owners: dict[str, tuple[str, str | None]]) -> list[str]:
+    """Rows with a run whose computation another run holds with another result: one computation
+    trained twice to two results (trained again since on another machine, or records put together
+    from parts that disagree). A table cannot tell which is right, so it says so."""
+    of = {run_id: computation for computation, runs in results.items() for run_id in runs}
+
+    def where(run_id: str) -> str:
+        row, setup = owners.get(run_id, (None, None))
+        return f"{row}, {setup}" if row else "a base model"
+
+    out = []
+    for c in cells:
+        for seed in sorted(c.runs):
+            mine = c.runs[seed]
+            runs = results.get(of.get(mine, ""), {})
+            others = [(other, acc) for other, acc in sorted(runs.items()) if other != mine and acc != runs[mine]]
+            if others:
+                out.append(f"{c.row}, seed {seed}: run {mine[:8]} holds {runs[mine]}%, "
+                           + ", ".join(f"run {other[:8]} ({where(other)}) {acc}%" for other, acc in others))
+    return out
+
+
+def disagree_line(t: Table) -> str:
+    return ("One computation, more than one result (trained again, on a machine whose arithmetic differs, or run "
+            "records put together from parts that disagree; which is right cannot be told from here): "
+            + "; ".join(t.disagree) + ".") if t.disagree else ""
+
+
 def shared_line(t: Table) -> str:
     return ("Trained once (the same computation: base, plan, recipe, seed), each audited against this protocol: "
             + "; ".join(t.shared) + ".") if t.shared else ""
@@ -729,6 +772,8 @@ def markdown(t: Table, plots: list[Plot]) -> str:
         out += [superseded, ""]
     if shared := shared_line(t):
         out += [shared, ""]
+    if disagree := disagree_line(t):
+        out += [f"**{disagree}**", ""]
     if t.pairs:
         out += ["All pairs (p adjusted by Benjamini–Hochberg across the pairs of this table):", "",
                 tabulate(pair_rows(t), headers=["A", "B", "Δ (A − B)", "95% CI", "test", "p (BH)", "verdict"],
@@ -756,6 +801,7 @@ th { background: #f2f2f2; vertical-align: bottom; }
 figure { margin: 0.5em 0 2em; }
 img { max-width: 100%; display: block; }
 figcaption, .note { font-size: 0.85em; color: #555; max-width: 70em; }
+.warning { font-size: 0.85em; color: #a00; font-weight: 600; max-width: 70em; }
 nav ol { margin: 0.2em 0; }
 #summary li { margin: 0.2em 0; }
 """
@@ -812,6 +858,8 @@ def html_page(tables: list[Table], curves: dict[str, list[Plot]], figures: dict[
                 body.append(f"<p>{esc(superseded)}</p>")
             if shared := shared_line(t):
                 body.append(f'<p class="note">{esc(shared)}</p>')
+            if disagree := disagree_line(t):
+                body.append(f'<p class="warning">{esc(disagree)}</p>')
             if t.pairs:
                 body.append("<p>All pairs (p adjusted by Benjamini–Hochberg):</p>")
                 body.append(_table_html(pair_rows(t), ["A", "B", "Δ (A − B)", "95% CI", "test", "p (BH)", "verdict"],
@@ -1289,5 +1337,6 @@ def to_json(tables: list[Table]) -> list[dict]:
              "protocol": t.identity or "as shipped", "machines": t.machines,
              "unsandboxed": t.unsandboxed, "seeds": t.seeds,
              "dense": cell(t.dense) if t.dense else None, "cells": [cell(c) for c in t.cells],
-             "incomplete": [cell(c) for c in t.incomplete], "reference_note": t.reference_note or None}
+             "incomplete": [cell(c) for c in t.incomplete], "reference_note": t.reference_note or None,
+             "shared": t.shared, "disagree": t.disagree}
             for t in tables]

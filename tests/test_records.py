@@ -252,6 +252,30 @@ def test_a_computation_is_recorded_with_one_result_whichever_run_id_brings_it(tr
                 if metrics(r)["computation"]["id"] == metrics(run)["computation"]["id"]]) == 1
 
 
+def test_a_table_says_when_one_computation_holds_two_results(trained, tmp_path, capsys):
+    """Run folders copied by hand from parts that disagree bypass `bench export`: the tables of
+    both memberships of the computation say it holds two results, naming the runs; records of one
+    consistent export say nothing of the kind."""
+    records = tmp_path / "records"
+    assert main(["export", "--store", str(trained), "--out", str(records)]) == 0
+    clean = report(records, tmp_path / "r0", capsys)
+    assert all(t["disagree"] == [] for t in clean) and any(t["shared"] for t in clean)
+    sxb = next(c for t in clean for c in t["cells"] if t["setup"] == "SX-B" and c["row"] == "l1norm")
+    s2 = next(c for t in clean for c in t["cells"] if t["setup"] == "S2" and c["row"] == "l1norm")
+    run = records / "runs" / sxb["runs"]["0"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["computation"]["trained_in"] == s2["runs"]["0"]
+    (run / "metrics.json").write_text(json.dumps({**metrics, "test_acc": metrics["test_acc"] + 0.5}))
+    tables = {t["setup"]: t for t in report(records, tmp_path / "r1", capsys)}
+    said = tables["SX-B"]["disagree"]
+    assert len(said) == 1 and said[0].startswith(f"l1norm, seed 0: run {run.name[:8]} holds")
+    assert f"run {s2['runs']['0'][:8]} (l1norm, S2) {metrics['test_acc']}%" in said[0]
+    assert len(tables["S2"]["disagree"]) == 1 and run.name[:8] in tables["S2"]["disagree"][0]
+    assert "One computation, more than one result" in (tmp_path / "r1" / "synth-small_SX-B.md").read_text()
+    assert 'class="warning">One computation, more than one result' in (tmp_path / "r1" / "index.html").read_text()
+    assert "One computation" not in (tmp_path / "r0" / "index.html").read_text()
+
+
 def test_export_refuses_what_is_not_a_store_or_not_records(trained, tmp_path, capsys):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("mine")
