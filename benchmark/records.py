@@ -20,7 +20,9 @@ one pruned run under S2 and under SX-B, one scratch baseline under two methods' 
 run whose computation is recorded under another run id is added only with that run's result (the
 same weights' sha256 and test accuracy: the same training, or one retrained bit-identical);
 otherwise it is refused, naming both runs and the machines they trained on, and nothing of it is
-added. `bench export RUN...` adds only the runs named: a part that had to train a run's upstream
+added. Likewise a pruned run's result rests on the base weights it started from (`base.json`): a
+pruned run that started from other weights than its recorded base, and a base other than the one
+its recorded pruned runs started from, are refused before anything is added. `bench export RUN...` adds only the runs named: a part that had to train a run's upstream
 again (a scratch baseline's base and pruned run, whose architecture, not weights, it trains) on a
 machine whose arithmetic differs adds the runs it was for, not a second result under the
 upstream's id.
@@ -205,6 +207,7 @@ def _export_runs(store_root: Path, out: Path, suite: str | None, runs: list[str]
     for stale in destination.glob(".*-*"):  # an export killed while copying a run: copy it again
         shutil.rmtree(stale, ignore_errors=True)
     results = _results(destination)
+    candidates = []
     for directory in sorted(paths.runs_dir(store_root).iterdir()):
         if not paths.is_run_id(directory.name) or not (directory / "spec.json").is_file():
             continue
@@ -220,6 +223,9 @@ def _export_runs(store_root: Path, out: Path, suite: str | None, runs: list[str]
         if not any((directory / name).is_file() for name in FINISHED):
             counts["unfinished"] += 1
             continue
+        candidates.append(directory)
+    _one_base(destination, [d for d in candidates if not (destination / d.name).exists()], out)
+    for directory in candidates:
         files = _files(directory)
         verdict = verified.get(directory.name)
         record = {"weights": {str(p): sha256_file(directory / p) for p in files if p.suffix == ".pt"
@@ -289,6 +295,58 @@ def _one_result(run_id: str, mine: dict[str, Any], recorded: dict[str, Any] | No
                     f"with one result, whichever table it appears in: leave run {run_id[:12]} out (export the "
                     f"runs you need by id), or train it where run {recorded['run'][:12]} trained, to the same "
                     "weights.")
+
+
+def _start(run_dir: Path) -> dict[str, Any] | None:
+    """The base a finished pruned run started from: the base's run id and computation, and the
+    weights' sha256 pinned when the run began (`base.json`); None for any other run."""
+    try:
+        pin = json.loads((run_dir / "base.json").read_text())
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(pin, dict) and isinstance(pin.get("model_sha256"), str) and isinstance(metrics, dict)):
+        return None
+    computation = metrics.get("computation")
+    content = computation.get("content") if isinstance(computation, dict) else None
+    machine = metrics.get("machine")
+    return {"run": run_dir.name, "base": pin.get("base"), "model_sha256": pin["model_sha256"],
+            "computation": content.get("base") if isinstance(content, dict) else None,
+            "machine": machine if isinstance(machine, dict) else None}
+
+
+def _one_base(destination: Path, adding: list[Path], out: Path) -> None:
+    """A pruned run's result rests on the base weights it started from: in the records, that is
+    the base recorded for its base's run id and computation. A pruned run that started from other
+    weights (its base trained again, on a machine whose arithmetic differs) is refused, as is a
+    base whose weights are not those its recorded pruned runs started from; nothing is added."""
+    from prunebench.machine import label
+
+    recorded = [d for d in sorted(destination.iterdir()) if paths.is_run_id(d.name)]
+    bases: dict[str, dict[str, Any]] = {}  # by base run id and by computation: the weights recorded
+    for directory in [*recorded, *adding]:
+        try:
+            kind = json.loads((directory / "spec.json").read_text()).get("kind")
+            metrics = json.loads((directory / "metrics.json").read_text())
+        except (OSError, ValueError, AttributeError):
+            continue
+        if kind == "base" and isinstance(metrics, dict):
+            result = _result(directory) or {"computation": None, "machine": None}
+            for key in filter(None, (directory.name, result["computation"])):
+                bases.setdefault(key, {**result, "model_sha256": metrics.get("model_sha256"), "run": directory.name})
+    starts = [s for s in map(_start, [*recorded, *adding]) if s is not None]
+    new = {d.name for d in adding}
+    for start in starts:
+        base = bases.get(start["base"]) or bases.get(start["computation"])
+        if base is None or base["model_sha256"] == start["model_sha256"] or not {start["run"], base["run"]} & new:
+            continue
+        raise UserError(
+            f"run {start['run'][:12]} started from base weights {start['model_sha256'][:12]}…, and its base, run "
+            f"{base['run'][:12]}, holds weights {str(base['model_sha256'])[:12]}… (the pruned run trained on "
+            f"{label(start['machine'])}, the base on {label(base['machine'])}): a pruned run's result rests on the "
+            "base it started from, so the records hold a base with the weights its pruned runs started from. Nothing "
+            f"was added to {out}: leave out the runs of the base trained again (export the runs you need by id), or "
+            "train them where the recorded base trained, to the same weights.")
 
 
 def _same(source: Path, target: Path, record: dict[str, Any]) -> None:

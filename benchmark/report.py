@@ -19,6 +19,7 @@ import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -29,7 +30,7 @@ from matplotlib.ticker import EngFormatter, FixedLocator, FuncFormatter, LogLoca
 from scipy import stats as sps
 from tabulate import tabulate
 
-from prunebench import stats
+from prunebench import paths, stats
 from prunebench.config import MethodSpec
 from prunebench.errors import UserError
 from prunebench.store import Store
@@ -401,7 +402,7 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
                                 _all_pairs(complete), note, str(division), unsandboxed, suite_sha, protocol_sha,
                                 identity(suite_name, setup, suite_sha, protocol_sha, shipped),
                                 machines if len(machines) > 1 else [], _shared(complete + incomplete, at, owners),
-                                _disagree(complete + incomplete, results, owners)))
+                                _disagree(complete + incomplete, results, owners, store.root)))
     if reference is not None and not any(c.row == reference for t in tables for c in t.cells):
         rows = sorted({c.row for t in tables for c in t.cells})
         raise UserError(f"--reference {reference!r} is not a row of any leaderboard here; rows: {', '.join(rows)}.")
@@ -616,11 +617,20 @@ def _results(df: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def _disagree(cells: list[Cell], results: dict[str, dict[str, float]],
-              owners: dict[str, tuple[str, str | None]]) -> list[str]:
+              owners: dict[str, tuple[str, str | None]], root: Path) -> list[str]:
     """Rows with a run whose computation another run holds with another result: one computation
     trained twice to two results (trained again since on another machine, or records put together
-    from parts that disagree). A table cannot tell which is right, so it says so."""
+    from parts that disagree), or a pruned run that started from other weights than its base run
+    holds (the base trained twice). A table cannot tell which is right, so it says so."""
     of = {run_id: computation for computation, runs in results.items() for run_id in runs}
+    runs_dir = paths.runs_dir(root)
+
+    def read(path: Path) -> dict[str, Any]:
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
 
     def where(run_id: str) -> str:
         row, setup = owners.get(run_id, (None, None))
@@ -635,6 +645,13 @@ def _disagree(cells: list[Cell], results: dict[str, dict[str, float]],
             if others:
                 out.append(f"{c.row}, seed {seed}: run {mine[:8]} holds {runs[mine]}%, "
                            + ", ".join(f"run {other[:8]} ({where(other)}) {acc}%" for other, acc in others))
+            pin = read(runs_dir / mine / "base.json")
+            base, started = pin.get("base"), pin.get("model_sha256")
+            if isinstance(base, str) and paths.is_run_id(base) and isinstance(started, str):
+                holds = read(runs_dir / base / "metrics.json").get("model_sha256")
+                if isinstance(holds, str) and holds != started:
+                    out.append(f"{c.row}, seed {seed}: run {mine[:8]} started from base weights {started[:12]}…, "
+                               f"and its base, run {base[:8]}, holds {holds[:12]}…")
     return out
 
 

@@ -365,3 +365,60 @@ def test_nothing_trains_into_records_even_through_the_api(trained, tmp_path, cap
     with pytest.raises(UserError, match="holds run records"):
         list(h.run(["random"], seeds=[0]))
     assert not list(records.rglob("*.pt")) and not list(records.rglob("checkpoint*"))
+
+
+def test_a_pruned_run_is_recorded_only_beside_the_base_it_started_from(trained, tmp_path, capsys):
+    """A later part that trained a seed's base again, on a CPU whose arithmetic differs, prunes other
+    weights: another plan, so another computation, which the one-result rule does not see. Its pruned
+    run is refused beside the recorded base (its scratch baseline, which trains the architecture, is
+    added), a base is refused beside recorded pruned runs that started from other weights, and so is
+    a store holding both; nothing of them is added."""
+    spec = lambda r: json.loads((r / "spec.json").read_text())  # noqa: E731
+    metrics = lambda r: json.loads((r / "metrics.json").read_text())  # noqa: E731
+    setup = lambda r: (spec(r).get("protocol") or "").split("/")[-1]  # noqa: E731
+    records, s2 = tmp_path / "records", part(trained, 0, tmp_path / "s2")
+    for run in (s2 / "runs").iterdir():
+        if setup(run) == "SX-B":
+            shutil.rmtree(run)
+    assert main(["export", "--store", str(s2), "--out", str(records)]) == 0
+    later = part(trained, 0, tmp_path / "later")
+    base = next(r for r in (later / "runs").iterdir() if spec(r)["kind"] == "base")
+    sxb = next(r for r in (later / "runs").iterdir() if setup(r) == "SX-B" and spec(r)["kind"] == "pruned")
+    m = metrics(sxb)
+    pinned = {"base": base.name, "model_sha256": metrics(base)["model_sha256"]}
+    assert json.loads((sxb / "base.json").read_text()) == pinned
+    (sxb / "base.json").write_text(json.dumps({"base": base.name, "model_sha256": "a" * 64}))
+    (sxb / "metrics.json").write_text(json.dumps({**m, "computation": {**m["computation"], "id": "c" * 64},
+                                                  "machine": {**m["machine"], "cpu": "Other CPU"}}))
+    capsys.readouterr()
+    assert main(["export", "--store", str(later), "--out", str(records), sxb.name]) == 2
+    err = capsys.readouterr().err
+    assert f"run {sxb.name[:12]} started from base weights aaaaaaaaaaaa" in err and base.name[:12] in err
+    assert "Other CPU" in err and "Traceback" not in err and not (records / "runs" / sxb.name).exists()
+    scratch = [r.name for r in (later / "runs").iterdir() if spec(r)["kind"] == "scratch"]
+    assert len(scratch) == 2 and main(["export", "--store", str(later), "--out", str(records), *scratch]) == 0
+    # copied in by hand, past the export: its table says so
+    shutil.copytree(sxb, records / "runs" / sxb.name)
+    tables = {t["setup"]: t for t in report(records, tmp_path / "r", capsys)}
+    said = [line for line in tables["SX-B"]["disagree"] if "started from" in line]
+    assert len(said) == 1 and base.name[:8] in said[0] and not tables["S2"]["disagree"]
+    assert said[0].startswith(f"{spec(sxb)['method']['name']}, seed 0: run {sxb.name[:8]} started from base weights aaaaaaaaaaaa")
+    shutil.rmtree(records / "runs" / sxb.name)
+    # the other way round: pruned runs recorded without their base, then a base of other weights
+    alone, pruned = tmp_path / "alone", [r.name for r in (s2 / "runs").iterdir() if spec(r)["kind"] == "pruned"]
+    assert main(["export", "--store", str(s2), "--out", str(alone), *pruned]) == 0
+    retrained = part(trained, 0, tmp_path / "retrained")
+    mine = retrained / "runs" / base.name
+    (mine / "metrics.json").write_text(json.dumps({**metrics(mine), "model_sha256": "b" * 64}))
+    assert main(["export", "--store", str(retrained), "--out", str(alone), base.name]) == 2
+    assert "holds weights bbbbbbbbbbbb" in (err := capsys.readouterr().err) and "Traceback" not in err
+    assert not (alone / "runs" / base.name).exists()
+    assert main(["export", "--store", str(s2), "--out", str(alone), base.name]) == 0
+    # one store holding both: nothing of the export is added
+    twice, fresh = part(trained, 1, tmp_path / "twice"), tmp_path / "fresh"
+    run = next(r for r in (twice / "runs").iterdir() if spec(r)["kind"] == "pruned")
+    pin = json.loads((run / "base.json").read_text())
+    (run / "base.json").write_text(json.dumps({**pin, "model_sha256": "d" * 64}))
+    assert main(["export", "--store", str(twice), "--out", str(fresh)]) == 2
+    assert "started from base weights dddddddddddd" in (err := capsys.readouterr().err) and "Traceback" not in err
+    assert not list((fresh / "runs").iterdir())
