@@ -20,9 +20,12 @@ one pruned run under S2 and under SX-B, one scratch baseline under two methods' 
 run whose computation is recorded under another run id is added only with that run's result (the
 same weights' sha256 and test accuracy: the same training, or one retrained bit-identical);
 otherwise it is refused, naming both runs and the machines they trained on, and nothing of it is
-added. Likewise a pruned run's result rests on the base weights it started from (`base.json`): a
-pruned run that started from other weights than its recorded base, and a base other than the one
-its recorded pruned runs started from, are refused before anything is added. `bench export RUN...` adds only the runs named: a part that had to train a run's upstream
+added. Likewise a result rests on what it started from: a pruned run on the base weights it pinned
+(`base.json`), a scratch baseline on the architecture its pruned run was pruned to. A pruned run
+that started from other weights than its recorded base (or than other recorded pruned runs of that
+base), a base other than the one its recorded pruned runs started from, and a scratch baseline of
+another architecture than its recorded pruned run (one protocol, seed and method) are refused
+before anything is added. `bench export RUN...` adds only the runs named: a part that had to train a run's upstream
 again (a scratch baseline's base and pruned run, whose architecture, not weights, it trains) on a
 machine whose arithmetic differs adds the runs it was for, not a second result under the
 upstream's id.
@@ -224,7 +227,7 @@ def _export_runs(store_root: Path, out: Path, suite: str | None, runs: list[str]
             counts["unfinished"] += 1
             continue
         candidates.append(directory)
-    _one_base(destination, [d for d in candidates if not (destination / d.name).exists()], out)
+    _same_upstream(destination, [d for d in candidates if not (destination / d.name).exists()], out)
     for directory in candidates:
         files = _files(directory)
         verdict = verified.get(directory.name)
@@ -305,24 +308,29 @@ def _start(run_dir: Path) -> dict[str, Any] | None:
         metrics = json.loads((run_dir / "metrics.json").read_text())
     except (OSError, ValueError):
         return None
-    if not (isinstance(pin, dict) and isinstance(pin.get("model_sha256"), str) and isinstance(metrics, dict)):
+    if not (isinstance(pin, dict) and isinstance(pin.get("base"), str) and isinstance(pin.get("model_sha256"), str)
+            and isinstance(metrics, dict)):
         return None
     computation = metrics.get("computation")
     content = computation.get("content") if isinstance(computation, dict) else None
+    base = content.get("base") if isinstance(content, dict) else None
     machine = metrics.get("machine")
-    return {"run": run_dir.name, "base": pin.get("base"), "model_sha256": pin["model_sha256"],
-            "computation": content.get("base") if isinstance(content, dict) else None,
+    return {"run": run_dir.name, "base": pin["base"], "model_sha256": pin["model_sha256"],
+            "computation": base if isinstance(base, str) else None,
             "machine": machine if isinstance(machine, dict) else None}
 
 
-def _one_base(destination: Path, adding: list[Path], out: Path) -> None:
-    """A pruned run's result rests on the base weights it started from: in the records, that is
-    the base recorded for its base's run id and computation. A pruned run that started from other
-    weights (its base trained again, on a machine whose arithmetic differs) is refused, as is a
-    base whose weights are not those its recorded pruned runs started from; nothing is added."""
+def _same_upstream(destination: Path, adding: list[Path], out: Path) -> None:
+    """A pruned run's result rests on the base weights it started from (`base.json`): the records
+    hold one set of weights for a base (its run id, its computation), the base's own where it is
+    recorded. A pruned run that started from other weights (its base trained again, on a machine
+    whose arithmetic differs), a base unlike the weights its recorded pruned runs started from,
+    and a scratch baseline of another architecture than its recorded pruned run were pruned to
+    are refused before anything is added."""
     from prunebench.machine import label
 
     recorded = [d for d in sorted(destination.iterdir()) if paths.is_run_id(d.name)]
+    new = {d.name for d in adding}
     bases: dict[str, dict[str, Any]] = {}  # by base run id and by computation: the weights recorded
     for directory in [*recorded, *adding]:
         try:
@@ -330,23 +338,90 @@ def _one_base(destination: Path, adding: list[Path], out: Path) -> None:
             metrics = json.loads((directory / "metrics.json").read_text())
         except (OSError, ValueError, AttributeError):
             continue
-        if kind == "base" and isinstance(metrics, dict):
+        if kind == "base" and isinstance(metrics, dict) and isinstance(metrics.get("model_sha256"), str):
             result = _result(directory) or {"computation": None, "machine": None}
             for key in filter(None, (directory.name, result["computation"])):
-                bases.setdefault(key, {**result, "model_sha256": metrics.get("model_sha256"), "run": directory.name})
-    starts = [s for s in map(_start, [*recorded, *adding]) if s is not None]
-    new = {d.name for d in adding}
-    for start in starts:
-        base = bases.get(start["base"]) or bases.get(start["computation"])
-        if base is None or base["model_sha256"] == start["model_sha256"] or not {start["run"], base["run"]} & new:
+                bases.setdefault(key, {**result, "model_sha256": metrics["model_sha256"], "run": directory.name})
+    pinned: dict[str, dict[str, Any]] = {}  # by base run id and by computation: the first pin of a base not recorded
+    for start in filter(None, map(_start, [*recorded, *adding])):
+        keys = [key for key in (start["base"], start["computation"]) if key]
+        held = next((bases[key] for key in keys if key in bases), None)
+        other = held or next((pinned[key] for key in keys if key in pinned), None)
+        for key in keys:
+            pinned.setdefault(key, start)
+        if other is None or other["model_sha256"] == start["model_sha256"] or not {start["run"], other["run"]} & new:
             continue
-        raise UserError(
-            f"run {start['run'][:12]} started from base weights {start['model_sha256'][:12]}…, and its base, run "
-            f"{base['run'][:12]}, holds weights {str(base['model_sha256'])[:12]}… (the pruned run trained on "
-            f"{label(start['machine'])}, the base on {label(base['machine'])}): a pruned run's result rests on the "
-            "base it started from, so the records hold a base with the weights its pruned runs started from. Nothing "
-            f"was added to {out}: leave out the runs of the base trained again (export the runs you need by id), or "
-            "train them where the recorded base trained, to the same weights.")
+        sha, where = lambda r: f"{r['model_sha256'][:12]}…", lambda r: label(r["machine"])  # noqa: E731
+        if held is None:
+            said = (f"runs {start['run'][:12]} and {other['run'][:12]} started from one base, run "
+                    f"{start['base'][:12]} (not recorded), with other weights: {sha(start)} and {sha(other)} (trained "
+                    f"on {where(start)} and on {where(other)})")
+        else:
+            whose = (f"its base, run {held['run'][:12]}," if held["run"] == start["base"] else
+                     f"its base's computation, recorded as run {held['run'][:12]},")
+            said = (f"run {start['run'][:12]} started from base weights {sha(start)}, and {whose} holds weights "
+                    f"{sha(held)} (the pruned run trained on {where(start)}, the base on {where(held)})")
+        raise UserError(f"{said}: a pruned run's result rests on the base it started from, so the records hold one "
+                        f"set of weights for a base. Nothing was added to {out}: leave out the runs of the base "
+                        "trained again (export the runs you need by id), or train them where the recorded base "
+                        "trained, to the same weights.")
+    for scratch, pruned in mismatched_scratch([*recorded, *adding]):
+        if {scratch.name, pruned.name} & new:
+            raise UserError(f"scratch baseline {scratch.name[:12]} trains another architecture than run "
+                            f"{pruned.name[:12]}, its pruned run (one protocol, seed and method), was pruned to: a "
+                            "scratch baseline is of the architecture its pruned run's base and method gave, so the "
+                            "part that trained it must have started from the recorded base. Nothing was added to "
+                            f"{out}: leave it out, or train it where the recorded base trained.")
+
+
+def architecture(run_dir: Path) -> tuple[str, Any] | None:
+    """What a finished pruned or scratch run trains: ("widths", {conv: filters kept}) or ("masks",
+    their digest); None where its files cannot tell (a masked plan's masks left out of records
+    by a run that records no plan digest, a damaged file)."""
+    try:
+        spec = json.loads((run_dir / "spec.json").read_text())
+        if spec.get("kind") == "scratch":
+            return ("widths", spec["widths"]) if spec.get("widths") else ("masks", spec.get("masks_sha256"))
+        keep = json.loads((run_dir / "plan.json").read_text())
+        if keep:
+            return "widths", {name: len(kept) for name, kept in keep.items()}
+        if (run_dir / "masks.pt").is_file():
+            from prunebench.pruning import PruningPlan
+
+            plan = PruningPlan.load(run_dir)
+            return ("masks", plan.masks_sha256()) if plan is not None else None
+        content = json.loads((run_dir / "metrics.json").read_text())["computation"]["content"]
+        digest = content.get("plan_sha256") or ""
+        return ("masks", digest.removeprefix("masks:")) if digest.startswith("masks:") else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError):
+        return None
+
+
+def mismatched_scratch(run_dirs: list[Path]) -> list[tuple[Path, Path]]:
+    """(scratch baseline, pruned run) pairs of one protocol, seed and method (its retraining
+    recipe aside: scratch training ignores it) whose architectures differ."""
+    from prunebench.config import RunSpec
+
+    groups: dict[tuple, dict[str, list[Path]]] = {}
+    for directory in run_dirs:
+        if not (directory / "metrics.json").is_file():
+            continue
+        try:
+            spec = RunSpec.model_validate_json((directory / "spec.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if spec.kind in ("pruned", "scratch") and spec.method is not None:
+            key = (spec.protocol, spec.seed, spec.method.without_recipe.model_dump_json())
+            groups.setdefault(key, {}).setdefault(spec.kind, []).append(directory)
+    pairs = []
+    for group in groups.values():
+        for scratch in group.get("scratch", []):
+            mine = architecture(scratch)
+            for pruned in group.get("pruned", []):
+                theirs = architecture(pruned)
+                if mine is not None and theirs is not None and mine != theirs:
+                    pairs.append((scratch, pruned))
+    return pairs
 
 
 def _same(source: Path, target: Path, record: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from matplotlib.ticker import EngFormatter, FixedLocator, FuncFormatter, LogLoca
 from scipy import stats as sps
 from tabulate import tabulate
 
-from prunebench import paths, stats
+from prunebench import paths, records, stats
 from prunebench.config import MethodSpec
 from prunebench.errors import UserError
 from prunebench.store import Store
@@ -368,7 +368,9 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
                   for v in verdicts or ()})  # just verified (a read-only store keeps no record of it)
     checks = Verifications(found, strict=verified_only)
     owners = {r["id"]: (r["row"], r["setup"]) for r in store.query("SELECT id, row, setup FROM runs")}
-    results = _results(df)
+    everything = load_runs(store)  # one computation's runs may sit under setups or suites not shown
+    results = _results(everything)
+    upstream = _upstream(store.root, [str(i) for i in everything[everything["status"] == "done"]["id"]])
     keys = ["suite", "setup", "division", "suite_sha256", "protocol_sha256"]
     for (suite_name, setup, division, suite_sha, protocol_sha), group in sorted(runs.groupby(keys),
                                                                                 key=lambda kv: kv[0]):
@@ -402,7 +404,7 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
                                 _all_pairs(complete), note, str(division), unsandboxed, suite_sha, protocol_sha,
                                 identity(suite_name, setup, suite_sha, protocol_sha, shipped),
                                 machines if len(machines) > 1 else [], _shared(complete + incomplete, at, owners),
-                                _disagree(complete + incomplete, results, owners, store.root)))
+                                _disagree(complete + incomplete, results, owners, upstream)))
     if reference is not None and not any(c.row == reference for t in tables for c in t.cells):
         rows = sorted({c.row for t in tables for c in t.cells})
         raise UserError(f"--reference {reference!r} is not a row of any leaderboard here; rows: {', '.join(rows)}.")
@@ -616,14 +618,12 @@ def _results(df: pd.DataFrame) -> dict[str, dict[str, float]]:
     return results
 
 
-def _disagree(cells: list[Cell], results: dict[str, dict[str, float]],
-              owners: dict[str, tuple[str, str | None]], root: Path) -> list[str]:
-    """Rows with a run whose computation another run holds with another result: one computation
-    trained twice to two results (trained again since on another machine, or records put together
-    from parts that disagree), or a pruned run that started from other weights than its base run
-    holds (the base trained twice). A table cannot tell which is right, so it says so."""
-    of = {run_id: computation for computation, runs in results.items() for run_id in runs}
-    runs_dir = paths.runs_dir(root)
+def _upstream(root: Path, done: list[str]) -> dict[str, list[str]]:
+    """What a finished run's result rests on that another run holds otherwise, by run id: the base
+    weights a pruned run started from (`base.json`) against its base run's, or against other pruned
+    runs' pins of one base the store does not hold; a scratch baseline's architecture against its
+    pruned run's plan (one protocol, seed and method)."""
+    runs_dir, said = paths.runs_dir(root), {}
 
     def read(path: Path) -> dict[str, Any]:
         try:
@@ -631,6 +631,40 @@ def _disagree(cells: list[Cell], results: dict[str, dict[str, float]],
         except (OSError, ValueError):
             return {}
         return found if isinstance(found, dict) else {}
+
+    pins: dict[str, dict[str, list[str]]] = {}  # base run id -> weights pinned -> runs
+    for run_id in done:
+        pin = read(runs_dir / run_id / "base.json")
+        if isinstance(pin.get("base"), str) and isinstance(pin.get("model_sha256"), str):
+            pins.setdefault(pin["base"], {}).setdefault(pin["model_sha256"], []).append(run_id)
+    for base, by_sha in pins.items():
+        holds = read(runs_dir / base / "metrics.json").get("model_sha256") if paths.is_run_id(base) else None
+        for sha, run_ids in by_sha.items():
+            if isinstance(holds, str) and sha != holds:
+                line = f"started from base weights {sha[:12]}…, and its base, run {base[:8]}, holds {holds[:12]}…"
+            elif not isinstance(holds, str) and len(by_sha) > 1:
+                others = sorted(r[:8] for other, rs in by_sha.items() if other != sha for r in rs)
+                line = (f"started from base weights {sha[:12]}… of base run {base[:8]} (not here), and run"
+                        f"{'s' if len(others) > 1 else ''} {' '.join(others)} from other weights")
+            else:
+                continue
+            for run_id in run_ids:
+                said.setdefault(run_id, []).append(line)
+    for scratch, pruned in records.mismatched_scratch([runs_dir / run_id for run_id in done]):
+        said.setdefault(scratch.name, []).append(f"is a scratch baseline of another architecture than its pruned "
+                                                 f"run {pruned.name[:8]} was pruned to")
+        said.setdefault(pruned.name, []).append(f"was pruned to another architecture than its scratch baseline, "
+                                                f"run {scratch.name[:8]}, trains")
+    return said
+
+
+def _disagree(cells: list[Cell], results: dict[str, dict[str, float]],
+              owners: dict[str, tuple[str, str | None]], upstream: dict[str, list[str]]) -> list[str]:
+    """Rows with a run whose computation another run holds with another result: one computation
+    trained twice to two results (trained again since on another machine, or records put together
+    from parts that disagree), or whose result rests on a base or an architecture another run holds
+    otherwise (`_upstream`). A table cannot tell which is right, so it says so."""
+    of = {run_id: computation for computation, runs in results.items() for run_id in runs}
 
     def where(run_id: str) -> str:
         row, setup = owners.get(run_id, (None, None))
@@ -645,13 +679,7 @@ def _disagree(cells: list[Cell], results: dict[str, dict[str, float]],
             if others:
                 out.append(f"{c.row}, seed {seed}: run {mine[:8]} holds {runs[mine]}%, "
                            + ", ".join(f"run {other[:8]} ({where(other)}) {acc}%" for other, acc in others))
-            pin = read(runs_dir / mine / "base.json")
-            base, started = pin.get("base"), pin.get("model_sha256")
-            if isinstance(base, str) and paths.is_run_id(base) and isinstance(started, str):
-                holds = read(runs_dir / base / "metrics.json").get("model_sha256")
-                if isinstance(holds, str) and holds != started:
-                    out.append(f"{c.row}, seed {seed}: run {mine[:8]} started from base weights {started[:12]}…, "
-                               f"and its base, run {base[:8]}, holds {holds[:12]}…")
+            out += [f"{c.row}, seed {seed}: run {mine[:8]} {line}" for line in upstream.get(mine, [])]
     return out
 
 

@@ -246,7 +246,8 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
             try:
                 pinned = json.loads((directory / "base.json").read_text())["model_sha256"]
                 base = files.metrics(spec.base) or {}
-                if pinned != base.get("model_sha256"):
+                weights = files.run_dir(spec.base) / "model.pt"  # the file, not only what its metrics say of it
+                if pinned != base.get("model_sha256") or not weights.is_file() or sha256_file(weights) != pinned:
                     problems.append("the base it started from is not the base model stored now (sha256 differs)")
             except (OSError, ValueError, KeyError, TypeError):
                 problems.append("base.json (the base sha256 the run started from) is missing or unreadable")

@@ -274,6 +274,10 @@ def test_a_table_says_when_one_computation_holds_two_results(trained, tmp_path, 
     assert "One computation, more than one result" in (tmp_path / "r1" / "synth-small_SX-B.md").read_text()
     assert 'class="warning">One computation, more than one result' in (tmp_path / "r1" / "index.html").read_text()
     assert "One computation" not in (tmp_path / "r0" / "index.html").read_text()
+    # a table shown alone still sees the computation's run under the setup left out
+    capsys.readouterr()
+    assert main(["report", "--store", str(records), "--out", str(tmp_path / "r2"), "--protocol", "S2", "--json"]) == 0
+    assert [t["disagree"] for t in json.loads(capsys.readouterr().out)] == [tables["S2"]["disagree"]]
 
 
 def test_export_refuses_what_is_not_a_store_or_not_records(trained, tmp_path, capsys):
@@ -404,14 +408,22 @@ def test_a_pruned_run_is_recorded_only_beside_the_base_it_started_from(trained, 
     assert len(said) == 1 and base.name[:8] in said[0] and not tables["S2"]["disagree"]
     assert said[0].startswith(f"{spec(sxb)['method']['name']}, seed 0: run {sxb.name[:8]} started from base weights aaaaaaaaaaaa")
     shutil.rmtree(records / "runs" / sxb.name)
-    # the other way round: pruned runs recorded without their base, then a base of other weights
+    # the other way round: pruned runs recorded without their base, then a pruned run of that base
+    # with other weights, and a base of other weights
     alone, pruned = tmp_path / "alone", [r.name for r in (s2 / "runs").iterdir() if spec(r)["kind"] == "pruned"]
     assert main(["export", "--store", str(s2), "--out", str(alone), *pruned]) == 0
     retrained = part(trained, 0, tmp_path / "retrained")
+    other = next(r for r in (retrained / "runs").iterdir() if setup(r) == "SX-B" and spec(r)["kind"] == "pruned")
+    (other / "base.json").write_text(json.dumps({"base": base.name, "model_sha256": "b" * 64}))
+    assert main(["export", "--store", str(retrained), "--out", str(alone), other.name]) == 2
+    err = capsys.readouterr().err
+    assert f"started from one base, run {base.name[:12]} (not recorded), with other weights: bbbbbbbbbbbb" in err
+    assert not (alone / "runs" / other.name).exists() and "Traceback" not in err
     mine = retrained / "runs" / base.name
     (mine / "metrics.json").write_text(json.dumps({**metrics(mine), "model_sha256": "b" * 64}))
     assert main(["export", "--store", str(retrained), "--out", str(alone), base.name]) == 2
-    assert "holds weights bbbbbbbbbbbb" in (err := capsys.readouterr().err) and "Traceback" not in err
+    assert f"its base, run {base.name[:12]}, holds weights bbbbbbbbbbbb" in (err := capsys.readouterr().err)
+    assert "Traceback" not in err
     assert not (alone / "runs" / base.name).exists()
     assert main(["export", "--store", str(s2), "--out", str(alone), base.name]) == 0
     # one store holding both: nothing of the export is added
@@ -422,3 +434,46 @@ def test_a_pruned_run_is_recorded_only_beside_the_base_it_started_from(trained, 
     assert main(["export", "--store", str(twice), "--out", str(fresh)]) == 2
     assert "started from base weights dddddddddddd" in (err := capsys.readouterr().err) and "Traceback" not in err
     assert not list((fresh / "runs").iterdir())
+
+
+def test_a_scratch_baseline_is_recorded_only_with_the_architecture_its_pruned_run_was_pruned_to(trained, tmp_path,
+                                                                                                capsys):
+    """A later part that trained a baseline from a base trained again elsewhere trains the plan the
+    method made on other weights. Where that plan's widths (or masks) differ from the recorded pruned
+    run's, the baseline is refused; one of the same architecture (masks checked by the digest the
+    pruned run's computation records, its masks.pt left out of the records) is added; copied in by
+    hand, both rows' table says so."""
+    spec = lambda r: json.loads((r / "spec.json").read_text())  # noqa: E731
+    records, lost = tmp_path / "records", part(trained, 0, tmp_path / "lost")
+    scratch = {spec(r)["method"]["name"]: r.name for r in (lost / "runs").iterdir() if spec(r)["kind"] == "scratch"}
+    assert sorted(scratch) == ["l1norm", "magnitude"]
+    for name in scratch.values():
+        shutil.rmtree(lost / "runs" / name)
+    assert main(["export", "--store", str(lost), "--out", str(records)]) == 0
+    later = part(trained, 0, tmp_path / "later")
+    run = later / "runs" / scratch["l1norm"]
+    widths = spec(run)["widths"]
+    first = sorted(widths)[0]
+    (run / "spec.json").write_text(json.dumps({**spec(run), "widths": {**widths, first: widths[first] - 1}}))
+    capsys.readouterr()
+    assert main(["export", "--store", str(later), "--out", str(records), run.name]) == 2
+    err = capsys.readouterr().err
+    assert f"scratch baseline {run.name[:12]} trains another architecture than run" in err and "Traceback" not in err
+    assert not (records / "runs" / run.name).exists()
+    assert main(["export", "--store", str(later), "--out", str(records), scratch["magnitude"]]) == 0
+    # the baseline as trained, then its pruned run's plan edited in the records by hand
+    assert main(["export", "--store", str(part(trained, 0, tmp_path / "as-trained")), "--out", str(records),
+                 scratch["l1norm"]]) == 0
+    sxb = next(t for t in report(records, tmp_path / "r0", capsys) if t["setup"] == "SX-B")
+    assert sxb["disagree"] == [] and len(sxb["cells"]) == 4
+    pruned = next(r for r in (records / "runs").iterdir() if spec(r)["kind"] == "pruned"
+                  and spec(r)["method"]["name"] == "l1norm" and spec(r)["protocol"].endswith("SX-B"))
+    plan = json.loads((pruned / "plan.json").read_text())
+    (pruned / "plan.json").write_text(json.dumps({**plan, first: plan[first][:-1]}))
+    sxb = next(t for t in report(records, tmp_path / "r1", capsys) if t["setup"] == "SX-B")
+    said = " ".join(sxb["disagree"])
+    assert f"run {run.name[:8]} is a scratch baseline of another architecture than its pruned run {pruned.name[:8]}" \
+        in said
+    assert f"run {pruned.name[:8]} was pruned to another architecture than its scratch baseline, run {run.name[:8]}" \
+        in said
+    assert "magnitude" not in said

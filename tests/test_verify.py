@@ -109,6 +109,20 @@ def test_hidden_capacity_fails(store):
     assert any("does not fit the architecture" in p and "teacher.weight" in p for p in verdict(root, run.name).problems)
 
 
+def test_a_pruned_run_whose_base_pin_and_base_record_were_both_rewritten_fails(store):
+    """To pass off a pruned run as started from other base weights (those of records made
+    elsewhere), its pin and its base's metrics are rewritten to agree: the base's model file, hashed,
+    still says otherwise."""
+    root, ids = store
+    run = root / "runs" / ids[("S2", "l1norm")]
+    base = root / "runs" / json.loads((run / "base.json").read_text())["base"]
+    assert verdict(root, run.name).ok
+    edit_json(run / "base.json", model_sha256="e" * 64)
+    edit_json(base / "metrics.json", model_sha256="e" * 64)
+    problems = verdict(root, run.name).problems
+    assert "the base it started from is not the base model stored now (sha256 differs)" in problems
+
+
 def test_a_trace_with_an_extra_epoch_fails(store):
     root, ids = store
     run = root / "runs" / ids[("S2", "l1norm")]
