@@ -223,6 +223,15 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
                             f"accuracy ({metrics.get('test_acc')})")
         if trace.epochs != metrics.get("epochs") or trace.train_flops != metrics.get("train_flops"):
             problems.append("the trace's epochs or training FLOPs are not those recorded")
+        base_metrics = (files.metrics(spec.base) or None) if spec.base else {}
+        if base_metrics is not None:  # the pipeline's totals and the dense accuracy its drop is taken from
+            derived = {"total_epochs": base_metrics.get("epochs", 0) + trace.epochs,
+                       "total_train_flops": base_metrics.get("train_flops", 0) + trace.train_flops,
+                       "base_test_acc": base_metrics.get("test_acc")}
+            for name, value in derived.items():
+                if name in metrics and metrics[name] != value:
+                    problems.append(f"{name}: recorded {metrics[name]}, re-derived {value} (its trace and "
+                                    f"{'its base' if spec.base else 'no base'})")
         try:
             rounds = iter(audit.round_phases(trace))
             for phase, recipe in spec.phases:  # the loop trained what the spec says, epoch by epoch
@@ -233,6 +242,10 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
                     audit.audit_run(protocol, trace, n_train)
                 budgets = Budgets(protocol, suite, dense_macs, dataset.train_size)
                 budget = budgets.budget(recount["effective_macs"], n_train)
+                held = metrics.get("budget") if isinstance(metrics.get("budget"), dict) else {}
+                if budget is not None and isinstance(held.get("amount"), (int, float)) and not math.isclose(
+                        held["amount"], budget, rel_tol=1e-9):
+                    problems.append(f"budget: recorded {held['amount']}, re-derived {budget}")
                 if budget is not None and protocol.budget is not None:
                     kind = protocol.budget.kind
                     used = float(trace.epochs if kind == "epochs" else trace.train_flops)

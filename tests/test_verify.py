@@ -123,6 +123,22 @@ def test_a_pruned_run_whose_base_pin_and_base_record_were_both_rewritten_fails(s
     assert "the base it started from is not the base model stored now (sha256 differs)" in problems
 
 
+@pytest.mark.parametrize("row, field", [(("S2", "l1norm"), "base_test_acc"), (("SX-B", "l1norm"), "total_epochs"),
+                                        (("SX-B", "Scratch-B of l1norm"), "total_train_flops"),
+                                        (("SX-B", "Scratch-B of l1norm"), "budget")])
+def test_a_pipeline_total_or_budget_edited_fails(store, row, field):
+    """The numbers a table shows beside the accuracy — the drop from the dense model, the
+    pipeline's epochs and training FLOPs, the SX budget — are re-derived from the trace, the base's
+    metrics and the protocol, not taken from the run's own metrics."""
+    root, ids = store
+    run = root / "runs" / ids[row]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert verdict(root, run.name).ok and metrics[field] is not None
+    edited = {**metrics[field], "amount": metrics[field]["amount"] * 1.5} if field == "budget" else metrics[field] + 1
+    edit_json(run / "metrics.json", **{field: edited})
+    assert any(p.startswith(f"{field}: recorded") for p in verdict(root, run.name).problems)
+
+
 def test_a_trace_with_an_extra_epoch_fails(store):
     root, ids = store
     run = root / "runs" / ids[("S2", "l1norm")]
