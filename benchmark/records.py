@@ -25,10 +25,10 @@ added. Likewise a result rests on what it started from: a pruned run on the base
 that started from other weights than its recorded base (or than other recorded pruned runs of that
 base), a base other than the one its recorded pruned runs started from, and a scratch baseline of
 another architecture than its recorded pruned run (one protocol, seed and method) are refused
-before anything is added. `bench export RUN...` adds only the runs named: a part that had to train a run's upstream
-again (a scratch baseline's base and pruned run, whose architecture, not weights, it trains) on a
-machine whose arithmetic differs adds the runs it was for, not a second result under the
-upstream's id.
+before anything is added. `bench export RUN...` adds only the runs named: a part that had to
+train a run's upstream again (a scratch baseline's base and pruned run, whose architecture, not
+weights, it trains) on a machine whose arithmetic differs adds the runs it was for, not a second
+result under the upstream's id.
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@
 # they were even where another CPU's numbers differ; the seed's SX-B pruned run too where no part
 # recorded it (seed 1 at 4x), but only when it trained bit-identical to its recorded S2 computation
 # (the same weights' sha256 and accuracy: likely on the CPU kind that trained the seed, an AMD EPYC
-# for seed 1); otherwise it says so and leaves it out (`bench export` would refuse it: one
-# computation, one result). The store argument is then required.
+# for seed 1); otherwise it says so and leaves it out (`bench export` would refuse it: a pruned
+# run is recorded only beside the base weights it started from, a computation with one result).
+# The store argument is then required.
 # Trained through torch.compile (--compile: the same runs and ids; faster on CPU, where the thin
 # layers are memory-bound and the compiled kernels fuse them).
 # Usage: bash reports/regenerate-cifar10.sh DATA_ROOT [STORE]
