@@ -49,6 +49,17 @@ def part(store: Path, seed: int, to: Path) -> Path:
     return to
 
 
+def s2_recorded(store: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Seed 0's part recorded without its SX-B runs (its S2 runs, base included): the records
+    and the part's store."""
+    records, s2 = tmp_path / "records", part(store, 0, tmp_path / "s2")
+    for run in (s2 / "runs").iterdir():
+        if (json.loads((run / "spec.json").read_text()).get("protocol") or "").endswith("/SX-B"):
+            shutil.rmtree(run)
+    assert main(["export", "--store", str(s2), "--out", str(records)]) == 0
+    return records, s2
+
+
 def report(store: Path, out: Path, capsys) -> list[dict]:
     capsys.readouterr()
     assert main(["report", "--store", str(store), "--out", str(out), "--json"]) == 0
@@ -211,11 +222,7 @@ def test_a_computation_is_recorded_with_one_result_whichever_run_id_brings_it(tr
     spec = lambda r: json.loads((r / "spec.json").read_text())  # noqa: E731
     metrics = lambda r: json.loads((r / "metrics.json").read_text())  # noqa: E731
     setup = lambda r: (spec(r).get("protocol") or "").split("/")[-1]  # noqa: E731
-    records, s2 = tmp_path / "records", part(trained, 0, tmp_path / "s2")
-    for run in (s2 / "runs").iterdir():
-        if setup(run) == "SX-B":
-            shutil.rmtree(run)
-    assert main(["export", "--store", str(s2), "--out", str(records)]) == 0
+    records, s2 = s2_recorded(trained, tmp_path)
     shared = {metrics(r)["computation"]["id"]: r.name for r in (s2 / "runs").iterdir() if spec(r)["kind"] == "pruned"}
     later = part(trained, 0, tmp_path / "later")
     sxb = [r for r in (later / "runs").iterdir() if setup(r) == "SX-B" and spec(r)["kind"] == "pruned"]
@@ -380,11 +387,7 @@ def test_a_pruned_run_is_recorded_only_beside_the_base_it_started_from(trained, 
     spec = lambda r: json.loads((r / "spec.json").read_text())  # noqa: E731
     metrics = lambda r: json.loads((r / "metrics.json").read_text())  # noqa: E731
     setup = lambda r: (spec(r).get("protocol") or "").split("/")[-1]  # noqa: E731
-    records, s2 = tmp_path / "records", part(trained, 0, tmp_path / "s2")
-    for run in (s2 / "runs").iterdir():
-        if setup(run) == "SX-B":
-            shutil.rmtree(run)
-    assert main(["export", "--store", str(s2), "--out", str(records)]) == 0
+    records, s2 = s2_recorded(trained, tmp_path)
     later = part(trained, 0, tmp_path / "later")
     base = next(r for r in (later / "runs").iterdir() if spec(r)["kind"] == "base")
     sxb = next(r for r in (later / "runs").iterdir() if setup(r) == "SX-B" and spec(r)["kind"] == "pruned")
