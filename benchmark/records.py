@@ -320,19 +320,13 @@ def _start(run_dir: Path) -> dict[str, Any] | None:
             "machine": machine if isinstance(machine, dict) else None}
 
 
-def _same_upstream(destination: Path, adding: list[Path], out: Path) -> None:
-    """A pruned run's result rests on the base weights it started from (`base.json`): the records
-    hold one set of weights for a base (its run id, its computation), the base's own where it is
-    recorded. A pruned run that started from other weights (its base trained again, on a machine
-    whose arithmetic differs), a base unlike the weights its recorded pruned runs started from,
-    and a scratch baseline of another architecture than its recorded pruned run were pruned to
-    are refused before anything is added."""
-    from prunebench.machine import label
-
-    recorded = [d for d in sorted(destination.iterdir()) if paths.is_run_id(d.name)]
-    new = {d.name for d in adding}
-    bases: dict[str, dict[str, Any]] = {}  # by base run id and by computation: the weights recorded
-    for directory in [*recorded, *adding]:
+def base_conflicts(run_dirs: list[Path]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Pruned runs whose pinned base weights (`base.json`) are not those their base holds: pairs
+    (the run's start, what it disagrees with) — the base run's result (`"kind": "base"`), found by
+    the base's run id or computation, or where no base is among `run_dirs`, the first other pin of
+    that base."""
+    bases: dict[str, dict[str, Any]] = {}  # by base run id and by computation: the weights held
+    for directory in run_dirs:
         try:
             kind = json.loads((directory / "spec.json").read_text()).get("kind")
             metrics = json.loads((directory / "metrics.json").read_text())
@@ -341,26 +335,45 @@ def _same_upstream(destination: Path, adding: list[Path], out: Path) -> None:
         if kind == "base" and isinstance(metrics, dict) and isinstance(metrics.get("model_sha256"), str):
             result = _result(directory) or {"computation": None, "machine": None}
             for key in filter(None, (directory.name, result["computation"])):
-                bases.setdefault(key, {**result, "model_sha256": metrics["model_sha256"], "run": directory.name})
-    pinned: dict[str, dict[str, Any]] = {}  # by base run id and by computation: the first pin of a base not recorded
-    for start in filter(None, map(_start, [*recorded, *adding])):
+                bases.setdefault(key, {**result, "model_sha256": metrics["model_sha256"], "run": directory.name,
+                                       "kind": "base"})
+    pinned: dict[str, dict[str, Any]] = {}  # by base run id and by computation: the first pin of a base not held
+    conflicts = []
+    for start in filter(None, map(_start, run_dirs)):
         keys = [key for key in (start["base"], start["computation"]) if key]
-        held = next((bases[key] for key in keys if key in bases), None)
-        other = held or next((pinned[key] for key in keys if key in pinned), None)
+        other = next((bases[key] for key in keys if key in bases), None) or next(
+            (pinned[key] for key in keys if key in pinned), None)
         for key in keys:
             pinned.setdefault(key, start)
-        if other is None or other["model_sha256"] == start["model_sha256"] or not {start["run"], other["run"]} & new:
+        if other is not None and other["model_sha256"] != start["model_sha256"]:
+            conflicts.append((start, other))
+    return conflicts
+
+
+def _same_upstream(destination: Path, adding: list[Path], out: Path) -> None:
+    """A result rests on what it started from: the records hold one set of weights for a base (its
+    run id, its computation), the base's own where it is recorded (`base_conflicts`), and a scratch
+    baseline of the architecture its recorded pruned run was pruned to (`mismatched_scratch`). A
+    pruned run that started from other weights (its base trained again, on a machine whose
+    arithmetic differs), a base unlike the weights its recorded pruned runs started from, and a
+    scratch baseline of another architecture are refused before anything is added."""
+    from prunebench.machine import label
+
+    recorded = [d for d in sorted(destination.iterdir()) if paths.is_run_id(d.name)]
+    new = {d.name for d in adding}
+    sha, where = lambda r: f"{r['model_sha256'][:12]}…", lambda r: label(r["machine"])  # noqa: E731
+    for start, other in base_conflicts([*recorded, *adding]):
+        if not {start["run"], other["run"]} & new:
             continue
-        sha, where = lambda r: f"{r['model_sha256'][:12]}…", lambda r: label(r["machine"])  # noqa: E731
-        if held is None:
+        if other.get("kind") != "base":
             said = (f"runs {start['run'][:12]} and {other['run'][:12]} started from one base, run "
                     f"{start['base'][:12]} (not recorded), with other weights: {sha(start)} and {sha(other)} (trained "
                     f"on {where(start)} and on {where(other)})")
         else:
-            whose = (f"its base, run {held['run'][:12]}," if held["run"] == start["base"] else
-                     f"its base's computation, recorded as run {held['run'][:12]},")
+            whose = (f"its base, run {other['run'][:12]}," if other["run"] == start["base"] else
+                     f"its base's computation, recorded as run {other['run'][:12]},")
             said = (f"run {start['run'][:12]} started from base weights {sha(start)}, and {whose} holds weights "
-                    f"{sha(held)} (the pruned run trained on {where(start)}, the base on {where(held)})")
+                    f"{sha(other)} (the pruned run trained on {where(start)}, the base on {where(other)})")
         raise UserError(f"{said}: a pruned run's result rests on the base it started from, so the records hold one "
                         f"set of weights for a base. Nothing was added to {out}: leave out the runs of the base "
                         "trained again (export the runs you need by id), or train them where the recorded base "

@@ -19,7 +19,6 @@ import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 import numpy as np
@@ -620,36 +619,21 @@ def _results(df: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def _upstream(root: Path, done: list[str]) -> dict[str, list[str]]:
     """What a finished run's result rests on that another run holds otherwise, by run id: the base
-    weights a pruned run started from (`base.json`) against its base run's, or against other pruned
-    runs' pins of one base the store does not hold; a scratch baseline's architecture against its
-    pruned run's plan (one protocol, seed and method)."""
+    weights a pruned run started from against its base run's, or against another pin of one base
+    the store does not hold (`records.base_conflicts`); a scratch baseline's architecture against
+    its pruned run's plan (`records.mismatched_scratch`)."""
     runs_dir, said = paths.runs_dir(root), {}
-
-    def read(path: Path) -> dict[str, Any]:
-        try:
-            found = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return found if isinstance(found, dict) else {}
-
-    pins: dict[str, dict[str, list[str]]] = {}  # base run id -> weights pinned -> runs
-    for run_id in done:
-        pin = read(runs_dir / run_id / "base.json")
-        if isinstance(pin.get("base"), str) and isinstance(pin.get("model_sha256"), str):
-            pins.setdefault(pin["base"], {}).setdefault(pin["model_sha256"], []).append(run_id)
-    for base, by_sha in pins.items():
-        holds = read(runs_dir / base / "metrics.json").get("model_sha256") if paths.is_run_id(base) else None
-        for sha, run_ids in by_sha.items():
-            if isinstance(holds, str) and sha != holds:
-                line = f"started from base weights {sha[:12]}…, and its base, run {base[:8]}, holds {holds[:12]}…"
-            elif not isinstance(holds, str) and len(by_sha) > 1:
-                others = sorted(r[:8] for other, rs in by_sha.items() if other != sha for r in rs)
-                line = (f"started from base weights {sha[:12]}… of base run {base[:8]} (not here), and run"
-                        f"{'s' if len(others) > 1 else ''} {' '.join(others)} from other weights")
-            else:
-                continue
-            for run_id in run_ids:
-                said.setdefault(run_id, []).append(line)
+    for start, other in records.base_conflicts([runs_dir / run_id for run_id in done]):
+        mine, theirs = start["model_sha256"][:12], other["model_sha256"][:12]
+        if other.get("kind") == "base":
+            said.setdefault(start["run"], []).append(
+                f"started from base weights {mine}…, and its base, run {other['run'][:8]}, holds {theirs}…")
+        else:
+            base = start["base"][:8]
+            said.setdefault(start["run"], []).append(f"started from base weights {mine}… of base run {base} (not "
+                                                     f"here), and run {other['run'][:8]} from {theirs}…")
+            said.setdefault(other["run"], []).append(f"started from base weights {theirs}… of base run {base} (not "
+                                                     f"here), and run {start['run'][:8]} from {mine}…")
     for scratch, pruned in records.mismatched_scratch([runs_dir / run_id for run_id in done]):
         said.setdefault(scratch.name, []).append(f"is a scratch baseline of another architecture than its pruned "
                                                  f"run {pruned.name[:8]} was pruned to")

@@ -422,6 +422,10 @@ def test_a_pruned_run_is_recorded_only_beside_the_base_it_started_from(trained, 
     err = capsys.readouterr().err
     assert f"started from one base, run {base.name[:12]} (not recorded), with other weights: bbbbbbbbbbbb" in err
     assert not (alone / "runs" / other.name).exists() and "Traceback" not in err
+    shutil.copytree(other, alone / "runs" / other.name)  # copied in by hand: its table says so
+    said = " ".join(line for t in report(alone, tmp_path / "r-alone", capsys) for line in t["disagree"])
+    assert f"run {other.name[:8]} started from base weights bbbbbbbbbbbb… of base run {base.name[:8]} (not here)" in said
+    shutil.rmtree(alone / "runs" / other.name)
     mine = retrained / "runs" / base.name
     (mine / "metrics.json").write_text(json.dumps({**metrics(mine), "model_sha256": "b" * 64}))
     assert main(["export", "--store", str(retrained), "--out", str(alone), base.name]) == 2
