@@ -16,7 +16,8 @@ the verdict shows that the files are those verified, not who verified them. `ben
 `bench verify` refuse DIR: there are no weights to train from or re-derive. Exports add up: a run
 already in DIR must be the same record (one run id is one computation); a different one is an
 error, never a silent overwrite. The same holds for a computation, which several runs (memberships:
-one pruned run under S2 and under SX-B, one scratch baseline under two methods' names) share: a
+one pruned run under S2 and under SX-B, one scratch baseline under two methods' names) share, as
+the runs' files tell it (`computation`: not the record, which a hand can strip or rewrite): a
 run whose computation is recorded under another run id is added only with that run's result (the
 same weights' sha256 and test accuracy: the same training, or one retrained bit-identical);
 otherwise it is refused, naming both runs and the machines they trained on, and nothing of it is
@@ -36,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import filecmp
+import hashlib
 import json
 import math
 import shutil
@@ -43,12 +45,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import prunebench
 from prunebench import paths
 from prunebench._atomic import disk_error, sha256_file, write_atomic
 from prunebench.errors import UserError
+
+if TYPE_CHECKING:
+    from prunebench.config import RunSpec
 
 MARKER = "records.json"  # at the root: this folder holds run records, not a store to train in
 LOCK = ".export.lock"  # at the root: one export at a time
@@ -245,8 +250,8 @@ def _export_runs(store_root: Path, out: Path, suite: str | None, runs: list[str]
             continue
         result = _result(directory)
         if result is not None:
-            _one_result(directory.name, result, results.get(result["computation"]), out)
-            results.setdefault(result["computation"], {**result, "run": directory.name})
+            _one_result(directory.name, result, results, out)
+            results.append({**result, "run": directory.name})
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name[:12]}-", dir=destination))
         for relative in filter(_kept, files):
             (staging / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -256,42 +261,99 @@ def _export_runs(store_root: Path, out: Path, suite: str | None, runs: list[str]
         counts["added"] += 1
 
 
-def _result(run_dir: Path) -> dict[str, Any] | None:
-    """What a finished run's computation came to: its id, the weights' sha256, the test accuracy
-    and the machine; None for a run without a computation record (an older prunebench, a
-    violation or a failure: nothing shared)."""
+def computation(run_dir: Path) -> dict[str, str | None] | None:
+    """Which computation a finished run is, as results are compared by (`same_computation`):
+    {"id": the id its computation record states (None without one), "key": what its own files
+    say it computes}. The key is derived from the files, not read from the record, which a hand
+    can strip or rewrite (`bench verify` checks the record against the same files): the run's spec
+    (hashed into its id), its plan, the protocol content it planned under, its base's spec beside
+    it. Only the method's declaration tells a pruned run's rewind epoch, so the key holds the
+    method in its place (one method's runs rewind alike). Where the files cannot tell the plan (a
+    masked plan whose masks records leave out, a base not beside it), the record's content stands
+    for the files; None where neither can tell."""
+    from prunebench.config import Computation, RunSpec
+
     try:
         metrics = json.loads((run_dir / "metrics.json").read_text())
+        spec = RunSpec.model_validate_json((run_dir / "spec.json").read_text())
     except (OSError, ValueError):
         return None
-    computation = metrics.get("computation") if isinstance(metrics, dict) else None
-    if not (isinstance(computation, dict) and isinstance(computation.get("id"), str)):
+    record = metrics.get("computation") if isinstance(metrics, dict) else None
+    record = record if isinstance(record, dict) and isinstance(record.get("id"), str) else None
+    content = _derived(run_dir, spec)
+    if content is None and record is not None:
+        try:
+            content = Computation.model_validate(record.get("content")).model_copy(update={"rewind": None}).id
+        except (TypeError, ValueError):
+            return None
+    if content is None:
         return None
+    method = spec.method.without_recipe.model_dump(mode="json") if spec.kind == "pruned" and spec.method else None
+    key = hashlib.sha256(json.dumps([content, method], sort_keys=True).encode()).hexdigest()
+    return {"id": record["id"] if record else None, "key": key}
+
+
+def _derived(run_dir: Path, spec: RunSpec) -> str | None:
+    """The id of what a run's files say it computes, its rewind epoch left out (`computation`)."""
+    from prunebench.config import RunSpec
+    from prunebench.pruning import PruningPlan
+    from prunebench.runner import Harness, computation_of
+
+    try:
+        base, plan, protocol = None, None, None
+        if spec.base:
+            base = RunSpec.model_validate_json((run_dir.parent / spec.base / "spec.json").read_text())
+        if spec.kind == "pruned" and not Harness.phased(spec):
+            plan = PruningPlan.load(run_dir)
+            if plan is None or not (plan.keep or plan.masks):
+                return None  # no plan, or its masks are left out (records): the files cannot tell it
+        if Harness.by_method(spec):
+            protocol = json.loads((run_dir / "protocol.json").read_text()).get("protocol_sha256")
+        return computation_of(spec, base, plan.sha256() if plan else None, None, protocol).id
+    except (OSError, ValueError, TypeError, AttributeError, RuntimeError):
+        return None
+
+
+def same_computation(a: dict[str, str | None], b: dict[str, str | None]) -> bool:
+    """Whether two runs' `computation`s are one: what their files say they compute, or the id
+    both records state (one computation under two methods' names: a plan two methods share)."""
+    return a["key"] == b["key"] or (a["id"] is not None and a["id"] == b["id"])
+
+
+def _result(run_dir: Path) -> dict[str, Any] | None:
+    """What a finished run's computation came to: which computation (`computation`), the weights'
+    sha256, the test accuracy and the machine; None where its files cannot tell which computation
+    it is (a violation or a failure: nothing shared)."""
+    which = computation(run_dir)
+    if which is None:
+        return None
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     machine = metrics.get("machine")
-    return {"computation": computation["id"], "model_sha256": metrics.get("model_sha256"),
-            "test_acc": metrics.get("test_acc"), "machine": machine if isinstance(machine, dict) else None}
+    return {**which, "model_sha256": metrics.get("model_sha256"), "test_acc": metrics.get("test_acc"),
+            "machine": machine if isinstance(machine, dict) else None}
 
 
-def _results(runs_dir: Path) -> dict[str, dict[str, Any]]:
-    """The result recorded for each computation in a records folder, with the run holding it."""
-    results: dict[str, dict[str, Any]] = {}
+def _results(runs_dir: Path) -> list[dict[str, Any]]:
+    """The result recorded for each run in a records folder whose computation its files tell."""
+    results = []
     for directory in sorted(runs_dir.iterdir()):
         result = _result(directory) if paths.is_run_id(directory.name) else None
         if result is not None:
-            results.setdefault(result["computation"], {**result, "run": directory.name})
+            results.append({**result, "run": directory.name})
     return results
 
 
-def _one_result(run_id: str, mine: dict[str, Any], recorded: dict[str, Any] | None, out: Path) -> None:
+def _one_result(run_id: str, mine: dict[str, Any], results: list[dict[str, Any]], out: Path) -> None:
     """A computation is recorded with one result: a run of a computation already recorded (under
     another run id) must have come to the same weights and accuracy."""
     from prunebench.machine import label
 
-    if recorded is None or (mine["model_sha256"], mine["test_acc"]) == (recorded["model_sha256"],
-                                                                          recorded["test_acc"]):
+    recorded = next((r for r in results if same_computation(mine, r) and (
+        mine["model_sha256"], mine["test_acc"]) != (r["model_sha256"], r["test_acc"])), None)
+    if recorded is None:
         return
     sha = lambda r: str(r["model_sha256"])[:12]  # noqa: E731
-    raise UserError(f"run {run_id[:12]} is the same computation ({mine['computation'][:12]}) as run "
+    raise UserError(f"run {run_id[:12]} is the same computation ({(mine['id'] or mine['key'])[:12]}) as run "
                     f"{recorded['run'][:12]}, recorded in {out} with another result: weights {sha(mine)}… and "
                     f"{sha(recorded)}…, test accuracy {mine['test_acc']} and {recorded['test_acc']}, trained on "
                     f"{label(mine['machine'])} and on {label(recorded['machine'])}. One computation is recorded "
@@ -325,18 +387,21 @@ def base_conflicts(run_dirs: list[Path]) -> list[tuple[dict[str, Any], dict[str,
     (the run's start, what it disagrees with) — the base run's result (`"kind": "base"`), found by
     the base's run id or computation, or where no base is among `run_dirs`, the first other pin of
     that base."""
+    from prunebench.config import RunSpec
+
     bases: dict[str, dict[str, Any]] = {}  # by base run id and by computation: the weights held
     for directory in run_dirs:
         try:
-            kind = json.loads((directory / "spec.json").read_text()).get("kind")
+            spec = RunSpec.model_validate_json((directory / "spec.json").read_text())
             metrics = json.loads((directory / "metrics.json").read_text())
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError):
             continue
-        if kind == "base" and isinstance(metrics, dict) and isinstance(metrics.get("model_sha256"), str):
-            result = _result(directory) or {"computation": None, "machine": None}
-            for key in filter(None, (directory.name, result["computation"])):
-                bases.setdefault(key, {**result, "model_sha256": metrics["model_sha256"], "run": directory.name,
-                                       "kind": "base"})
+        if spec.kind == "base" and isinstance(metrics, dict) and isinstance(metrics.get("model_sha256"), str):
+            machine = metrics.get("machine")
+            held = {"model_sha256": metrics["model_sha256"], "run": directory.name, "kind": "base",
+                    "machine": machine if isinstance(machine, dict) else None}
+            for key in filter(None, (directory.name, _derived(directory, spec))):
+                bases.setdefault(key, held)
     pinned: dict[str, dict[str, Any]] = {}  # by base run id and by computation: the first pin of a base not held
     conflicts = []
     for start in filter(None, map(_start, run_dirs)):

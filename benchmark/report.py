@@ -19,6 +19,7 @@ import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -368,7 +369,7 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
     checks = Verifications(found, strict=verified_only)
     owners = {r["id"]: (r["row"], r["setup"]) for r in store.query("SELECT id, row, setup FROM runs")}
     everything = load_runs(store)  # one computation's runs may sit under setups or suites not shown
-    results = _results(everything)
+    results = _results(store.root, everything)
     upstream = _upstream(store.root, [str(i) for i in everything[everything["status"] == "done"]["id"]])
     keys = ["suite", "setup", "division", "suite_sha256", "protocol_sha256"]
     for (suite_name, setup, division, suite_sha, protocol_sha), group in sorted(runs.groupby(keys),
@@ -606,14 +607,14 @@ def _shared(cells: list[Cell], at: pd.DataFrame, owners: dict[str, tuple[str, st
     return out
 
 
-def _results(df: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """The test accuracy of every finished run, by computation: {computation: {run id: acc}}."""
-    if "computation" not in df:
-        return {}
-    done = df[(df["status"] == "done") & df["computation"].notna()]
-    results: dict[str, dict[str, float]] = {}
-    for computation, run_id, acc in zip(done["computation"], done["id"], done["test_acc"]):
-        results.setdefault(computation, {})[run_id] = acc
+def _results(root: Path, df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The test accuracy of every finished run with the computation its files say it is
+    (`records.computation`): {run id: {"id": ..., "key": ..., "acc": acc}}."""
+    runs_dir, results = paths.runs_dir(root), {}
+    done = df[df["status"] == "done"] if "status" in df else df.iloc[0:0]
+    for run_id, acc in zip(done["id"], done["test_acc"]):
+        if (which := records.computation(runs_dir / run_id)) is not None:
+            results[run_id] = {**which, "acc": acc}
     return results
 
 
@@ -642,13 +643,12 @@ def _upstream(root: Path, done: list[str]) -> dict[str, list[str]]:
     return said
 
 
-def _disagree(cells: list[Cell], results: dict[str, dict[str, float]],
+def _disagree(cells: list[Cell], results: dict[str, dict[str, Any]],
               owners: dict[str, tuple[str, str | None]], upstream: dict[str, list[str]]) -> list[str]:
     """Rows with a run whose computation another run holds with another result: one computation
     trained twice to two results (trained again since on another machine, or records put together
     from parts that disagree), or whose result rests on a base or an architecture another run holds
     otherwise (`_upstream`). A table cannot tell which is right, so it says so."""
-    of = {run_id: computation for computation, runs in results.items() for run_id in runs}
 
     def where(run_id: str) -> str:
         row, setup = owners.get(run_id, (None, None))
@@ -658,10 +658,11 @@ def _disagree(cells: list[Cell], results: dict[str, dict[str, float]],
     for c in cells:
         for seed in sorted(c.runs):
             mine = c.runs[seed]
-            runs = results.get(of.get(mine, ""), {})
-            others = [(other, acc) for other, acc in sorted(runs.items()) if other != mine and acc != runs[mine]]
-            if others:
-                out.append(f"{c.row}, seed {seed}: run {mine[:8]} holds {runs[mine]}%, "
+            held = results.get(mine)
+            others = [(other, r["acc"]) for other, r in sorted(results.items()) if held and other != mine
+                      and records.same_computation(r, held) and r["acc"] != held["acc"]]
+            if held and others:
+                out.append(f"{c.row}, seed {seed}: run {mine[:8]} holds {held['acc']}%, "
                            + ", ".join(f"run {other[:8]} ({where(other)}) {acc}%" for other, acc in others))
             out += [f"{c.row}, seed {seed}: run {mine[:8]} {line}" for line in upstream.get(mine, [])]
     return out

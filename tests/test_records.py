@@ -238,6 +238,15 @@ def test_a_computation_is_recorded_with_one_result_whichever_run_id_brings_it(tr
     assert f"run {victim.name[:12]} is the same computation" in err and shared[m["computation"]["id"]][:12] in err
     assert "Other CPU" in err and str(m["test_acc"] - 0.5) in err and "Traceback" not in err
     assert not (records / "runs" / victim.name).exists()
+    # its computation record stripped, or rewritten to another computation: its files still say which it is
+    stripped = {k: v for k, v in other.items() if k != "computation"}
+    rewritten = {**other, "computation": {**m["computation"], "id": "0" * 64,
+                                          "content": {**m["computation"]["content"], "seed": 7}}}
+    for edited in (stripped, rewritten):
+        (victim / "metrics.json").write_text(json.dumps(edited))
+        assert main(["export", "--store", str(later), "--out", str(records), victim.name]) == 2
+        assert f"run {victim.name[:12]} is the same computation" in capsys.readouterr().err
+    assert not (records / "runs" / victim.name).exists()
     # the same run of the other computation, trained to the recorded weights: its membership is added
     assert main(["export", "--store", str(later), "--out", str(records), kept.name]) == 0
     assert (records / "runs" / kept.name).is_dir()
@@ -274,6 +283,10 @@ def test_a_table_says_when_one_computation_holds_two_results(trained, tmp_path, 
     assert metrics["computation"]["trained_in"] == s2["runs"]["0"]
     (run / "metrics.json").write_text(json.dumps({**metrics, "test_acc": metrics["test_acc"] + 0.5}))
     tables = {t["setup"]: t for t in report(records, tmp_path / "r1", capsys)}
+    (run / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "computation"}
+                                                 | {"test_acc": metrics["test_acc"] + 0.5}))
+    stripped = {t["setup"]: t["disagree"] for t in report(records, tmp_path / "r3", capsys)}
+    assert stripped == {setup: t["disagree"] for setup, t in tables.items()}  # its files still tell its computation
     said = tables["SX-B"]["disagree"]
     assert len(said) == 1 and said[0].startswith(f"l1norm, seed 0: run {run.name[:8]} holds")
     assert f"run {s2['runs']['0'][:8]} (l1norm, S2) {metrics['test_acc']}%" in said[0]
@@ -484,3 +497,41 @@ def test_a_scratch_baseline_is_recorded_only_with_the_architecture_its_pruned_ru
     assert f"run {pruned.name[:8]} was pruned to another architecture than its scratch baseline, run {run.name[:8]}" \
         in said
     assert "magnitude" not in said
+
+
+def test_a_run_is_the_computation_its_files_say_not_its_record(trained, tmp_path):
+    """Results are compared by what a run's files say it computes (spec, plan, base): a record
+    stripped or rewritten changes nothing; another method's name on the same plan is another
+    computation (its rewind may differ), unless both records state one id."""
+    from prunebench import records
+
+    store = part(trained, 0, tmp_path / "store")
+    def name(spec: dict) -> str:
+        return f"{(spec.get('protocol') or '').split('/')[-1]} {spec['kind']} {(spec.get('method') or {}).get('name')}"
+
+    specs = {r: json.loads((r / "spec.json").read_text()) for r in (store / "runs").iterdir()}
+    runs = {name(spec): r for r, spec in specs.items() if "rounds" not in spec}
+    s2, sxb = runs["S2 pruned magnitude"], runs["SX-B pruned magnitude"]
+    one = records.computation(s2)
+    assert one is not None and records.computation(sxb) == {**one, "id": one["id"]} and one["key"] != one["id"]
+    assert records.same_computation(one, records.computation(sxb))
+    metrics = json.loads((sxb / "metrics.json").read_text())
+    (sxb / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "computation"}))
+    assert records.computation(sxb) == {"id": None, "key": one["key"]}
+    (sxb / "metrics.json").write_text(json.dumps({**metrics, "computation": {
+        "id": "0" * 64, "content": {**metrics["computation"]["content"], "seed": 7}}}))
+    assert records.computation(sxb) == {"id": "0" * 64, "key": one["key"]}
+    assert records.same_computation(one, records.computation(sxb))
+    assert records.computation(runs["S2 pruned l1norm"])["key"] != one["key"]
+    spec = json.loads((sxb / "spec.json").read_text())
+    (sxb / "metrics.json").write_text(json.dumps(metrics))
+    (sxb / "spec.json").write_text(json.dumps({**spec, "method": {**spec["method"], "name": "lottery"}}))
+    renamed = records.computation(sxb)
+    assert renamed == {"id": one["id"], "key": renamed["key"]} and renamed["key"] != one["key"]
+    assert records.same_computation(one, renamed)  # both records state one id
+    (sxb / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "computation"}))
+    assert not records.same_computation(one, records.computation(sxb))
+    # in records, masks are left out: the record's content stands for the plan
+    out = tmp_path / "records"
+    assert main(["export", "--store", str(trained), "--out", str(out)]) == 0
+    assert records.computation(out / "runs" / s2.name) == one
