@@ -63,6 +63,7 @@ class Cell:
     budget: dict[int, float] = field(default_factory=dict)  # seed -> the SX budget its pipeline was held to
     missing: dict[int, str] = field(default_factory=dict)  # seed -> why it is missing
     superseded: list[str] = field(default_factory=list)  # an older run of the same seed and version, left out
+    superseded_results: dict[str, dict[str, Any]] = field(default_factory=dict)  # superseded run -> seed, test_acc
     verified: str = "no"  # yes: every run verified by `bench verify` (files unchanged since); FAILED; no
     reference: str | None = None
     comparison: stats.Comparison | None = None
@@ -210,6 +211,7 @@ def _latest(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 def _cell(row: str, runs: pd.DataFrame, seeds: list[int], base_acc: dict[int, float],
           checks: Verifications | None = None) -> Cell:
+    results = {i: {"seed": int(s), "test_acc": float(a)} for i, s, a in zip(runs["id"], runs["seed"], runs["test_acc"])}
     runs, superseded = _latest(runs)
     done = runs[runs["status"] == "done"].sort_values("seed")
     missing: dict[int, str] = {}
@@ -255,7 +257,8 @@ def _cell(row: str, runs: pd.DataFrame, seeds: list[int], base_acc: dict[int, fl
         params=_mean_int(done["params"]), achieved=by_seed("effective_macs", int), knob=by_seed("knob"),
         total_epochs=by_seed("total_epochs", int), total_train_flops=by_seed("total_train_flops", int),
         budget_kind=str(kinds.iloc[0]) if len(kinds) else None, budget=by_seed("budget"),
-        missing=missing, superseded=superseded, verified=verified)
+        missing=missing, superseded=superseded, verified=verified,
+        superseded_results={i: results[i] for i in superseded})
 
 
 def _scratch_of(runs: pd.DataFrame) -> str | None:
@@ -680,10 +683,18 @@ def shared_line(t: Table) -> str:
 
 
 def superseded_line(t: Table) -> str:
-    cells = t.cells + t.incomplete
-    old = [f"{c.row}: {' '.join(r[:8] for r in c.superseded)}" for c in cells if c.superseded]
-    return ("Superseded runs, left out (an older version of the method's code, or an earlier run of the same "
-            "seed): " + "; ".join(old) + ".") if old else ""
+    """Older runs of a seed, left out, each with its result beside the run shown: which of two
+    results of a seed a table shows is a choice (the latest), so the reader sees both."""
+    old = []
+    for c in t.cells + t.incomplete:
+        for run_id in c.superseded:
+            r = c.superseded_results[run_id]
+            shown = c.runs.get(r["seed"])
+            now = (f"shown: run {shown[:8]}, {c.scores[r['seed']]:.2f}%" if shown and r["seed"] in c.scores
+                   else "none shown")
+            old.append(f"{c.row}, seed {r['seed']}: run {run_id[:8]}, {r['test_acc']:.2f}% ({now})")
+    return ("Superseded runs, left out (an earlier run of the same seed and method code; the latest is shown): "
+            + "; ".join(old) + ".") if old else ""
 
 
 def pair_rows(t: Table) -> list[list[str]]:

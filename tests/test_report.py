@@ -176,6 +176,34 @@ def test_an_older_version_of_a_method_is_a_row_of_its_own_not_averaged(leaderboa
     assert older.runs == {1: old.run_id} and older.missing == {0: "not run", 2: "not run"}
 
 
+def test_a_table_shows_the_result_of_a_run_it_leaves_out_for_a_later_one(leaderboard_store, tmp_path):
+    """Two finished runs of one seed and version of a row (one trained again from another base):
+    the table shows the latest and names the other with its accuracy, whichever is the latest, so
+    that choosing which a table shows (a time a hand can set) hides no result."""
+    store = tmp_path / "store"
+    shutil.copytree(leaderboard_store, store)
+    s = Store(store)
+    (row,) = s.query("SELECT id, test_acc FROM runs WHERE setup = 'S2' AND row = 'l1norm' AND seed = 1")
+    spec = s.spec(row["id"])
+    again = spec.model_copy(update={"base": "0" * 64})
+    shutil.copytree(store / "runs" / spec.run_id, store / "runs" / again.run_id)
+    (store / "runs" / again.run_id / "spec.json").write_text(again.model_dump_json())
+    metrics = json.loads((store / "runs" / again.run_id / "metrics.json").read_text())
+    (store / "runs" / again.run_id / "metrics.json").write_text(json.dumps({**metrics, "test_acc": 12.34}))
+    for when, (older, newer) in ((1e9, (again, spec)), (4e9, (spec, again))):
+        for f in (store / "runs" / again.run_id).iterdir():
+            os.utime(f, (when, when))
+        s.reindex()
+        (table,) = build(s, protocol="S2")
+        cell = next(c for c in table.cells if c.row == "l1norm")
+        assert cell.runs[1] == newer.run_id and cell.superseded == [older.run_id]
+        acc = {spec.run_id: row["test_acc"], again.run_id: 12.34}
+        assert report.superseded_line(table) == (
+            "Superseded runs, left out (an earlier run of the same seed and method code; the latest is shown): "
+            f"l1norm, seed 1: run {older.run_id[:8]}, {acc[older.run_id]:.2f}% "
+            f"(shown: run {newer.run_id[:8]}, {acc[newer.run_id]:.2f}%).")
+
+
 def test_report_files_name_the_runs_and_leave_out_what_is_missing(leaderboard_store, tmp_path, capsys):
     out = tmp_path / "reports"
     assert main(["report", "--store", str(leaderboard_store), "--out", str(out)]) == 0
