@@ -77,7 +77,7 @@ from prunebench.setups import fixes
 from prunebench.store import RunFiles, Store, trainability
 from prunebench.summary import Failure, failures, summarise_grid
 from prunebench.targets import RULE as TARGET_RULE
-from prunebench.trace import Trace
+from prunebench.trace import Trace, TraceRow
 from prunebench.train import save_atomic, train_phases
 from prunebench.verify import RunChecks
 
@@ -215,6 +215,7 @@ class Harness:
         # grid: what a pruned run loads is checked against this, not against a file read later
         self._base_sha: dict[str, str] = {}
         self._open_changes: list[str] = []  # open division: what method code changed in the current run
+        self._resumed_seconds = 0.0  # the current run's epochs trained by earlier processes (from checkpoints)
         self._records: list[tuple] | None = None  # a worker's index writes, for the driver to apply
         self._training: dict[str, str | None] = {}  # what the run being trained started from (data, base weights)
         self.grid_progress: GridProgress | None = None
@@ -837,7 +838,7 @@ class Harness:
         self._index(spec, "running")
         train, _ = self.data()
         started = time.perf_counter()
-        self._open_changes = []
+        self._open_changes, self._resumed_seconds = [], 0.0
         computation: Computation | None = None
         trained_here = False
         try:
@@ -1076,7 +1077,8 @@ class Harness:
             "phase_epochs": {phase: sum(1 for r in trace.rows if r.phase == phase)
                              for phase in dict.fromkeys(r.phase for r in trace.rows)},
             "train_flops": trace.train_flops,
-            "seconds": round(time.perf_counter() - started, 2),
+            # wall time, over every process that trained it (a resumed run's earlier epochs included)
+            "seconds": round(time.perf_counter() - started + self._resumed_seconds, 2),
             "model_sha256": sha256_file(directory / "model.pt"),
             "data_fingerprint": self._fingerprint,
             "data_source": self.data()[0].source,
@@ -1134,14 +1136,21 @@ class Harness:
             elif spec.kind == "pruned" and phase.startswith("round"):  # round1, round2, ...: each round's training
                 audit.audit_phase(self.setup, "round", audit.expected_recipe(self.protocol, "round"), rows, len(train))
 
-        label, progress = self.label(spec), self.grid_progress
+        label, progress, fresh = self.label(spec), self.grid_progress, []
+
+        def heard(row: TraceRow, epochs: int) -> None:
+            fresh.append(row.seconds)
+            if progress and self.progress:
+                progress.epoch(label, row, epochs)
+
         trace = train_phases(
             model, list(phases), train, test, seed=spec.seed, input_shape=self.input_shape,
             checkpoint=directory / checkpoint, regularizer=regularizer, on_phase_end=check,
             label=f"seed {spec.seed}", progress=self.progress, masks=masks, compiled=self.compiled,
-            on_epoch=(lambda row, epochs: progress.epoch(label, row, epochs)) if progress and self.progress else None,
-            log=self.log,
+            on_epoch=heard, log=self.log,
         )
+        # a resumed run's wall time counts its epochs trained before the restart (`seconds`)
+        self._resumed_seconds += sum(r.seconds for r in trace.rows) - sum(fresh)
         return Trace(rows=(prior.rows if prior else ()) + trace.rows)
 
     def _load_base(self, run_id: str, pinned: str | None = None) -> nn.Module:

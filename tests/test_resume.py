@@ -52,3 +52,38 @@ def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(user_protoco
     assert "resuming" in again.stderr
     assert final_state(store) == final_state(tmp_path / "clean")
     assert json.loads(again.stdout) == json.loads(clean.stdout.replace(str(tmp_path / "clean"), str(store)))
+
+
+def test_a_resumed_run_counts_the_seconds_of_its_epochs_trained_before(user_protocols, tmp_path, monkeypatch):
+    """`seconds` in metrics.json is a run's wall time over every process that trained it: an epoch
+    trained before the process stopped (here one that took 5 s more) counts in the resumed run's."""
+    import pytest
+
+    from prunebench import train
+    from prunebench.protocol_files import load_protocol
+    from prunebench.runner import Harness
+
+    protocol, _, sha = load_protocol("S2", "synth-small")
+    real, calls = train._train_epoch, []
+
+    def slow_then_stopped(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        row = real(*args, **kwargs)
+        return row.model_copy(update={"seconds": row.seconds + 5.0})
+
+    def bench() -> None:
+        h = Harness(protocol, store=tmp_path / "store", protocol_sha256=sha, device="cpu", progress=False,
+                    log=lambda m: None)
+        list(h.run(["l1norm"], seeds=[0]))
+
+    monkeypatch.setattr(train, "_train_epoch", slow_then_stopped)
+    with pytest.raises(KeyboardInterrupt):
+        bench()
+    (base,) = [r for r in (tmp_path / "store" / "runs").iterdir() if (r / "checkpoint.pt").is_file()]
+    monkeypatch.setattr(train, "_train_epoch", real)
+    bench()
+    seconds = [row["seconds"] for row in json.loads((base / "trace.json").read_text())["rows"]]
+    assert seconds[0] >= 5.0 and all(s < 5.0 for s in seconds[1:])  # the first epoch, trained before the stop
+    assert json.loads((base / "metrics.json").read_text())["seconds"] >= sum(seconds)
