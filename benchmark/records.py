@@ -17,7 +17,7 @@ the verdict shows that the files are those verified, not who verified them. `ben
 already in DIR must be the same record (one run id is one computation); a different one is an
 error, never a silent overwrite. The same holds for a computation, which several runs (memberships:
 one pruned run under S2 and under SX-B, one scratch baseline under two methods' names) share, as
-the runs' files tell it (`computation`: not the record, which a hand can strip or rewrite): a
+the runs' specs tell it (`computation`: not the record, which a hand can strip or rewrite): a
 run whose computation is recorded under another run id is added only with that run's result (the
 same weights' sha256 and test accuracy: the same training, or one retrained bit-identical);
 otherwise it is refused, naming both runs and the machines they trained on, and nothing of it is
@@ -45,15 +45,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import prunebench
 from prunebench import paths
 from prunebench._atomic import disk_error, sha256_file, write_atomic
 from prunebench.errors import UserError
-
-if TYPE_CHECKING:
-    from prunebench.config import RunSpec
 
 MARKER = "records.json"  # at the root: this folder holds run records, not a store to train in
 LOCK = ".export.lock"  # at the root: one export at a time
@@ -263,14 +260,15 @@ def _export_runs(store_root: Path, out: Path, suite: str | None, runs: list[str]
 
 def computation(run_dir: Path) -> dict[str, str | None] | None:
     """Which computation a finished run is, as results are compared by (`same_computation`):
-    {"id": the id its computation record states (None without one), "key": what its own files
-    say it computes}. The key is derived from the files, not read from the record, which a hand
-    can strip or rewrite (`bench verify` checks the record against the same files): the run's spec
-    (hashed into its id), its plan, the protocol content it planned under, its base's spec beside
-    it. Only the method's declaration tells a pruned run's rewind epoch, so the key holds the
-    method in its place (one method's runs rewind alike). Where the files cannot tell the plan (a
-    masked plan whose masks records leave out, a base not beside it), the record's content stands
-    for the files; None where neither can tell."""
+    {"id": the id its computation record states (None without one), "key": what its spec says it
+    computes}. The key comes from `spec.json` alone, which hashes to the run's id (its folder's
+    name), not from the record, which a hand can strip or rewrite (`bench verify` checks it), nor
+    from files it could delete (a plan, masks, its base): a base or scratch run's computation
+    itself; for a pruned run, its base run, seed, recipes, penalty, rounds, method (code, settings,
+    target: standing for its plan and rewind epoch, which its method decides), protected layers,
+    target rule and, where the plan is chosen after a pruning phase or in the open division, the
+    protocol it planned under. None for a run that is no result (no readable metrics, a spec that
+    does not hash to its id)."""
     from prunebench.config import Computation, RunSpec
 
     try:
@@ -278,44 +276,27 @@ def computation(run_dir: Path) -> dict[str, str | None] | None:
         spec = RunSpec.model_validate_json((run_dir / "spec.json").read_text())
     except (OSError, ValueError):
         return None
-    record = metrics.get("computation") if isinstance(metrics, dict) else None
-    record = record if isinstance(record, dict) and isinstance(record.get("id"), str) else None
-    content = _derived(run_dir, spec)
-    if content is None and record is not None:
-        try:
-            content = Computation.model_validate(record.get("content")).model_copy(update={"rewind": None}).id
-        except (TypeError, ValueError):
-            return None
-    if content is None:
+    if not isinstance(metrics, dict) or spec.run_id != run_dir.name:
         return None
-    method = spec.method.without_recipe.model_dump(mode="json") if spec.kind == "pruned" and spec.method else None
-    key = hashlib.sha256(json.dumps([content, method], sort_keys=True).encode()).hexdigest()
-    return {"id": record["id"] if record else None, "key": key}
-
-
-def _derived(run_dir: Path, spec: RunSpec) -> str | None:
-    """The id of what a run's files say it computes, its rewind epoch left out (`computation`)."""
-    from prunebench.config import RunSpec
-    from prunebench.pruning import PruningPlan
-    from prunebench.runner import Harness, computation_of
-
-    try:
-        base, plan, protocol = None, None, None
-        if spec.base:
-            base = RunSpec.model_validate_json((run_dir.parent / spec.base / "spec.json").read_text())
-        if spec.kind == "pruned" and not Harness.phased(spec):
-            plan = PruningPlan.load(run_dir)
-            if plan is None or not (plan.keep or plan.masks):
-                return None  # no plan, or its masks are left out (records): the files cannot tell it
-        if Harness.by_method(spec):
-            protocol = json.loads((run_dir / "protocol.json").read_text()).get("protocol_sha256")
-        return computation_of(spec, base, plan.sha256() if plan else None, None, protocol).id
-    except (OSError, ValueError, TypeError, AttributeError, RuntimeError):
-        return None
+    record = metrics.get("computation")
+    recorded = record["id"] if isinstance(record, dict) and isinstance(record.get("id"), str) else None
+    common = {"kind": spec.kind, "dataset": spec.dataset, "arch": spec.arch, "seed": spec.seed,
+              "arch_signature": spec.arch_signature, "phases": spec.phases, "division": spec.division}
+    if spec.kind == "base":
+        key = Computation(**common).id
+    elif spec.kind == "scratch":
+        key = Computation(**common, widths=spec.widths, masks_sha256=spec.masks_sha256).id
+    else:
+        chosen_late = spec.division == "open" or any(p in ("prune", "round") for p, _ in spec.phases)
+        pruned = Computation(**common, penalty=spec.penalty, rounds=spec.rounds, protect=spec.protect,
+                             target_rule=spec.target_rule, method=spec.method and spec.method.without_recipe)
+        key = hashlib.sha256(json.dumps([pruned.id, spec.base, spec.protocol if chosen_late else None]).encode()
+                             ).hexdigest()
+    return {"id": recorded, "key": key}
 
 
 def same_computation(a: dict[str, str | None], b: dict[str, str | None]) -> bool:
-    """Whether two runs' `computation`s are one: what their files say they compute, or the id
+    """Whether two runs' `computation`s are one: what their specs say they compute, or the id
     both records state (one computation under two methods' names: a plan two methods share)."""
     return a["key"] == b["key"] or (a["id"] is not None and a["id"] == b["id"])
 
@@ -400,7 +381,7 @@ def base_conflicts(run_dirs: list[Path]) -> list[tuple[dict[str, Any], dict[str,
             machine = metrics.get("machine")
             held = {"model_sha256": metrics["model_sha256"], "run": directory.name, "kind": "base",
                     "machine": machine if isinstance(machine, dict) else None}
-            for key in filter(None, (directory.name, _derived(directory, spec))):
+            for key in filter(None, (directory.name, (computation(directory) or {}).get("key"))):
                 bases.setdefault(key, held)
     pinned: dict[str, dict[str, Any]] = {}  # by base run id and by computation: the first pin of a base not held
     conflicts = []

@@ -211,7 +211,7 @@ def _latest(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 def _cell(row: str, runs: pd.DataFrame, seeds: list[int], base_acc: dict[int, float],
           checks: Verifications | None = None) -> Cell:
-    results = {i: {"seed": int(s), "test_acc": float(a)} for i, s, a in zip(runs["id"], runs["seed"], runs["test_acc"])}
+    everything = runs
     runs, superseded = _latest(runs)
     done = runs[runs["status"] == "done"].sort_values("seed")
     missing: dict[int, str] = {}
@@ -258,7 +258,8 @@ def _cell(row: str, runs: pd.DataFrame, seeds: list[int], base_acc: dict[int, fl
         total_epochs=by_seed("total_epochs", int), total_train_flops=by_seed("total_train_flops", int),
         budget_kind=str(kinds.iloc[0]) if len(kinds) else None, budget=by_seed("budget"),
         missing=missing, superseded=superseded, verified=verified,
-        superseded_results={i: results[i] for i in superseded})
+        superseded_results={i: {"seed": int(r["seed"]), "test_acc": float(r["test_acc"])}
+                            for i, r in everything.set_index("id").loc[superseded].iterrows()})
 
 
 def _scratch_of(runs: pd.DataFrame) -> str | None:
@@ -611,7 +612,7 @@ def _shared(cells: list[Cell], at: pd.DataFrame, owners: dict[str, tuple[str, st
 
 
 def _results(root: Path, df: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """The test accuracy of every finished run with the computation its files say it is
+    """The test accuracy of every finished run with the computation its spec says it is
     (`records.computation`): {run id: {"id": ..., "key": ..., "acc": acc}}."""
     runs_dir, results = paths.runs_dir(root), {}
     done = df[df["status"] == "done"] if "status" in df else df.iloc[0:0]

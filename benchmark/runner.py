@@ -148,34 +148,6 @@ def _nested(larger: PruningPlan, smaller: PruningPlan) -> bool:
     return True
 
 
-def computation_of(spec: RunSpec, base: RunSpec | None = None, plan_sha256: str | None = None,
-                   rewind: int | None = None, protocol_sha256: str | None = None) -> Computation:
-    """What `spec` computes, its labels left out: a base or scratch run from its spec; a pruned
-    run from its base's computation (`base`: the base's spec), the content of its plan
-    (`plan_sha256`), the base epoch it rewinds to, its recipes and penalty. Where the plan is
-    chosen after a pruning phase, or method code ran inside training (the open division), the
-    method itself (code, settings, target, protected layers, rule) and the protocol content it
-    declared and planned under (`protocol_sha256`) stand for (or beside) the plan: such a
-    computation is shared only within one protocol."""
-    common = {"kind": spec.kind, "dataset": spec.dataset, "arch": spec.arch, "seed": spec.seed,
-              "arch_signature": spec.arch_signature, "phases": spec.phases, "division": spec.division}
-    if spec.kind == "base":
-        return Computation(**common)
-    if spec.kind == "scratch":
-        return Computation(**common, widths=spec.widths, masks_sha256=spec.masks_sha256)
-    if base is None:
-        raise ValueError("a pruned run's computation needs its base's spec")
-    by_method, phased = Harness.by_method(spec), Harness.phased(spec)
-    if not phased and plan_sha256 is None:
-        raise ValueError("a one-shot pruned run's computation needs its plan")
-    return Computation(**common, base=computation_of(base).id, rewind=rewind, penalty=spec.penalty,
-                       plan_sha256=plan_sha256 if not phased else None,
-                       method=spec.method if by_method else None,
-                       protect=spec.protect if by_method else None,
-                       target_rule=spec.target_rule if by_method else None,
-                       protocol=protocol_sha256 if by_method else None, rounds=spec.rounds)
-
-
 class Harness:
     """Runs a protocol's grid through the store."""
 
@@ -349,12 +321,32 @@ class Harness:
         return spec
 
     def computation(self, spec: RunSpec, plan_sha256: str | None = None, rewind: int | None = None) -> Computation:
-        """What `spec` computes, its labels left out (`computation_of`), under this protocol."""
-        base = (self._bases.get(spec.base) or self.files.spec(spec.base)) if spec.kind == "pruned" else None
-        return computation_of(spec, base, plan_sha256, rewind, self.protocol_sha256)
+        """What `spec` computes, its labels left out: a base or scratch run from its spec; a pruned
+        run from its base's computation, the content of its plan (`plan_sha256`), the base epoch it
+        rewinds to, its recipes and penalty. Where the plan is chosen after a pruning phase, or
+        method code ran inside training (the open division), the method itself (code, settings,
+        target, protected layers, rule) and the protocol content it declared and planned under
+        stand for (or beside) the plan: such a computation is shared only within one protocol."""
+        common = {"kind": spec.kind, "dataset": spec.dataset, "arch": spec.arch, "seed": spec.seed,
+                  "arch_signature": spec.arch_signature, "phases": spec.phases, "division": spec.division}
+        if spec.kind == "base":
+            return Computation(**common)
+        if spec.kind == "scratch":
+            return Computation(**common, widths=spec.widths, masks_sha256=spec.masks_sha256)
+        assert spec.base is not None
+        base = self._bases.get(spec.base) or self.files.spec(spec.base)
+        by_method = self.by_method(spec)
+        if not self._phased(spec) and plan_sha256 is None:
+            raise ValueError("a one-shot pruned run's computation needs its plan")
+        return Computation(**common, base=self.computation(base).id, rewind=rewind, penalty=spec.penalty,
+                           plan_sha256=plan_sha256 if not self._phased(spec) else None,
+                           method=spec.method if by_method else None,
+                           protect=spec.protect if by_method else None,
+                           target_rule=spec.target_rule if by_method else None,
+                           protocol=self.protocol_sha256 if by_method else None, rounds=spec.rounds)
 
     @staticmethod
-    def phased(spec: RunSpec) -> bool:
+    def _phased(spec: RunSpec) -> bool:
         """Whether a pruned run trains before its final plan: a pruning phase, or pruning rounds."""
         return any(p in ("prune", "round") for p, _ in spec.phases)
 
@@ -362,7 +354,7 @@ class Harness:
     def by_method(spec: RunSpec) -> bool:
         """Whether a pruned run's plan is known only from its method: chosen after a pruning
         phase, or in the open division (method code in the training process)."""
-        return spec.kind == "pruned" and (spec.division == "open" or Harness.phased(spec))
+        return spec.kind == "pruned" and (spec.division == "open" or Harness._phased(spec))
 
     def declared(self, mspec: MethodSpec) -> Declared:
         """What the method declares under this protocol (asked once per method and settings). In
@@ -593,7 +585,7 @@ class Harness:
                     spec = self.pruned_spec(source_spec, seed, chosen, shared, recipe_of=lender,
                                             penalty=self.declared(source_spec).penalty,
                                             knob=found["knob"] if found else None, unfitted=unfitted)
-                    has_phase = self.phased(spec)  # a pruning phase or rounds: the architecture comes after
+                    has_phase = self._phased(spec)  # a pruning phase or rounds: the architecture comes after
                     if not method.from_scratch or has_phase:
                         # a scratch baseline of a method with a pruning phase trains the architecture
                         # that phase led to: the source's pruned run comes first
@@ -846,7 +838,7 @@ class Harness:
             # the start (cheap: a load, a plan, a cut) tells a one-shot pruned run's computation; a
             # pruning phase or rounds are training, so such a run's computation is known from its spec, and
             # only the start's checks run before it may take another run's training (the base rule)
-            begin = (start(directory, phase=False) if spec.kind == "pruned" and self.phased(spec)  # type: ignore[call-arg]
+            begin = (start(directory, phase=False) if spec.kind == "pruned" and self._phased(spec)  # type: ignore[call-arg]
                      else start(directory))
             computation = (self.computation(spec, begin.plan_sha256, begin.rewind) if begin is not None
                            else self.computation(spec, rewind=self._rewind(spec)))

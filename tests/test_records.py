@@ -499,13 +499,16 @@ def test_a_scratch_baseline_is_recorded_only_with_the_architecture_its_pruned_ru
     assert "magnitude" not in said
 
 
-def test_a_run_is_the_computation_its_files_say_not_its_record(trained, tmp_path):
-    """Results are compared by what a run's files say it computes (spec, plan, base): a record
-    stripped or rewritten changes nothing; another method's name on the same plan is another
-    computation (its rewind may differ), unless both records state one id."""
+def test_a_run_is_the_computation_its_spec_says_not_its_record(trained, tmp_path):
+    """Results are compared by what a run's spec (hashed into its id) says it computes: a record
+    stripped or rewritten, or files deleted, change nothing; another method's name on the same plan
+    is another computation (its rewind may differ) unless both records state one id; a spec that
+    does not hash to its run's id is no result."""
     from prunebench import records
+    from prunebench.config import RunSpec
 
     store = part(trained, 0, tmp_path / "store")
+
     def name(spec: dict) -> str:
         return f"{(spec.get('protocol') or '').split('/')[-1]} {spec['kind']} {(spec.get('method') or {}).get('name')}"
 
@@ -513,25 +516,34 @@ def test_a_run_is_the_computation_its_files_say_not_its_record(trained, tmp_path
     runs = {name(spec): r for r, spec in specs.items() if "rounds" not in spec}
     s2, sxb = runs["S2 pruned magnitude"], runs["SX-B pruned magnitude"]
     one = records.computation(s2)
-    assert one is not None and records.computation(sxb) == {**one, "id": one["id"]} and one["key"] != one["id"]
-    assert records.same_computation(one, records.computation(sxb))
+    assert one == records.computation(sxb) and one["id"] == json.loads((s2 / "metrics.json").read_text())[
+        "computation"]["id"]
+    assert records.computation(runs["S2 pruned l1norm"])["key"] != one["key"]
+    base = next(r for r, spec in specs.items() if spec["kind"] == "base")
+    assert records.computation(base)["key"] not in (one["key"], None)
     metrics = json.loads((sxb / "metrics.json").read_text())
     (sxb / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "computation"}))
     assert records.computation(sxb) == {"id": None, "key": one["key"]}
+    for gone in ("masks.pt", "plan.json", "protocol.json"):
+        (sxb / gone).unlink()
+    assert records.computation(sxb) == {"id": None, "key": one["key"]}
     (sxb / "metrics.json").write_text(json.dumps({**metrics, "computation": {
-        "id": "0" * 64, "content": {**metrics["computation"]["content"], "seed": 7}}}))
+        "id": "0" * 64, "content": {**metrics["computation"]["content"], "rewind": 3}}}))
     assert records.computation(sxb) == {"id": "0" * 64, "key": one["key"]}
     assert records.same_computation(one, records.computation(sxb))
-    assert records.computation(runs["S2 pruned l1norm"])["key"] != one["key"]
-    spec = json.loads((sxb / "spec.json").read_text())
-    (sxb / "metrics.json").write_text(json.dumps(metrics))
-    (sxb / "spec.json").write_text(json.dumps({**spec, "method": {**spec["method"], "name": "lottery"}}))
-    renamed = records.computation(sxb)
-    assert renamed == {"id": one["id"], "key": renamed["key"]} and renamed["key"] != one["key"]
-    assert records.same_computation(one, renamed)  # both records state one id
-    (sxb / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "computation"}))
-    assert not records.same_computation(one, records.computation(sxb))
-    # in records, masks are left out: the record's content stands for the plan
-    out = tmp_path / "records"
-    assert main(["export", "--store", str(trained), "--out", str(out)]) == 0
-    assert records.computation(out / "runs" / s2.name) == one
+    # the same plan under another method's name: another computation, unless both records state one id
+    spec = RunSpec.model_validate(specs[sxb])
+    other = spec.model_copy(update={"method": spec.method.model_copy(update={"name": "lottery"})})
+    renamed = tmp_path / "store" / "runs" / other.run_id
+    shutil.copytree(s2, renamed)
+    (renamed / "spec.json").write_text(other.model_dump_json())
+    assert records.computation(renamed)["key"] != one["key"]
+    assert records.same_computation(one, records.computation(renamed))  # both records state one id
+    m = json.loads((renamed / "metrics.json").read_text())
+    (renamed / "metrics.json").write_text(json.dumps({k: v for k, v in m.items() if k != "computation"}))
+    assert not records.same_computation(one, records.computation(renamed))
+    # a spec edited in place no longer hashes to its run's id: no result; nor are unreadable metrics
+    (s2 / "spec.json").write_text(other.model_dump_json())
+    assert records.computation(s2) is None
+    (renamed / "metrics.json").write_text("[]")
+    assert records.computation(renamed) is None

@@ -56,7 +56,7 @@ def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(user_protoco
 
 def test_a_resumed_run_counts_the_seconds_of_its_epochs_trained_before(user_protocols, tmp_path, monkeypatch):
     """`seconds` in metrics.json is a run's wall time over every process that trained it: an epoch
-    trained before the process stopped (here one that took 5 s more) counts in the resumed run's."""
+    trained before the process stopped (here one said to take 10,000 s) counts in the resumed run's."""
     import pytest
 
     from prunebench import train
@@ -71,7 +71,7 @@ def test_a_resumed_run_counts_the_seconds_of_its_epochs_trained_before(user_prot
         if len(calls) == 2:
             raise KeyboardInterrupt
         row = real(*args, **kwargs)
-        return row.model_copy(update={"seconds": row.seconds + 5.0})
+        return row.model_copy(update={"seconds": row.seconds + 1e4})
 
     def bench() -> None:
         h = Harness(protocol, store=tmp_path / "store", protocol_sha256=sha, device="cpu", progress=False,
@@ -85,5 +85,5 @@ def test_a_resumed_run_counts_the_seconds_of_its_epochs_trained_before(user_prot
     monkeypatch.setattr(train, "_train_epoch", real)
     bench()
     seconds = [row["seconds"] for row in json.loads((base / "trace.json").read_text())["rows"]]
-    assert seconds[0] >= 5.0 and all(s < 5.0 for s in seconds[1:])  # the first epoch, trained before the stop
+    assert seconds[0] >= 1e4 and all(s < 1e3 for s in seconds[1:])  # the first epoch, trained before the stop
     assert json.loads((base / "metrics.json").read_text())["seconds"] >= sum(seconds)
