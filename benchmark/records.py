@@ -40,6 +40,7 @@ import filecmp
 import hashlib
 import json
 import math
+import pickle
 import shutil
 import tempfile
 import time
@@ -452,8 +453,8 @@ def architecture(run_dir: Path) -> tuple[str, Any] | None:
         content = json.loads((run_dir / "metrics.json").read_text())["computation"]["content"]
         digest = content.get("plan_sha256") or ""
         return ("masks", digest.removeprefix("masks:")) if digest.startswith("masks:") else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError):
-        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, EOFError, pickle.UnpicklingError):
+        return None  # a damaged file (`bench verify` names it)
 
 
 def mismatched_scratch(run_dirs: list[Path]) -> list[tuple[Path, Path]]:

@@ -547,3 +547,18 @@ def test_a_run_is_the_computation_its_spec_says_not_its_record(trained, tmp_path
     assert records.computation(s2) is None
     (renamed / "metrics.json").write_text("[]")
     assert records.computation(renamed) is None
+
+
+def test_a_damaged_masks_file_does_not_stop_export_or_report(trained, tmp_path, capsys):
+    """A truncated or garbage `masks.pt` of a pruned run with a scratch baseline: the report and
+    export still answer (the file's damage is `bench verify`'s to name), with no traceback."""
+    store = part(trained, 0, tmp_path / "store")
+    masked = [r for r in (store / "runs").iterdir() if (r / "masks.pt").is_file()
+              and (json.loads((r / "spec.json").read_text()).get("protocol") or "").endswith("/SX-B")]
+    assert masked
+    for content, run in zip((b"", b"not a pickle"), masked * 2):
+        (run / "masks.pt").write_bytes(content)
+        capsys.readouterr()
+        assert main(["report", "--store", str(store), "--out", str(tmp_path / "r"), "--json"]) == 0
+        assert main(["export", "--store", str(store), "--out", str(tmp_path / f"records{len(content)}")]) == 0
+        assert "Traceback" not in capsys.readouterr().err
