@@ -316,7 +316,7 @@ def _result(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _results(runs_dir: Path) -> list[dict[str, Any]]:
-    """The result recorded for each run in a records folder whose computation its files tell."""
+    """The result recorded for each run in a records folder that is a result (`computation`)."""
     results = []
     for directory in sorted(runs_dir.iterdir()):
         result = _result(directory) if paths.is_run_id(directory.name) else None
