@@ -228,10 +228,13 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
             derived = {"total_epochs": base_metrics.get("epochs", 0) + trace.epochs,
                        "total_train_flops": base_metrics.get("train_flops", 0) + trace.train_flops,
                        "base_test_acc": base_metrics.get("test_acc")}
-            for name, value in derived.items():
-                if name in metrics and metrics[name] != value:
-                    problems.append(f"{name}: recorded {metrics[name]}, re-derived {value} (its trace and "
-                                    f"{'its base' if spec.base else 'no base'})")
+            for name, value in derived.items():  # a deleted one is no older run's: the loop always wrote them
+                if metrics.get(name, "none") != value:
+                    problems.append(f"{name}: recorded {metrics.get(name, 'none')}, re-derived {value} (its trace "
+                                    f"and {'its base' if spec.base else 'no base'})")
+        if spec.kind != "base" and not isinstance(metrics.get("planning"), dict):
+            problems.append("planning: recorded none (how the method's code ran, sandboxed or not: the loop records "
+                            "it for every pruned and scratch run)")
         try:
             rounds = iter(audit.round_phases(trace))
             for phase, recipe in spec.phases:  # the loop trained what the spec says, epoch by epoch
@@ -243,9 +246,10 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
                 budgets = Budgets(protocol, suite, dense_macs, dataset.train_size)
                 budget = budgets.budget(recount["effective_macs"], n_train)
                 held = metrics.get("budget") if isinstance(metrics.get("budget"), dict) else {}
-                if budget is not None and isinstance(held.get("amount"), (int, float)) and not math.isclose(
-                        held["amount"], budget, rel_tol=1e-9):
-                    problems.append(f"budget: recorded {held['amount']}, re-derived {budget}")
+                amount = held.get("amount")
+                if budget is not None and not (isinstance(amount, (int, float)) and math.isclose(
+                        amount, budget, rel_tol=1e-9)):
+                    problems.append(f"budget: recorded {'none' if amount is None else amount}, re-derived {budget}")
                 if budget is not None and protocol.budget is not None:
                     kind = protocol.budget.kind
                     used = float(trace.epochs if kind == "epochs" else trace.train_flops)

@@ -126,17 +126,36 @@ def test_a_pruned_run_whose_base_pin_and_base_record_were_both_rewritten_fails(s
 @pytest.mark.parametrize("row, field", [(("S2", "l1norm"), "base_test_acc"), (("SX-B", "l1norm"), "total_epochs"),
                                         (("SX-B", "Scratch-B of l1norm"), "total_train_flops"),
                                         (("SX-B", "Scratch-B of l1norm"), "budget")])
-def test_a_pipeline_total_or_budget_edited_fails(store, row, field):
+@pytest.mark.parametrize("how", ["edited", "deleted"])
+def test_a_pipeline_total_or_budget_edited_fails(store, row, field, how):
     """The numbers a table shows beside the accuracy — the drop from the dense model, the
     pipeline's epochs and training FLOPs, the SX budget — are re-derived from the trace, the base's
-    metrics and the protocol, not taken from the run's own metrics."""
+    metrics and the protocol, not taken from the run's own metrics; one deleted (the table would
+    show "-") fails too: the loop always writes them."""
     root, ids = store
     run = root / "runs" / ids[row]
     metrics = json.loads((run / "metrics.json").read_text())
     assert verdict(root, run.name).ok and metrics[field] is not None
-    edited = {**metrics[field], "amount": metrics[field]["amount"] * 1.5} if field == "budget" else metrics[field] + 1
-    edit_json(run / "metrics.json", **{field: edited})
-    assert any(p.startswith(f"{field}: recorded") for p in verdict(root, run.name).problems)
+    if how == "deleted":
+        (run / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != field}))
+    else:
+        edited = ({**metrics[field], "amount": metrics[field]["amount"] * 1.5} if field == "budget"
+                  else metrics[field] + 1)
+        edit_json(run / "metrics.json", **{field: edited})
+    said = [p for p in verdict(root, run.name).problems if p.startswith(f"{field}: recorded")]
+    assert len(said) == 1 and (how == "edited") != said[0].startswith(f"{field}: recorded none")
+
+
+@pytest.mark.parametrize("row", [("S2", "l1norm"), ("SX-B", "Scratch-B of l1norm")])
+def test_a_run_whose_planning_record_was_deleted_fails(store, row):
+    """Whether the method's code ran sandboxed is what a reader weighs a closed-division result by;
+    deleting the record (the report would flag nothing) fails verification."""
+    root, ids = store
+    run = root / "runs" / ids[row]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert isinstance(metrics["planning"], dict) and verdict(root, run.name).ok
+    (run / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "planning"}))
+    assert any(p.startswith("planning: recorded none") for p in verdict(root, run.name).problems)
 
 
 def test_a_trace_with_an_extra_epoch_fails(store):
