@@ -67,7 +67,8 @@ def _division_arguments(p: argparse.ArgumentParser) -> None:
                    "labelled open and ranked apart")
     p.add_argument("--sandbox", choices=("auto", "on", "off"), default="auto",
                    help="run the planning worker under bubblewrap (no network, nothing writable, no view of the "
-                   "store or data roots); auto: when `bwrap` is installed. Every run records whether it was")
+                   "store or data roots); auto: when `bwrap` works, else built-ins unsandboxed and plug-ins refused. "
+                   "Every run records whether it was")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -136,7 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--plugins", action="append", default=[], metavar="FILE_OR_MODULE",
                     help="a Python file or module that registers more methods; repeatable")
     ls.add_argument("--sandbox", choices=("auto", "on", "off"), default="auto",
-                    help="list methods from a sandboxed planning worker (auto: when `bwrap` is installed)")
+                    help="list methods from a sandboxed planning worker (auto: when `bwrap` works, else plug-ins are "
+                    "refused)")
 
     fl = sub.add_parser("flops", help="forward MACs and parameters of an architecture: the dense model "
                         "and each named config, or the one --config / --ratio")

@@ -7,7 +7,8 @@ every plan. It is handed a copy of the weights and the training split, never the
 answers with data: the catalogue, validated settings, declared choices and penalty, plans and
 intents. Built-in methods plan in a worker of their own, so a plug-in cannot stand in for one.
 With bubblewrap (`bwrap`) the worker runs sandboxed: no network, nothing writable but its own
-temporary folder, the store and the data roots hidden.
+temporary folder, the data roots hidden. Where bubblewrap cannot run, `--sandbox auto` runs the
+built-ins unsandboxed but refuses a plug-in: only `--sandbox off` gives one the user's rights.
 
 Open division (`--division open`): methods run inside the training process, the only way to run
 code of their own in the loop (`Method.regularizer`). Every run of an open grid says so, and the
@@ -416,6 +417,14 @@ def _worker(plugins: tuple[str, ...], entry_points: bool, sandbox: bool, hidden:
     return worker
 
 
+# a plug-in is code the harness does not know: never run with the user's rights unasked
+_UNSANDBOXED = (
+    "{what} would run unsandboxed: {why}. Unsandboxed, a plug-in's code has your user's rights: it can rewrite "
+    "the harness, the store and its own runs' records, so no table could trust its rows. Install bubblewrap "
+    "(apt-get install bubblewrap), or pass --sandbox off to run it anyway (every run then records that its "
+    "planning was not sandboxed, and tables say so).")
+
+
 @dataclass
 class ClosedPlanner(Planner):
     """Methods in planning workers: one for the built-ins alone, one for the plug-ins."""
@@ -440,8 +449,13 @@ class ClosedPlanner(Planner):
         routes = dict.fromkeys(methods, builtin)
         # each plug-in in a worker of its own (beside the built-ins it may build on), so no plug-in
         # can reach another's code or data; the installed entry points share one
+        entry_points = installed_plugins()
+        if (self.plugins or entry_points) and not self.sandboxed and self.sandbox_mode == "auto":
+            raise UserError(_UNSANDBOXED.format(what=", ".join(
+                [f"plug-in {p}" for p in self.plugins] + ["the installed plug-ins (entry points)"] * bool(entry_points)),
+                why=bwrap_problem()))
         workers = [_worker((plugin,), False, self.sandboxed, self.hidden) for plugin in self.plugins]
-        if installed_plugins():
+        if entry_points:
             workers.append(_worker((), True, self.sandboxed, self.hidden))
         for plugin in workers:
             for info in self._list(plugin, plugin.label):

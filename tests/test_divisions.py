@@ -230,6 +230,34 @@ def test_the_sandbox_hides_the_data_root_and_keeps_the_store_read_only(user_prot
         harness("S2", store, plugins=(str(plugin),), sandbox="off", data_root=data).plan(["cheat-peeks"], [0])
 
 
+def test_auto_refuses_a_plugin_where_bubblewrap_cannot_run(user_protocols, store, tmp_path, monkeypatch, capsys):
+    """Where bubblewrap cannot run, `--sandbox auto` would hand a plug-in the user's rights (the
+    peeker above shows what that allows): a plug-in is refused before any of its code runs, with
+    the reason and the ways on; the built-ins still plan, and only `--sandbox off` runs a plug-in."""
+    from prunebench.cli import main
+
+    marker = tmp_path / "imported.txt"
+    plugin = tmp_path / "loud.py"  # a plug-in that leaves a mark when its code is imported
+    plugin.write_text(f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
+                      f"from prunebench.methods.l1norm import L1Norm\nclass Loud(L1Norm):\n    name = 'loud'\n"
+                      f"from prunebench.method import register_method\nregister_method(Loud)\n")
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no bwrap on it: as on a machine without bubblewrap
+    for plugins in ((CHEATS,), (str(plugin),)):
+        with pytest.raises(UserError) as refused:
+            harness("S2", store, plugins=plugins).plan(["l1norm"], [0])
+        said = str(refused.value)
+        assert f"plug-in {plugins[0]} would run unsandboxed: bubblewrap (`bwrap`) is not installed" in said
+        assert "apt-get install bubblewrap" in said and "--sandbox off" in said
+    assert not marker.exists() and not list((store / "runs").glob("*"))  # refused before it was imported
+    assert main(["list", "methods", "--plugins", str(plugin)]) == 2
+    assert "would run unsandboxed" in capsys.readouterr().err and not marker.exists()
+    planned = harness("S2", store, plugins=()).plan(["l1norm"], [0])  # the built-ins: unsandboxed, as before
+    assert [p.spec.kind for p in planned] == ["base", "pruned"]
+    planned = harness("S2", store, plugins=(str(plugin),), sandbox="off").plan(["loud"], [0])
+    assert marker.read_text() == "ran" and [p.spec.method.name for p in planned if p.spec.method] == ["loud"]
+
+
 def test_a_plugin_that_replaces_a_builtin_is_refused(user_protocols, store, tmp_path):
     plugin = tmp_path / "takeover.py"
     plugin.write_text("from prunebench.method import METHODS\nfrom prunebench.methods.random import RandomFilters\n"
