@@ -112,12 +112,17 @@ def compare(a: StoredRun, b: StoredRun) -> dict:
         raise UserError(f"{base.spec.run_id[:12]} is a dense base model and {other.spec.run_id[:12]} a "
                         f"{other.spec.kind} run: the setups compare pruned (or scratch) runs with each other. Pass "
                         "two of those.")
-    if a.spec.division != b.spec.division:  # never comparable: one ran method code inside training
-        words = "division (closed: method code only in the planning worker; open: inside training)"
-        broken = {"rule": "division", "a": a.spec.division, "b": b.spec.division}
-        return {"a": a.spec.run_id, "b": b.spec.run_id, "strictest": None,
-                "breaks": {"setup": LADDER[0], "words": words, **broken},
-                "sx": {setup: {"comparable": False, **broken} for setup in ("SX-A", "SX-B")}}
+    never = (  # never comparable: one ran method code inside training; they trained on other data
+        ("division", "division (closed: method code only in the planning worker; open: inside training)",
+         a.spec.division, b.spec.division),
+        ("data", ("data (the train and test splits' fingerprints: two copies of the dataset, other images behind "
+                  "its name)"), a.metrics.get("data_fingerprint"), b.metrics.get("data_fingerprint")))
+    for rule, words, va, vb in never:
+        if va != vb:
+            broken = {"rule": rule, "a": str(va), "b": str(vb)}
+            return {"a": a.spec.run_id, "b": b.spec.run_id, "strictest": None,
+                    "breaks": {"setup": LADDER[0], "words": words, **broken},
+                    "sx": {setup: {"comparable": False, **broken} for setup in ("SX-A", "SX-B")}}
     strictest, breaks = None, None
     if "scratch" in kinds:  # the ladder compares pruning pipelines; scratch baselines belong to SX-A / SX-B
         breaks = {"setup": LADDER[0], "rule": "kind", "a": a.spec.kind, "b": b.spec.kind,

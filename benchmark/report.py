@@ -94,6 +94,7 @@ class Table:
     machines: list[str] = field(default_factory=list)  # where its runs ran, when more than one machine
     shared: list[str] = field(default_factory=list)  # rows whose runs took another run's training (one computation)
     disagree: list[str] = field(default_factory=list)  # rows with a run whose computation holds another result too
+    data_copy: str | None = None  # the data fingerprint of its runs, where the protocol's runs trained on several copies
 
     @property
     def name(self) -> str:
@@ -105,7 +106,8 @@ class Table:
         """'' for the shipped content, else 12 hex digits naming the (suite, protocol) content."""
         if not self.identity:
             return ""
-        return hashlib.sha256(f"{self.suite_sha256}/{self.protocol_sha256}".encode()).hexdigest()[:12]
+        copy = "" if self.data_copy is None else f"/{self.data_copy}"
+        return hashlib.sha256(f"{self.suite_sha256}/{self.protocol_sha256}{copy}".encode()).hexdigest()[:12]
 
     @property
     def slug(self) -> str:
@@ -344,16 +346,19 @@ def shipped_content() -> tuple[dict[str, str], dict[tuple[str, str], str]]:
 
 
 def identity(suite: str, setup: str, suite_sha: str, protocol_sha: str,
-             shipped: tuple[dict[str, str], dict[tuple[str, str], str]]) -> str:
-    """How a table's protocol differs from the file of its name: '' when it is that file's content."""
+             shipped: tuple[dict[str, str], dict[tuple[str, str], str]], data: str | None = None) -> str:
+    """How a table's protocol differs from the file of its name, and which copy of the data its
+    runs trained on where the protocol's runs trained on several ('' for runs of that file's
+    content on one copy)."""
+    copy = [] if data is None else [f"data copy {data[:12] or 'not recorded'}"]
     if not protocol_sha or not suite_sha:
-        return "protocol content not recorded (runs of an older prunebench)"
+        return ", ".join(["protocol content not recorded (runs of an older prunebench)", *copy])
     parts = []
     if shipped[0].get(suite) != suite_sha:
         parts.append(f"custom suite {suite} (sha256 {suite_sha[:12]})")
     if shipped[1].get((suite, setup)) != protocol_sha:
         parts.append(f"custom protocol {setup} (sha256 {protocol_sha[:12]})")
-    return ", ".join(parts)
+    return ", ".join(parts + copy)
 
 
 def build(store: Store, suite: str | None = None, protocol: str | None = None,
@@ -362,7 +367,8 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
     included. A file with a shipped name but other content gets its own table."""
     df = load_runs(store, suite, protocol)
     tables = []
-    for column, default in (("division", "closed"), ("suite_sha256", ""), ("protocol_sha256", ""), ("machine", "")):
+    for column, default in (("division", "closed"), ("suite_sha256", ""), ("protocol_sha256", ""), ("machine", ""),
+                            ("data_fingerprint", "")):
         df = df.assign(**{column: df[column].fillna(default) if column in df else default})
     runs = df[df["kind"] != "base"]
     bases = df[df["kind"] == "base"]
@@ -375,9 +381,13 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
     everything = load_runs(store)  # one computation's runs may sit under setups or suites not shown
     results = _results(store.root, everything)
     upstream = _upstream(store.root, [str(i) for i in everything[everything["status"] == "done"]["id"]])
-    keys = ["suite", "setup", "division", "suite_sha256", "protocol_sha256"]
-    for (suite_name, setup, division, suite_sha, protocol_sha), group in sorted(runs.groupby(keys),
-                                                                                key=lambda kv: kv[0]):
+    keys = ["suite", "setup", "division", "suite_sha256", "protocol_sha256", "data_fingerprint"]
+    # the copies of the data each (suite, protocol) content's runs trained on: more than one, and
+    # each copy's runs are a table of their own, named by it (never ranked with another copy's)
+    copies = runs.groupby(keys[:-1])["data_fingerprint"].nunique()
+    for (suite_name, setup, division, suite_sha, protocol_sha, data), group in sorted(runs.groupby(keys),
+                                                                                      key=lambda kv: kv[0]):
+        data = str(data) if copies[(suite_name, setup, division, suite_sha, protocol_sha)] > 1 else None
         # the dense cell: the base models this protocol's pipelines start from (the longest per seed)
         used = bases[bases["id"].isin(set(group["base"].dropna())) & (bases["status"] == "done")]
         used = used.sort_values("epochs")
@@ -401,14 +411,18 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
             complete = sorted([c for c in cells if c.complete], key=lambda c: -c.summary.mean)  # type: ignore[union-attr]
             incomplete = [c for c in cells if not c.complete]
             note = _test_against_reference(complete, setup, reference, scratch_of)
-            unsandboxed = sorted({str(r) for r, sb in zip(at["row"], at.get("sandboxed", [])) if sb == 0})
+            # a finished run not recorded as sandboxed (0, or no planning record at all) is flagged
+            sandboxed = at["sandboxed"] if "sandboxed" in at else [None] * len(at)
+            unsandboxed = sorted({str(r) for r, sb, status in zip(at["row"], sandboxed, at["status"])
+                                  if status == "done" and sb != 1})
             done = pd.concat([at[at["status"] == "done"], used])
             machines = sorted({m or "not recorded" for m in done["machine"]})
             tables.append(Table(suite_name, setup, str(target), seeds, dense, complete, incomplete,
                                 _all_pairs(complete), note, str(division), unsandboxed, suite_sha, protocol_sha,
-                                identity(suite_name, setup, suite_sha, protocol_sha, shipped),
+                                identity(suite_name, setup, suite_sha, protocol_sha, shipped, data),
                                 machines if len(machines) > 1 else [], _shared(complete + incomplete, at, owners),
-                                _disagree(complete + incomplete, results, owners, upstream)))
+                                _disagree(complete + incomplete, results, owners, upstream),
+                                data_copy=data))
     if reference is not None and not any(c.row == reference for t in tables for c in t.cells):
         rows = sorted({c.row for t in tables for c in t.cells})
         raise UserError(f"--reference {reference!r} is not a row of any leaderboard here; rows: {', '.join(rows)}.")
@@ -731,10 +745,16 @@ def division_note(t: Table) -> str:
     """What a reader must know about the table's protocol, where its runs ran and how their method
     code ran."""
     notes = []
-    if t.identity.startswith("custom"):
-        notes.append(f"Its runs were audited against a {t.identity.replace('custom', 'protocol file', 1)} whose "
+    custom = t.identity.split(", data copy")[0] if t.data_copy is not None else t.identity
+    if custom.startswith("custom"):
+        notes.append(f"Its runs were audited against a {custom.replace('custom', 'protocol file', 1)} whose "
                      "content is not the file of that name in the protocols folders: they are never ranked with "
                      "the runs of that file.")
+    if t.data_copy is not None:
+        notes.append(f"Its runs trained on one copy of the data (train and test fingerprint "
+                     f"{t.data_copy or 'not recorded'}); other runs of this protocol trained on another copy of "
+                     f"{t.suite}'s dataset (other images behind its name, or test images in a train split) and are in "
+                     "a table of their own: runs on two copies are never ranked together.")
     if t.machines:
         notes.append(f"Its runs come from {len(t.machines)} machines ({'; '.join(t.machines)}): floating-point "
                      "kernels differ between CPUs and GPUs, so equal runs can differ slightly between them.")
@@ -742,7 +762,8 @@ def division_note(t: Table) -> str:
         notes.append("Open division: method code ran inside the training process (`--division open`); these rows "
                      "are not comparable with the closed division's and are ranked only against each other.")
     if t.unsandboxed:
-        notes.append(f"Planning not sandboxed for: {', '.join(t.unsandboxed)} (bubblewrap absent or --sandbox off).")
+        notes.append(f"Planning not sandboxed for: {', '.join(t.unsandboxed)} (bubblewrap absent, --sandbox off, or "
+                     "no planning record).")
     return " ".join(notes)
 
 
@@ -1376,7 +1397,8 @@ def to_json(tables: list[Table]) -> list[dict]:
     return [{"suite": t.suite, "setup": t.setup, "target": t.target, "division": t.division,
              "achieved_macs": list(macs_range(t) or ()) or None,
              "suite_sha256": t.suite_sha256 or None, "protocol_sha256": t.protocol_sha256 or None,
-             "protocol": t.identity or "as shipped", "machines": t.machines,
+             "protocol": (t.identity.split(", data copy")[0] if t.data_copy is not None else t.identity)
+             or "as shipped", "data_copy": t.data_copy, "machines": t.machines,
              "unsandboxed": t.unsandboxed, "seeds": t.seeds,
              "dense": cell(t.dense) if t.dense else None, "cells": [cell(c) for c in t.cells],
              "incomplete": [cell(c) for c in t.incomplete], "reference_note": t.reference_note or None,

@@ -3,8 +3,9 @@
 For each run: its spec hashes to its id; `model.pt` is the file the loop recorded (sha256); the
 architecture is rebuilt from clean modules and the stored plan, and the model must load into it
 exactly (no extra capacity, no missing weights; masked weights are zero); the plan meets its
-target again; MACs, parameters and density are recounted; the model is re-evaluated on the test
-split and must give the recorded final accuracy (exactly on the machine that trained it, within
+target again; MACs, parameters and density are recounted; the data read are the copy the run
+trained on (the fingerprints it recorded); the model is re-evaluated on the test split and must
+give the recorded final accuracy (exactly on the machine that trained it, within
 `OTHER_MACHINE_TOLERANCE` points elsewhere, flagged); the trace is faithful to the spec's
 recipes and is re-audited against the protocol content recorded with the run (`protocol.json`,
 whose sha256 the tables group by), budgets included; and the SQLite index says what the run
@@ -215,8 +216,11 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
             loaded[key] = (train, test, train.fingerprint()[:16] + test.fingerprint()[:16])
         train, test, fingerprint = loaded[key]
         n_train = len(train)
-        if metrics.get("data_fingerprint") and metrics["data_fingerprint"] != fingerprint:
-            verdict.flags.append("the data read here are not the copy the run trained on (fingerprint differs)")
+        if metrics.get("data_fingerprint") != fingerprint:  # the loop records it for every run
+            theirs = metrics.get("data_fingerprint")
+            problems.append(f"the data read here ({fingerprint[:12]}) are not the copy the run trained on "
+                            f"({str(theirs)[:12] if theirs else 'none recorded'}): its training and accuracy "
+                            "cannot be checked against these (pass --data-root with the copy of its table)")
         last = trace.rows[-1] if trace.rows else None
         if last is None or last.test_acc != metrics.get("test_acc"):
             problems.append(f"the trace's last epoch ({last.test_acc if last else None}) is not the recorded final "
@@ -464,7 +468,7 @@ def verify_runs(root: Path, run_ids: list[str], data_root: Path | None = None, d
 
 
 INDEXED = ("test_acc", "macs", "effective_macs", "params", "epochs", "total_epochs", "train_flops", "total_train_flops",
-           "suite_sha256", "protocol_sha256", "knob", "budget")
+           "suite_sha256", "protocol_sha256", "data_fingerprint", "knob", "budget")
 
 
 def _check_index(root: Path, verdicts: list[Verdict]) -> None:

@@ -131,6 +131,11 @@ def test_compare_names_the_strictest_setup_and_the_first_broken_rule(user_protoc
     assert "is a dense base model" in capsys.readouterr().err
     assert main(["compare", fair, higher, "--store", str(tmp_path / "nowhere")]) == 2
     assert "no run store at" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()
+    record = tmp_path / "runs" / higher / "metrics.json"  # as if trained from another copy of the data
+    record.write_text(json.dumps({**json.loads(record.read_text()), "data_fingerprint": "f" * 32}))
+    r = compare_ids(tmp_path, fair, higher)
+    assert r["strictest"] is None and r["breaks"]["rule"] == "data" and r["breaks"]["b"] == "f" * 32
+    assert not r["sx"]["SX-A"]["comparable"] and not r["sx"]["SX-B"]["comparable"]
 
 
 def test_drop_is_measured_from_the_methods_own_base_under_s1(user_protocols, tmp_path):

@@ -147,15 +147,78 @@ def test_a_pipeline_total_or_budget_edited_fails(store, row, field, how):
 
 
 @pytest.mark.parametrize("row", [("S2", "l1norm"), ("SX-B", "Scratch-B of l1norm")])
-def test_a_run_whose_planning_record_was_deleted_fails(store, row):
+def test_a_run_whose_planning_record_was_deleted_fails(store, row, tmp_path, capsys):
     """Whether the method's code ran sandboxed is what a reader weighs a closed-division result by;
-    deleting the record (the report would flag nothing) fails verification."""
+    deleting the record fails verification, and the table names the row as not sandboxed."""
+    from prunebench.store import Store
+
     root, ids = store
     run = root / "runs" / ids[row]
     metrics = json.loads((run / "metrics.json").read_text())
     assert isinstance(metrics["planning"], dict) and verdict(root, run.name).ok
+
+    def flagged() -> dict[str, list[str]]:
+        assert main(["report", "--store", str(root), "--out", str(tmp_path / "r"), "--json"]) == 0
+        return {t["setup"]: t["unsandboxed"] for t in json.loads(capsys.readouterr().out)}
+
+    metrics["planning"]["sandboxed"] = True  # as under bubblewrap, whether or not this machine has it
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    Store(root).reindex()
+    before = flagged()[row[0]]  # (other rows are flagged where this machine has no bubblewrap)
+    assert row[1] not in before
     (run / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "planning"}))
     assert any(p.startswith("planning: recorded none") for p in verdict(root, run.name).problems)
+    Store(root).reindex()
+    assert flagged()[row[0]] == sorted([*before, row[1]])
+
+
+@pytest.mark.parametrize("how", ["other data", "deleted"])
+def test_a_run_trained_on_another_copy_of_the_data_fails(store, how):
+    """A run that trained on other data than the copy it is verified on (say, test images in its
+    train split: re-evaluation alone would pass it) is not this table's computation: it fails, and
+    deleting the fingerprint the loop recorded does not hide it."""
+    root, ids = store
+    run = root / "runs" / ids[("S2", "l1norm")]
+    metrics = json.loads((run / "metrics.json").read_text())
+    recorded = metrics["data_fingerprint"]
+    assert len(recorded) == 32 and verdict(root, run.name).ok
+    if how == "deleted":
+        del metrics["data_fingerprint"]
+    else:  # the train split's half of the fingerprint is another copy's, the test split's the same
+        metrics["data_fingerprint"] = "0" * 16 + recorded[16:]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    problems = [p for p in verdict(root, run.name).problems if p.startswith("the data read here")]
+    assert len(problems) == 1 and f"({recorded[:12]}) are not the copy the run trained on" in problems[0]
+    assert ("none recorded" in problems[0]) == (how == "deleted")
+
+
+def test_runs_on_two_copies_of_the_data_are_never_ranked_together(store, tmp_path, capsys):
+    """Tables trust no dataset name: a run whose recorded data fingerprint is another copy's (here
+    its record says so, as a run trained from another --data-root would) leaves the table of the
+    protocol's other runs for one of its own, both named by their copy."""
+    from prunebench.store import Store
+
+    root, ids = store
+    run = root / "runs" / ids[("S2", "magnitude")]
+    metrics = json.loads((run / "metrics.json").read_text())
+    ours, theirs = metrics["data_fingerprint"], "f" * 32
+
+    def s2_tables() -> list[dict]:
+        assert main(["report", "--store", str(root), "--out", str(tmp_path / "r"), "--json"]) == 0
+        return [t for t in json.loads(capsys.readouterr().out) if t["setup"] == "S2"]
+
+    (table,) = s2_tables()
+    assert table["data_copy"] is None and {c["row"] for c in table["cells"]} == {"l1norm", "magnitude"}
+    (run / "metrics.json").write_text(json.dumps({**metrics, "data_fingerprint": theirs}))
+    Store(root).reindex()
+    tables = {t["data_copy"]: t for t in s2_tables()}
+    assert set(tables) == {ours, theirs}
+    assert [c["row"] for c in tables[ours]["cells"]] == ["l1norm"]
+    assert [c["row"] for c in tables[theirs]["cells"]] == ["magnitude"]
+    assert all(t["protocol"] == "as shipped" for t in tables.values())
+    pages = sorted((tmp_path / "r").glob("*_S2_*.md"))  # a page for each copy's tables
+    assert len(pages) == 2 and all("runs on two copies are never ranked together" in p.read_text() for p in pages)
+    assert sorted(p.read_text().count(f"data copy {ours[:12]}") > 0 for p in pages) == [False, True]
 
 
 def test_a_trace_with_an_extra_epoch_fails(store):
