@@ -97,21 +97,29 @@ class Table:
     data_copy: str | None = None  # the data fingerprint of its runs, where the protocol's runs trained on several copies
 
     @property
+    def heading(self) -> str:
+        """What sets the table apart from the shipped files' runs: its `identity`, and its copy of
+        the data where the protocol's runs trained on several."""
+        copy = "" if self.data_copy is None else f"data copy {self.data_copy[:12] or 'not recorded'}"
+        return ", ".join(part for part in (self.identity, copy) if part)
+
+    @property
     def name(self) -> str:
-        return (f"{self.suite} {self.setup} {self.target}" + (f" ({self.identity})" if self.identity else "")
+        return (f"{self.suite} {self.setup} {self.target}" + (f" ({self.heading})" if self.heading else "")
                 + (" (open division)" if self.division == "open" else ""))
 
     @property
     def content_key(self) -> str:
-        """'' for the shipped content, else 12 hex digits naming the (suite, protocol) content."""
-        if not self.identity:
+        """'' for the shipped content on one copy of the data, else 12 hex digits naming the (suite,
+        protocol) content and the copy."""
+        if not self.heading:
             return ""
         copy = "" if self.data_copy is None else f"/{self.data_copy}"
         return hashlib.sha256(f"{self.suite_sha256}/{self.protocol_sha256}{copy}".encode()).hexdigest()[:12]
 
     @property
     def slug(self) -> str:
-        return _slug(f"{self.suite}_{self.setup}_{self.target}" + (f"_{self.content_key}" if self.identity else "")
+        return _slug(f"{self.suite}_{self.setup}_{self.target}" + (f"_{self.content_key}" if self.heading else "")
                      + ("_open" if self.division == "open" else ""))
 
 
@@ -346,19 +354,16 @@ def shipped_content() -> tuple[dict[str, str], dict[tuple[str, str], str]]:
 
 
 def identity(suite: str, setup: str, suite_sha: str, protocol_sha: str,
-             shipped: tuple[dict[str, str], dict[tuple[str, str], str]], data: str | None = None) -> str:
-    """How a table's protocol differs from the file of its name, and which copy of the data its
-    runs trained on where the protocol's runs trained on several ('' for runs of that file's
-    content on one copy)."""
-    copy = [] if data is None else [f"data copy {data[:12] or 'not recorded'}"]
+             shipped: tuple[dict[str, str], dict[tuple[str, str], str]]) -> str:
+    """How a table's protocol differs from the file of its name: '' when it is that file's content."""
     if not protocol_sha or not suite_sha:
-        return ", ".join(["protocol content not recorded (runs of an older prunebench)", *copy])
+        return "protocol content not recorded (runs of an older prunebench)"
     parts = []
     if shipped[0].get(suite) != suite_sha:
         parts.append(f"custom suite {suite} (sha256 {suite_sha[:12]})")
     if shipped[1].get((suite, setup)) != protocol_sha:
         parts.append(f"custom protocol {setup} (sha256 {protocol_sha[:12]})")
-    return ", ".join(parts + copy)
+    return ", ".join(parts)
 
 
 def build(store: Store, suite: str | None = None, protocol: str | None = None,
@@ -419,7 +424,7 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
             machines = sorted({m or "not recorded" for m in done["machine"]})
             tables.append(Table(suite_name, setup, str(target), seeds, dense, complete, incomplete,
                                 _all_pairs(complete), note, str(division), unsandboxed, suite_sha, protocol_sha,
-                                identity(suite_name, setup, suite_sha, protocol_sha, shipped, data),
+                                identity(suite_name, setup, suite_sha, protocol_sha, shipped),
                                 machines if len(machines) > 1 else [], _shared(complete + incomplete, at, owners),
                                 _disagree(complete + incomplete, results, owners, upstream),
                                 data_copy=data))
@@ -738,16 +743,15 @@ NOTES = (
 
 
 def division_heading(t: Table) -> str:
-    return (f" — {t.identity}" if t.identity else "") + (" — OPEN DIVISION" if t.division == "open" else "")
+    return (f" — {t.heading}" if t.heading else "") + (" — OPEN DIVISION" if t.division == "open" else "")
 
 
 def division_note(t: Table) -> str:
     """What a reader must know about the table's protocol, where its runs ran and how their method
     code ran."""
     notes = []
-    custom = t.identity.split(", data copy")[0] if t.data_copy is not None else t.identity
-    if custom.startswith("custom"):
-        notes.append(f"Its runs were audited against a {custom.replace('custom', 'protocol file', 1)} whose "
+    if t.identity.startswith("custom"):
+        notes.append(f"Its runs were audited against a {t.identity.replace('custom', 'protocol file', 1)} whose "
                      "content is not the file of that name in the protocols folders: they are never ranked with "
                      "the runs of that file.")
     if t.data_copy is not None:
@@ -798,7 +802,7 @@ def page_slug(t: Table) -> str:
 
 
 def page_title(t: Table) -> str:
-    return f"{t.suite} under {t.setup}" + (f" ({t.identity})" if t.identity else "")
+    return f"{t.suite} under {t.setup}" + (f" ({t.heading})" if t.heading else "")
 
 
 def pages(tables: list[Table]) -> dict[str, list[Table]]:
@@ -1280,8 +1284,9 @@ def curves_figure(store: Store, t: Table) -> Figure | None:
         return None
     cols = min(3, len(cells))
     rows = math.ceil(len(cells) / cols)
+    width = 3.6 * cols + 0.6
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(3.6 * cols + 0.6, 2.7 * rows + 1.0), layout="constrained")
+        fig = Figure(figsize=(width, 2.7 * rows + 1.0), layout="constrained")
         axes = fig.subplots(rows, cols, squeeze=False, sharey=True)  # one accuracy scale: rows compare at a glance
         for ax, c in zip(axes.flat, cells):
             runs = epochs[epochs["run_id"].isin(set(c.runs.values()))]
@@ -1312,7 +1317,8 @@ def curves_figure(store: Store, t: Table) -> Figure | None:
                    Line2D([], [], color="0.45", linestyle=":", label="LR (right axis)")]
         fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
         fig.suptitle(_wrap(f"{t.suite} under {t.setup}, target {target_label(t.target)}{division_heading(t)}: "
-                           "learning curves, mean over seeds; band: min–max over seeds", 110))
+                           "learning curves, mean over seeds; band: min–max over seeds",
+                           min(110, int(12 * width))))  # ~12 characters of the 10-point title an inch
     return fig
 
 
@@ -1397,8 +1403,7 @@ def to_json(tables: list[Table]) -> list[dict]:
     return [{"suite": t.suite, "setup": t.setup, "target": t.target, "division": t.division,
              "achieved_macs": list(macs_range(t) or ()) or None,
              "suite_sha256": t.suite_sha256 or None, "protocol_sha256": t.protocol_sha256 or None,
-             "protocol": (t.identity.split(", data copy")[0] if t.data_copy is not None else t.identity)
-             or "as shipped", "data_copy": t.data_copy, "machines": t.machines,
+             "protocol": t.identity or "as shipped", "data_copy": t.data_copy, "machines": t.machines,
              "unsandboxed": t.unsandboxed, "seeds": t.seeds,
              "dense": cell(t.dense) if t.dense else None, "cells": [cell(c) for c in t.cells],
              "incomplete": [cell(c) for c in t.incomplete], "reference_note": t.reference_note or None,

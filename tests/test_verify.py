@@ -215,7 +215,7 @@ def test_runs_on_two_copies_of_the_data_are_never_ranked_together(store, tmp_pat
     assert set(tables) == {ours, theirs}
     assert [c["row"] for c in tables[ours]["cells"]] == ["l1norm"]
     assert [c["row"] for c in tables[theirs]["cells"]] == ["magnitude"]
-    assert all(t["protocol"] == "as shipped" for t in tables.values())
+    assert [t["protocol"] for t in tables.values()] == [table["protocol"]] * 2, table  # the copy is said apart
     pages = sorted((tmp_path / "r").glob("*_S2_*.md"))  # a page for each copy's tables
     assert len(pages) == 2 and all("runs on two copies are never ranked together" in p.read_text() for p in pages)
     assert sorted(p.read_text().count(f"data copy {ours[:12]}") > 0 for p in pages) == [False, True]
