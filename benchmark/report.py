@@ -387,12 +387,20 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
     results = _results(store.root, everything)
     upstream = _upstream(store.root, [str(i) for i in everything[everything["status"] == "done"]["id"]])
     keys = ["suite", "setup", "division", "suite_sha256", "protocol_sha256", "data_fingerprint"]
-    # the copies of the data each (suite, protocol) content's runs trained on: more than one, and
-    # each copy's runs are a table of their own, named by it (never ranked with another copy's)
-    copies = runs.groupby(keys[:-1])["data_fingerprint"].nunique()
+    # the copies of the data each (suite, protocol) content's finished runs trained on: more than
+    # one, and each copy's runs are a table of their own, named by it (never ranked with another
+    # copy's); a run not finished (no fingerprint recorded yet) is shown with its protocol's most
+    # common copy
+    done_runs = runs[runs["status"] == "done"]
+    copies = done_runs.groupby(keys[:-1])["data_fingerprint"].nunique()
+    common = done_runs.groupby(keys[:-1])["data_fingerprint"].agg(lambda f: f.value_counts().index[0])
+    unfinished = (runs["status"] != "done") & (runs["data_fingerprint"] == "")
+    runs = runs.assign(data_fingerprint=[
+        common.get(tuple(r), "") if u else f for r, u, f in
+        zip(runs[keys[:-1]].itertuples(index=False), unfinished, runs["data_fingerprint"])])
     for (suite_name, setup, division, suite_sha, protocol_sha, data), group in sorted(runs.groupby(keys),
                                                                                       key=lambda kv: kv[0]):
-        data = str(data) if copies[(suite_name, setup, division, suite_sha, protocol_sha)] > 1 else None
+        data = str(data) if copies.get((suite_name, setup, division, suite_sha, protocol_sha), 0) > 1 else None
         # the dense cell: the base models this protocol's pipelines start from (the longest per seed)
         used = bases[bases["id"].isin(set(group["base"].dropna())) & (bases["status"] == "done")]
         used = used.sort_values("epochs")

@@ -106,7 +106,8 @@ def leaderboard_store(fast_suite, tmp_path_factory):
 
 def test_leaderboard_statistics_equal_scipy_on_the_stored_runs(leaderboard_store):
     store = leaderboard_store
-    tables = {(t.setup, t.target): t for t in build(Store(store))}
+    built = build(Store(store))
+    tables = {(t.setup, t.target): t for t in built}
     t = tables[("S2", "0.5")]
     assert t.seeds == SEEDS
     cells = {c.row: c for c in t.cells}
@@ -150,6 +151,8 @@ def test_leaderboard_statistics_equal_scipy_on_the_stored_runs(leaderboard_store
     assert [p for _, p in pairs.values()] == pytest.approx(stats.benjamini_hochberg([c.p for c, _ in pairs.values()]))
 
     s31 = tables[("S3.1", "0.5")]
+    # its violated and unfinished runs record no data copy: one table still, not one per "copy"
+    assert [x.setup for x in built].count("S3.1") == 1 and s31.data_copy is None
     assert [c.row for c in s31.cells] == ["l1norm"]
     missing = {c.row: c.missing for c in s31.incomplete}
     assert missing["test-longer"][0].startswith("violated (S3.1: rule 'retrain epochs' broken: expected 2, got 3")
