@@ -234,8 +234,8 @@ class Harness:
         planner = ClosedPlanner(self.plugins, self.sandbox,
                                 tuple(sorted({Path(p).expanduser().resolve() for p in hidden})))
         if not planner.sandboxed and self.sandbox == "auto":
-            self.log(f"planning runs unsandboxed: {bwrap_problem()} (apt-get install bubblewrap; every run "
-                     "records that it was not sandboxed)")
+            self.log(f"the built-in methods plan unsandboxed and plug-ins are refused: {bwrap_problem()} (apt-get "
+                     "install bubblewrap; every run records that it was not sandboxed)")
         return planner
 
     def _index(self, spec: RunSpec, status: str, metrics: dict[str, Any] | None = None,
