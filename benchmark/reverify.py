@@ -32,7 +32,7 @@ from prunebench import paths
 from prunebench.errors import UserError
 
 OTHER_MACHINE_TOLERANCE = 0.2  # accuracy points: re-evaluation on another CPU/GPU, or under torch.compile
-MACHINE_KEYS = ("torch", "device", "cpu", "gpu", "threads")
+MACHINE_KEYS = ("torch", "device", "cpu", "cpu_kernels", "gpu", "threads")  # a record without one: another machine
 
 
 @dataclass
@@ -74,6 +74,7 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
     from prunebench.errors import DamagedFile, ProtocolViolation
     from prunebench.flops import effective_macs, forward_macs, param_count
     from prunebench.machine import describe
+    from prunebench.machine import label as machine_label
     from prunebench.method import Target
     from prunebench.models import ARCHS
     from prunebench.pruning import PruningPlan, apply_plan, plan_macs
@@ -285,7 +286,7 @@ def _check_run(root: Path, run_id: str, data_root: Path | None, device: str, loa
         # (benchmark mode): such runs are re-evaluated as on another machine
         same_machine = (all(str(here.get(k)) == str(there.get(k)) for k in MACHINE_KEYS)
                         and not metrics.get("compiled") and torch.device(device).type == "cpu")
-        elsewhere = (f"another machine ({there.get('cpu') or 'unrecorded'} -> {here['cpu']})"
+        elsewhere = (f"another machine ({machine_label(there)} -> {machine_label(here)})"
                      if any(str(here.get(k)) != str(there.get(k)) for k in MACHINE_KEYS)
                      else "other kernels (trained through torch.compile, re-evaluated eagerly)"
                      if metrics.get("compiled") else f"another device ({device})")

@@ -54,6 +54,27 @@ def test_bf16_is_a_recipe_field_that_trains_under_autocast_and_is_audited(bf16_p
         bf16.run(["test-fp32"], [0])
 
 
+def test_bf16_on_a_cpu_that_emulates_it_is_announced_before_training(bf16_protocol, tmp_path, monkeypatch):
+    """A CPU without bf16 units (AVX2 only, say) trains bf16 an order of magnitude slower than fp32,
+    with no line in the log for the length of an epoch: the run says so before it starts."""
+    from prunebench import machine
+
+    def announced(native: bool, protocol: str) -> list[str]:
+        monkeypatch.setattr(machine, "native_bf16", lambda: native)
+        lines: list[str] = []
+        h = harness(protocol, tmp_path / "store")
+        h.log = lines.append
+        h.run(["l1norm"], [0])
+        return [line for line in lines if "no bf16 units" in line]
+
+    assert announced(True, str(bf16_protocol)) == []  # trained: the base (fp32) and the bf16 pruned run
+    assert announced(False, "S3.2") == []  # nothing in bf16
+    shutil.rmtree(tmp_path / "store")
+    (line,) = announced(False, str(bf16_protocol))
+    assert f"[{machine.cpu_kernels()}]" in line and "1 of the runs to train use the suite's bf16" in line
+    assert announced(False, str(bf16_protocol)) == []  # all done: nothing to train
+
+
 @pytest.mark.skipif(shutil.which("cc") is None, reason="torch.compile (inductor) needs a C compiler on CPU")
 def test_compile_is_an_execution_setting_with_the_same_runs_and_results(user_protocols, tmp_path):
     plain = harness("S2", tmp_path / "plain").run(["l1norm"], [0])

@@ -16,6 +16,7 @@ import yaml
 from prunebench.cli import main
 from prunebench.config import content_sha256
 from prunebench.errors import ProtocolViolation, UserError
+from prunebench.machine import label
 from prunebench.protocol_files import load_protocol
 from prunebench.report import build
 from prunebench.runner import Harness
@@ -80,6 +81,10 @@ def test_runs_record_where_they_ran_and_tables_say_when_machines_differ(user_pro
     m = json.loads((store / "runs" / rows[1]["run_ids"][0] / "metrics.json").read_text())
     assert m["machine"]["torch"] == torch.__version__ and m["machine"]["device"] == "cpu"
     assert m["machine"]["threads"] == torch.get_num_threads() and m["machine"]["cpu"]
+    # the kernels torch dispatches to: a CPU's model name alone can stand for an AVX2 and an AVX-512 part
+    assert m["machine"]["cpu_kernels"].split(", ")[0] == torch.backends.cpu.get_cpu_capability()
+    assert label(m["machine"]).startswith(f"{m['machine']['cpu']} [{m['machine']['cpu_kernels']}], ")
+    assert label({**m["machine"], "cpu_kernels": None}).startswith(f"{m['machine']['cpu']}, ")  # an older record
     (table,) = build(Store(store))
     assert table.machines == []
     db = sqlite3.connect(store / "index.sqlite")

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from prunebench.cli import main
+from prunebench.machine import label
 from prunebench.protocol_files import load_protocol
 from prunebench.reverify import finished_runs, index_problems, verify_runs
 from prunebench.runner import Harness
@@ -330,4 +331,23 @@ def test_a_run_re_evaluated_elsewhere_says_where(store):
                                 "equal"]
     edit_json(root / "runs" / run / "metrics.json", machine={**metrics["machine"], "cpu": "Some Other CPU"})
     v = verdict(root, run)
-    assert v.ok and v.flags == [f"re-evaluated on another machine (Some Other CPU -> {metrics['machine']['cpu']}): equal"]
+    other = label({**metrics["machine"], "cpu": "Some Other CPU"})
+    assert v.ok and v.flags == [f"re-evaluated on another machine ({other} -> {label(metrics['machine'])}): equal"]
+
+
+@pytest.mark.parametrize("kernels", ["AVX512, AVX512-BF16", None])
+def test_a_cpu_of_the_same_name_with_other_kernels_is_another_machine(store, kernels):
+    """A cloud CPU may call itself "AMD EPYC" on an AVX2 part and on an AVX-512 part, whose kernels
+    sum in other orders: an honest run re-evaluated on the other part must not be held to equality
+    as on the machine that trained it (a false accusation), but re-evaluated as on another machine.
+    A record from before the kernels were recorded (None) counts as another machine too."""
+    root, ids = store
+    run = ids[("S2", "l1norm")]
+    path = root / "runs" / run / "metrics.json"
+    metrics = json.loads(path.read_text())
+    assert metrics["machine"]["cpu_kernels"] and verdict(root, run).flags == []  # here: the same machine
+    there = {**metrics["machine"], "cpu_kernels": kernels}  # the same model name, other kernels
+    edit_json(path, machine=there)
+    v = verdict(root, run)
+    here = label(metrics["machine"])
+    assert v.ok and v.flags == [f"re-evaluated on another machine ({label(there)} -> {here}): equal"]
