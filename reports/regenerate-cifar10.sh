@@ -7,7 +7,8 @@
 # S2 (and the LR row) seed by seed first, then SX-B seed by seed. Runs resume from their checkpoints
 # and finished runs are cache hits, so a part can be killed and run again.
 # Trained in parts: SEEDS="1" trains only seed 1 (about two hours of 2 CPU cores a seed on an Intel
-# Xeon with AMX, four on an AMD EPYC, torch 2.14; the Scratch-B runs are most of it). Each part
+# Xeon with AMX, four on an AMD EPYC with bf16 units, torch 2.14; the Scratch-B runs are most of
+# it; a CPU without bf16 units emulates the suite's bf16 at about half an hour an epoch). Each part
 # verifies its store, exports the records of its runs (everything but the weights, with the verdict
 # of `bench verify`) into reports/cifar10-resnet20/records/, and the report is written from all the
 # records there: the parts' stores need not survive. Exports add up; a run recorded twice must be the
@@ -17,9 +18,10 @@
 # the base's weights) and exports the baseline, so the seed's recorded base and pruned runs stay as
 # they were even where another CPU's numbers differ; the seed's SX-B pruned run too where no part
 # recorded it (seed 1 at 4x), but only when it trained bit-identical to its recorded S2 computation
-# (the same weights' sha256 and accuracy: likely on the CPU kind that trained the seed, an AMD EPYC
-# for seed 1); otherwise it says so and leaves it out (`bench export` would refuse it: a pruned
-# run is recorded only beside the base weights it started from, a computation with one result).
+# (the same weights' sha256 and accuracy: likely on the CPU kind that trained the seed, for seed 1 an
+# AMD EPYC with bf16 units, not an AVX2-only one); otherwise it says so and leaves it out (`bench
+# export` would refuse it: a pruned run is recorded only beside the base weights it started from, a
+# computation with one result).
 # The store argument is then required.
 # Trained through torch.compile (--compile: the same runs and ids; faster on CPU, where the thin
 # layers are memory-bound and the compiled kernels fuse them).
