@@ -13,6 +13,15 @@ built-ins unsandboxed but refuses a plug-in: only `--sandbox off` gives one the 
 Open division (`--division open`): methods run inside the training process, the only way to run
 code of their own in the loop (`Method.regularizer`). Every run of an open grid says so, and the
 harness fingerprints the model around every call into method code and records what changed.
+
+Compute spent in method code is not training the harness counts, so it is measured: the CPU
+seconds of the worker's process tree (threads, children and daemons left behind included), read
+from /proc by the harness, not reported by the worker; each request is charged what the tree
+spent since the last reply, so work done in the background between requests is charged to the
+next, and every request to the method it names (a plug-in's worker serves its methods alone). In
+the open division, the training process's CPU time during each call into method code. Every run
+records the CPU seconds its method's code spent since the method's last run was recorded (the
+grid's planning on untrained weights included), and every table names them.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -158,6 +168,19 @@ class Planner:
 
     division = "closed"
     sandboxed = False
+    _cpu: dict[str, float] | None = None  # method -> CPU seconds its code spent on this planner's requests
+    _unmeasured = False  # this OS does not say
+
+    def cpu_seconds(self, name: str) -> float | None:
+        """CPU seconds method `name`'s code has spent on this planner's requests (None: this OS
+        does not say)."""
+        return None if self._unmeasured else (self._cpu or {}).get(name, 0.0)
+
+    def _charge(self, name: str, seconds: float | None) -> None:
+        if seconds is None:
+            self._unmeasured = True
+            return
+        self._cpu = {**(self._cpu or {}), name: (self._cpu or {}).get(name, 0.0) + seconds}
 
     def catalogue(self) -> dict[str, MethodInfo]:
         raise NotImplementedError
@@ -246,6 +269,34 @@ class Planner:
 
 # --- the closed division: workers --------------------------------------------------------------
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process `pid` and every process below it, their reaped
+    children included (Linux /proc; None elsewhere). Under bubblewrap's own pid namespace a
+    daemon the worker leaves behind is re-parented inside the tree, so it stays counted."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    try:
+        entries = [e for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue  # it ended meanwhile (its parent's reaped-children time has it)
+        fields = text[text.rindex(")") + 2:].split()  # after the command name, which may hold spaces
+        parents[int(entry.name)] = int(fields[1])
+        ticks[int(entry.name)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    if pid not in ticks:
+        return None
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier and child not in tree]
+        tree.update(frontier)
+    return sum(ticks[p] for p in tree) / os.sysconf("SC_CLK_TCK")
+
+
 def bwrap() -> str | None:
     return shutil.which("bwrap")
 
@@ -330,6 +381,9 @@ class Worker:
         if "error" in ready:
             self.close()
             raise UserError(ready["message"])
+        # the interpreter's start and the built-in imports are the harness's; method code's from here
+        self.cpu_mark = tree_cpu_seconds(self.process.pid)
+        self.charged: float | None = 0.0 if self.cpu_mark is not None else None
 
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self.process.stdin is not None
@@ -337,7 +391,18 @@ class Worker:
             write_message(self.process.stdin, request)
         except (BrokenPipeError, OSError):
             raise self._died() from None
-        return self._receive()
+        reply = self._receive()
+        self._charge()
+        return reply
+
+    def _charge(self) -> None:
+        """Add what the worker's tree spent since the last reply to `charged`."""
+        now = tree_cpu_seconds(self.process.pid)
+        if now is None or self.cpu_mark is None or self.charged is None:
+            self.charged = None
+            return
+        self.charged += max(now - self.cpu_mark, 0.0)
+        self.cpu_mark = now
 
     def _receive(self) -> dict[str, Any]:
         assert self.process.stdout is not None
@@ -490,12 +555,18 @@ class ClosedPlanner(Planner):
 
     def _ask(self, name: str, request: dict[str, Any]) -> Any:
         self.catalogue()
-        reply = self._routes[name].ask(request)
+        worker = self._routes[name]
+        before = worker.charged
+        reply = worker.ask(request)
+        self._charge(name, None if before is None or worker.charged is None else worker.charged - before)
         return _unwrap(name, reply)
 
     def _hand_over(self, name: str, data: Split, key: str) -> None:
         self.catalogue()
-        self._routes[name].hand_over(data, key)
+        worker = self._routes[name]
+        before = worker.charged
+        worker.hand_over(data, key)
+        self._charge(name, None if before is None or worker.charged is None else worker.charged - before)
 
 
 def _unwrap(name: str, reply: dict[str, Any]) -> Any:
@@ -531,7 +602,11 @@ class OpenPlanner(Planner):
         return self._catalogue
 
     def _ask(self, name: str, request: dict[str, Any]) -> Any:
-        return _unwrap(name, self.host.handle(request))
+        before = time.process_time()
+        try:
+            return _unwrap(name, self.host.handle(request))
+        finally:
+            self._charge(name, time.process_time() - before)
 
     def _hand_over(self, name: str, data: Split, key: str) -> None:
         self.host.data = {key: data}

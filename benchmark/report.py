@@ -95,6 +95,7 @@ class Table:
     shared: list[str] = field(default_factory=list)  # rows whose runs took another run's training (one computation)
     disagree: list[str] = field(default_factory=list)  # rows with a run whose computation holds another result too
     data_copy: str | None = None  # the data fingerprint of its runs, where the protocol's runs trained on several copies
+    method_cpu: dict[str, float] = field(default_factory=dict)  # row -> mean CPU seconds its method's code spent a run
 
     @property
     def heading(self) -> str:
@@ -430,12 +431,14 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
                                   if status == "done" and sb != 1})
             done = pd.concat([at[at["status"] == "done"], used])
             machines = sorted({m or "not recorded" for m in done["machine"]})
+            spent = (at[at["status"] == "done"].groupby("row")["method_cpu_seconds"].mean().dropna()
+                     if "method_cpu_seconds" in at else pd.Series(dtype=float))
             tables.append(Table(suite_name, setup, str(target), seeds, dense, complete, incomplete,
                                 _all_pairs(complete), note, str(division), unsandboxed, suite_sha, protocol_sha,
                                 identity(suite_name, setup, suite_sha, protocol_sha, shipped),
                                 machines if len(machines) > 1 else [], _shared(complete + incomplete, at, owners),
                                 _disagree(complete + incomplete, results, owners, upstream),
-                                data_copy=data))
+                                data_copy=data, method_cpu={str(r): round(float(s), 1) for r, s in spent.items()}))
     if reference is not None and not any(c.row == reference for t in tables for c in t.cells):
         rows = sorted({c.row for t in tables for c in t.cells})
         raise UserError(f"--reference {reference!r} is not a row of any leaderboard here; rows: {', '.join(rows)}.")
@@ -776,6 +779,11 @@ def division_note(t: Table) -> str:
     if t.unsandboxed:
         notes.append(f"Planning not sandboxed for: {', '.join(t.unsandboxed)} (bubblewrap absent, --sandbox off, or "
                      "no planning record).")
+    if t.method_cpu:
+        spent = sorted(t.method_cpu.items(), key=lambda kv: -kv[1])
+        notes.append("Compute in method code, not counted in training FLOPs (CPU seconds a run, mean over seeds: "
+                     "planning, target search, intents; measured by the harness from outside the planning worker): "
+                     + ", ".join(f"{row} {s:.1f} s" for row, s in spent) + ".")
     return " ".join(notes)
 
 
@@ -1412,7 +1420,7 @@ def to_json(tables: list[Table]) -> list[dict]:
              "achieved_macs": list(macs_range(t) or ()) or None,
              "suite_sha256": t.suite_sha256 or None, "protocol_sha256": t.protocol_sha256 or None,
              "protocol": t.identity or "as shipped", "data_copy": t.data_copy, "machines": t.machines,
-             "unsandboxed": t.unsandboxed, "seeds": t.seeds,
+             "unsandboxed": t.unsandboxed, "method_cpu_seconds": t.method_cpu, "seeds": t.seeds,
              "dense": cell(t.dense) if t.dense else None, "cells": [cell(c) for c in t.cells],
              "incomplete": [cell(c) for c in t.incomplete], "reference_note": t.reference_note or None,
              "shared": t.shared, "disagree": t.disagree}

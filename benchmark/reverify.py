@@ -469,7 +469,7 @@ def verify_runs(root: Path, run_ids: list[str], data_root: Path | None = None, d
 
 
 INDEXED = ("test_acc", "macs", "effective_macs", "params", "epochs", "total_epochs", "train_flops", "total_train_flops",
-           "suite_sha256", "protocol_sha256", "data_fingerprint", "knob", "budget")
+           "suite_sha256", "protocol_sha256", "data_fingerprint", "knob", "budget", "method_cpu_seconds")
 
 
 def _check_index(root: Path, verdicts: list[Verdict]) -> None:
@@ -493,7 +493,9 @@ def _check_index(root: Path, verdicts: list[Verdict]) -> None:
             nested = {"knob": (metrics.get("target") or {}).get("knob") if isinstance(metrics.get("target"), dict)
                       else None,
                       "budget": (metrics.get("budget") or {}).get("amount") if isinstance(metrics.get("budget"), dict)
-                      else None}
+                      else None,
+                      "method_cpu_seconds": (metrics.get("planning") or {}).get("method_cpu_seconds")
+                      if isinstance(metrics.get("planning"), dict) else None}
             for key in INDEXED:
                 recorded = nested[key] if key in nested else metrics.get(
                     key, metrics.get("macs") if key == "effective_macs" else None)

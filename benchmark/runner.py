@@ -187,6 +187,7 @@ class Harness:
         # grid: what a pruned run loads is checked against this, not against a file read later
         self._base_sha: dict[str, str] = {}
         self._open_changes: list[str] = []  # open division: what method code changed in the current run
+        self._cpu_recorded: dict[str, float] = {}  # method -> its planner CPU seconds at its last recorded run
         self._resumed_seconds = 0.0  # the current run's epochs trained by earlier processes (from checkpoints)
         self._records: list[tuple] | None = None  # a worker's index writes, for the driver to apply
         self._training: dict[str, str | None] = {}  # what the run being trained started from (data, base weights)
@@ -214,7 +215,7 @@ class Harness:
         """What travels to a Ray worker: the protocol and settings, not the data, the index or
         the driver's caches (a worker loads its own data and never opens the SQLite index)."""
         state = dict(self.__dict__)
-        for local in ("_data", "store", "_plans", "log", "grid_progress", "failures", "planner"):
+        for local in ("_data", "store", "_plans", "log", "grid_progress", "failures", "planner", "_cpu_recorded"):
             state.pop(local, None)
         return state
 
@@ -222,6 +223,7 @@ class Harness:
         self.__dict__.update(state)
         self._data, self._plans, self.log, self.grid_progress, self.failures = None, {}, _stderr, None, []
         self._bases = state.get("_bases", {})
+        self._cpu_recorded = {}  # a worker's own planner starts from nothing
 
     @cached_property
     def planner(self) -> Planner:
@@ -1027,13 +1029,22 @@ class Harness:
                             "process, where only the harness may run. Run plug-ins through the planning worker "
                             "(--plugins), or use --division open.")
 
-    def planning_record(self) -> dict[str, Any]:
-        """How the run's method code ran, for its record (metrics.json and the index)."""
+    def planning_record(self, spec: RunSpec) -> dict[str, Any]:
+        """How the run's method code ran, for its record (metrics.json and the index): where, and
+        the CPU seconds its method's code spent since that method's last recorded run (planning,
+        target search, intents, rounds, the grid's planning on untrained weights; measured by the
+        harness from outside the worker; None where the OS does not say)."""
+        name = spec.method.name if spec.method else ""
+        now = self.planner.cpu_seconds(name)
+        spent = None if now is None else round(now - self._cpu_recorded.get(name, 0.0), 2)
+        if now is not None:
+            self._cpu_recorded[name] = now
         return {
             "division": self.division,
             "process": "planning worker" if self.division == "closed" else "training process",
             "sandboxed": bool(self.planner.sandboxed),
             "method_modules_in_training_process": method_modules(),
+            "method_cpu_seconds": spent,
         }
 
     def audited_against(self, spec: RunSpec) -> dict[str, Any]:
@@ -1126,7 +1137,7 @@ class Harness:
             "protocol_file_sha256": self.protocol_file_sha256 if spec.kind != "base" else None,
             "division": self.division,
             # base runs plan nothing: no method code ran for them
-            "planning": self.planning_record() if spec.kind != "base" else None,
+            "planning": self.planning_record(spec) if spec.kind != "base" else None,
             "open_changes": list(self._open_changes) if self.division == "open" else None,
             "budget": {"kind": self.protocol.budget.kind, "amount": budget,
                        "convention": self.protocol.budget.convention}

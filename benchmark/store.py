@@ -41,7 +41,7 @@ T = TypeVar("T")
 # SQLite errors of an index that is fine but busy, full or not writable (anything else is damage)
 NOT_DAMAGE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")
 
-SCHEMA_VERSION = 10  # PRAGMA user_version; an older index is rebuilt from the run directories
+SCHEMA_VERSION = 11  # PRAGMA user_version; an older index is rebuilt from the run directories
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS runs (
     recipe_of TEXT,
     division TEXT NOT NULL DEFAULT 'closed',  -- closed | open (method code inside training, ranked apart)
     sandboxed INTEGER,               -- 1 when the run's planning ran under bubblewrap, 0 when not
+    method_cpu_seconds REAL,         -- CPU seconds its method's code spent (planning worker, measured from outside)
     suite_sha256 TEXT,               -- content of the suite the run was audited against (tables group by it)
     protocol_sha256 TEXT,            -- content of the protocol it was audited against (NULL for base models)
     data_fingerprint TEXT,           -- of the train and test splits it trained on (tables group by it too)
@@ -115,8 +116,9 @@ CREATE TABLE IF NOT EXISTS epochs (  -- the trace of every finished run, one row
 );
 """
 RUN_COLUMNS = ("id", "kind", "suite", "protocol", "setup", "row", "method", "method_code", "settings", "ratio", "config",
-               "target", "speedup", "knob", "variant", "recipe_of", "division", "sandboxed", "suite_sha256", "protocol_sha256",
-               "data_fingerprint", "machine", "seed", "base", "status", "violation", "failure", "test_acc", "train_acc",
+               "target", "speedup", "knob", "variant", "recipe_of", "division", "sandboxed", "method_cpu_seconds",
+               "suite_sha256", "protocol_sha256", "data_fingerprint", "machine", "seed", "base", "status", "violation",
+               "failure", "test_acc", "train_acc",
                "base_test_acc", "ta_train", "ta_test", "ta_epochs", "macs", "effective_macs", "params",
                "density", "epochs", "total_epochs", "train_flops", "total_train_flops", "budget_kind", "budget",
                "seconds", "computation", "trained_in", "spec", "updated")
@@ -445,6 +447,8 @@ class Store(RunFiles):
             "division": spec.division,
             "sandboxed": (None if not isinstance(m.get("planning"), dict)
                           else int(bool(m["planning"].get("sandboxed")))),
+            "method_cpu_seconds": (m["planning"].get("method_cpu_seconds") if isinstance(m.get("planning"), dict)
+                                   else None),
             "suite_sha256": m.get("suite_sha256"), "protocol_sha256": m.get("protocol_sha256"),
             "data_fingerprint": m.get("data_fingerprint"),
             "machine": machine_label(m["machine"]) if isinstance(m.get("machine"), dict) else None,

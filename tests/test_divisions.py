@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from prunebench.cli import main
 from prunebench.errors import ProtocolViolation, UserError
 from prunebench.planning import bwrap_problem
 from prunebench.protocol_files import load_protocol
@@ -53,6 +54,25 @@ def test_cheats_on_reachable_objects_and_import_time_patches_have_no_effect(user
     assert len(pruned) == 4 and all(m["division"] == "closed" for m in pruned)
     assert all(m["planning"]["process"] == "planning worker" and m["planning"]["sandboxed"] == HAS_BWRAP
                for m in pruned)
+
+
+def test_compute_spent_in_method_code_is_measured_from_outside_and_named(user_protocols, store, tmp_path, capsys):
+    """Compute in method code is not training the harness counts: a plug-in could search for its
+    plan out of sight (a supermask trained in plan()). Here a thread and a child process spend a
+    second of CPU each, every time it plans: the run records what its method's code spent,
+    measured by the harness from /proc (the worker's whole process tree), and its table names it."""
+    rows = harness("S2", store).run(["l1norm", "cheat-hidden-compute"], seeds=[0])
+    spent = {r["row"]: metrics(store, r["run_ids"][0])["planning"]["method_cpu_seconds"] for r in rows
+             if r["row"] != "dense"}
+    assert spent["cheat-hidden-compute"] >= 2.0 and spent["l1norm"] < 0.5, spent  # at least one plan: 2 s
+    capsys.readouterr()
+    assert main(["report", "--store", str(store), "--out", str(tmp_path / "report"), "--json"]) == 0
+    (table,) = json.loads(capsys.readouterr().out)
+    assert table["method_cpu_seconds"] == {row: round(s, 1) for row, s in spent.items()}
+    page = next((tmp_path / "report").glob("synth-small_S2*.md")).read_text()
+    assert (f"Compute in method code, not counted in training FLOPs (CPU seconds a run, mean over seeds: planning, "
+            f"target search, intents; measured by the harness from outside the planning worker): cheat-hidden-compute "
+            f"{spent['cheat-hidden-compute']:.1f} s, l1norm {spent['l1norm']:.1f} s.") in page
 
 
 def test_a_patched_audit_in_the_plugin_does_not_switch_the_harness_audit_off(user_protocols, store):

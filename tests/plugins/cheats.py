@@ -7,6 +7,10 @@ a global optimizer hook, and the harness's audit functions replaced by no-ops.
 """
 
 import gc
+import subprocess
+import sys
+import threading
+import time
 
 import torch
 from torch import nn
@@ -102,6 +106,31 @@ class OverwritesData(Cheat):
             obj.images.zero_()
             obj.labels.zero_()
         return plan
+
+
+def _burn(seconds: float, clock=time.thread_time) -> None:
+    start = clock()
+    while clock() - start < seconds:
+        sum(range(10_000))
+
+
+BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0:\n    sum(range(10_000))"
+
+
+@register_method
+class HiddenCompute(Cheat):
+    """Searches for its plan with compute the harness never trains with, out of sight: a second of
+    CPU in another thread and a second in a child process, each time it plans (as a supermask
+    trained inside plan() would; the plan itself is l1norm's)."""
+
+    name = "cheat-hidden-compute"
+
+    def plan(self, model, target, settings, ctx):
+        thread = threading.Thread(target=_burn, args=(1.0,))
+        thread.start()
+        subprocess.run([sys.executable, "-c", BURN], check=True)
+        thread.join()
+        return l1_plan(model, target, ctx)
 
 
 class OwnLoop(Cheat):
