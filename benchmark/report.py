@@ -1209,6 +1209,8 @@ def rank_correlation(points: list[TAPoint]) -> RankCorrelation | None:
     if len(points) < 3:
         return None
     x, y = [p.ta.mean for p in points], [p.acc.mean for p in points]
+    if len(set(x)) == 1 or len(set(y)) == 1:  # undefined (scipy would warn): said so in the text
+        return RankCorrelation(len(points), math.nan, math.nan, math.nan, math.nan)
     rho, tau = sps.spearmanr(x, y), sps.kendalltau(x, y)
     return RankCorrelation(len(points), float(rho.statistic), float(rho.pvalue), float(tau.statistic),
                            float(tau.pvalue))

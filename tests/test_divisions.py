@@ -60,11 +60,15 @@ def test_compute_spent_in_method_code_is_measured_from_outside_and_named(user_pr
     """Compute in method code is not training the harness counts: a plug-in could search for its
     plan out of sight (a supermask trained in plan()). Here a thread and a child process spend a
     second of CPU each, every time it plans: the run records what its method's code spent,
-    measured by the harness from /proc (the worker's whole process tree), and its table names it."""
-    rows = harness("S2", store).run(["l1norm", "cheat-hidden-compute"], seeds=[0])
+    measured by the harness from /proc (the worker's whole process tree), and its table names it.
+    Sandboxed, a daemon's second is counted too (orphans stay in the sandbox's process namespace)."""
+    rows = harness("S2", store).run(["l1norm", "cheat-hidden-compute", "cheat-hidden-daemon"], seeds=[0])
     spent = {r["row"]: metrics(store, r["run_ids"][0])["planning"]["method_cpu_seconds"] for r in rows
              if r["row"] != "dense"}
     assert spent["cheat-hidden-compute"] >= 2.0 and spent["l1norm"] < 0.5, spent  # at least one plan: 2 s
+    plans = spent["cheat-hidden-compute"] // 2  # as many plans as the other cheat, a second each
+    if HAS_BWRAP:
+        assert plans - 0.5 <= spent["cheat-hidden-daemon"] <= plans + 1.0, spent
     capsys.readouterr()
     assert main(["report", "--store", str(store), "--out", str(tmp_path / "report"), "--json"]) == 0
     (table,) = json.loads(capsys.readouterr().out)
@@ -72,7 +76,8 @@ def test_compute_spent_in_method_code_is_measured_from_outside_and_named(user_pr
     page = next((tmp_path / "report").glob("synth-small_S2*.md")).read_text()
     assert (f"Compute in method code, not counted in training FLOPs (CPU seconds a run, mean over seeds: planning, "
             f"target search, intents; measured by the harness from outside the planning worker): cheat-hidden-compute "
-            f"{spent['cheat-hidden-compute']:.1f} s, l1norm {spent['l1norm']:.1f} s.") in page
+            f"{spent['cheat-hidden-compute']:.1f} s, cheat-hidden-daemon {spent['cheat-hidden-daemon']:.1f} s, l1norm "
+            f"{spent['l1norm']:.1f} s.") in page
 
 
 def test_a_patched_audit_in_the_plugin_does_not_switch_the_harness_audit_off(user_protocols, store):

@@ -9,8 +9,10 @@ a global optimizer hook, and the harness's audit functions replaced by no-ops.
 import gc
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -130,6 +132,24 @@ class HiddenCompute(Cheat):
         thread.start()
         subprocess.run([sys.executable, "-c", BURN], check=True)
         thread.join()
+        return l1_plan(model, target, ctx)
+
+
+@register_method
+class HiddenDaemon(Cheat):
+    """The same out of sight, in a daemon: a child process starts a detached grandchild that spends
+    a second of CPU and exits unreaped by anything of the plug-in's; plan() waits for its result."""
+
+    name = "cheat-hidden-daemon"
+
+    def plan(self, model, target, settings, ctx):
+        done = Path(tempfile.mkdtemp()) / "done"
+        daemon = f"import sys\n{BURN}\nopen(sys.argv[1], 'w').close()"
+        subprocess.run([sys.executable, "-c", "import subprocess, sys; subprocess.Popen([sys.executable, '-c', "
+                        f"{daemon!r}, {str(done)!r}], start_new_session=True)"], check=True)
+        while not done.exists():
+            time.sleep(0.05)
+        time.sleep(0.3)  # its exit
         return l1_plan(model, target, ctx)
 
 
