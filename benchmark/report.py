@@ -95,7 +95,7 @@ class Table:
     shared: list[str] = field(default_factory=list)  # rows whose runs took another run's training (one computation)
     disagree: list[str] = field(default_factory=list)  # rows with a run whose computation holds another result too
     data_copy: str | None = None  # the data fingerprint of its runs, where the protocol's runs trained on several copies
-    method_cpu: dict[str, float] = field(default_factory=dict)  # row -> mean CPU seconds its method's code spent a run
+    method_cpu: dict[str, float] = field(default_factory=dict)  # ranked row -> mean CPU seconds its method's code spent
 
     @property
     def heading(self) -> str:
@@ -431,14 +431,14 @@ def build(store: Store, suite: str | None = None, protocol: str | None = None,
                                   if status == "done" and sb != 1})
             done = pd.concat([at[at["status"] == "done"], used])
             machines = sorted({m or "not recorded" for m in done["machine"]})
-            spent = (at[at["status"] == "done"].groupby("row")["method_cpu_seconds"].mean().dropna()
-                     if "method_cpu_seconds" in at else pd.Series(dtype=float))
+            cpu = dict(zip(at["id"], at["method_cpu_seconds"])) if "method_cpu_seconds" in at else {}
+            spent = {c.row: [cpu[i] for i in c.runs.values() if pd.notna(cpu.get(i))] for c in complete}  # ranked rows
             tables.append(Table(suite_name, setup, str(target), seeds, dense, complete, incomplete,
                                 _all_pairs(complete), note, str(division), unsandboxed, suite_sha, protocol_sha,
                                 identity(suite_name, setup, suite_sha, protocol_sha, shipped),
                                 machines if len(machines) > 1 else [], _shared(complete + incomplete, at, owners),
                                 _disagree(complete + incomplete, results, owners, upstream),
-                                data_copy=data, method_cpu={str(r): round(float(s), 1) for r, s in spent.items()}))
+                                data_copy=data, method_cpu={r: round(float(np.mean(s)), 1) for r, s in spent.items() if s}))
     if reference is not None and not any(c.row == reference for t in tables for c in t.cells):
         rows = sorted({c.row for t in tables for c in t.cells})
         raise UserError(f"--reference {reference!r} is not a row of any leaderboard here; rows: {', '.join(rows)}.")
