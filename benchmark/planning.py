@@ -290,10 +290,10 @@ def tree_cpu_seconds(pid: int) -> float | None:
         ticks[int(entry.name)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
     if pid not in ticks:
         return None
-    tree, frontier = {pid}, [pid]
+    tree, frontier = {pid}, {pid}
     while frontier:
-        frontier = [child for child, parent in parents.items() if parent in frontier and child not in tree]
-        tree.update(frontier)
+        frontier = {child for child, parent in parents.items() if parent in frontier and child not in tree}
+        tree |= frontier
     return sum(ticks[p] for p in tree) / os.sysconf("SC_CLK_TCK")
 
 
